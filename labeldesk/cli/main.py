@@ -1,0 +1,117 @@
+"""``labeldesk`` command line: a thin, git-like layer over ``labeldesk.core``.
+
+Only argparse is imported at start; each verb imports what it needs when it runs, so
+``labeldesk --help`` answers at once and never loads torch or Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+EPILOG = """\
+REF names a version: main, a tag, a version id (or a unique prefix of at least 4 hex digits),
+each optionally followed by ~N for its N-th first-parent ancestor (main~1 is the one before main).
+
+Examples:
+  labeldesk init my-project
+  labeldesk -p my-project add ~/photos/batch-1
+  labeldesk -p my-project log
+  labeldesk -p my-project diff main~1 main
+  labeldesk -p my-project tag v1.0 main && labeldesk -p my-project approve v1.0 --note "QA ok"
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="labeldesk",
+        description="Keep computer-vision datasets accurate as they grow: import, pre-label, "
+        "review, version, approve, export, validate.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "-p",
+        "--project",
+        default=os.environ.get("LABELDESK_PROJECT", "."),
+        help="project folder (default: the current folder, or $LABELDESK_PROJECT)",
+    )
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("init", help="create a project (in PATH or the project folder)")
+    s.add_argument("path", nargs="?", help="folder to create the project in")
+
+    s = sub.add_parser("add", help="import image files and folders as a new version")
+    s.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
+    s.add_argument("-m", "--message", help="version message (default: 'Add N images')")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    s = sub.add_parser("log", help="list versions, newest first")
+    s.add_argument("ref", nargs="?", default="main", help="start from REF (default: main)")
+    s.add_argument("-n", "--limit", type=int, help="show at most N versions")
+    s.add_argument("--json", action="store_true", help="print JSON")
+
+    s = sub.add_parser("show", help="show one version")
+    s.add_argument("ref", nargs="?", default="main", metavar="REF")
+    s.add_argument("--json", action="store_true", help="print JSON")
+
+    s = sub.add_parser("diff", help="what changed between two versions")
+    s.add_argument("ref_a", metavar="REF")
+    s.add_argument("ref_b", metavar="REF")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--limit", type=int, default=50, help="images to list in text (default 50)")
+
+    s = sub.add_parser("tag", help="name a version (or list tags without arguments)")
+    s.add_argument("name", nargs="?")
+    s.add_argument("ref", nargs="?", default="main", metavar="REF")
+    s.add_argument("-f", "--force", action="store_true", help="move an existing tag")
+    s.add_argument("--json", action="store_true", help="print JSON (when listing)")
+
+    s = sub.add_parser("approve", help="approve a version as a release (leads only)")
+    s.add_argument("ref", metavar="REF")
+    s.add_argument("--note", default="", help="why, for the record")
+
+    s = sub.add_parser("reject", help="reject a version (leads only)")
+    s.add_argument("ref", metavar="REF")
+    s.add_argument("--note", required=True, help="why it was rejected")
+
+    s = sub.add_parser("revert", help="commit a new version whose content equals REF")
+    s.add_argument("ref", metavar="REF")
+    s.add_argument("-m", "--message", help="version message")
+
+    s = sub.add_parser("fsck", help="re-hash every object and cross-check the database")
+    s.add_argument("--json", action="store_true", help="print JSON")
+
+    s = sub.add_parser("member", help="list members, or set a user's role (leads only)")
+    s.add_argument("user", nargs="?")
+    s.add_argument("role", nargs="?", choices=("annotator", "lead"))
+
+    s = sub.add_parser("demo", help="build a demo project and show what LabelDesk does")
+    s.add_argument("path", nargs="?", default="labeldesk-demo", help="demo folder")
+    s.add_argument("--images", type=int, default=48, help="number of generated images")
+    s.add_argument("--force", action="store_true", help="replace an existing demo folder")
+    return p
+
+
+def _version() -> str:
+    from labeldesk import __version__
+
+    return f"labeldesk {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from labeldesk.cli import verbs
+
+    return verbs.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

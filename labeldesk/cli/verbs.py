@@ -1,0 +1,328 @@
+"""The CLI verbs. Each takes the parsed arguments, calls core and prints; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from labeldesk.core.errors import InputError, LabelDeskError, MergeConflictError
+from labeldesk.core.project import Project
+
+from .output import ProgressBar, emit_json, error, table
+
+
+def run(args: argparse.Namespace) -> int:
+    handler = globals()[f"cmd_{args.command}"]
+    try:
+        return handler(args) or 0
+    except InputError as e:
+        error(e.summary)
+        for p in e.problems:
+            sys.stderr.write(f"  - {p}\n")
+        return 1
+    except MergeConflictError as e:
+        error(str(e))
+        return 1
+    except LabelDeskError as e:
+        error(str(e))
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("\ncancelled; the project is unchanged\n")
+        return 130
+
+
+def _open(args: argparse.Namespace) -> Project:
+    return Project.open(Path(args.project))
+
+
+def _when(iso: str | None) -> str:
+    """ISO UTC time shown to the minute in local time."""
+    if not iso:
+        return ""
+    import datetime as dt
+
+    t = dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone()
+    return t.strftime("%Y-%m-%d %H:%M")
+
+
+def image_names(project: Project, shas: list[str]) -> dict[str, str]:
+    """The first source path each image was imported from: what a person recognises."""
+    out: dict[str, str] = {}
+    for i in range(0, len(shas), 500):
+        chunk = shas[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for sha, path in project.db.execute(
+            f"SELECT sha256, path FROM image_source WHERE sha256 IN ({marks}) ORDER BY id DESC",
+            chunk,
+        ):
+            out[sha] = path
+    return out
+
+
+# -- verbs -------------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    root = Path(args.path or args.project)
+    with Project.init(root) as project:
+        print(f"Initialised empty LabelDesk project in {project.root} (lead: {project.user})")
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from labeldesk.core.importer import add_images
+
+    bar = ProgressBar()
+    with _open(args) as project:
+        try:
+            report = add_images(project, args.paths, message=args.message, progress=bar)
+        finally:
+            bar.close()
+    if args.json:
+        emit_json(report.to_json())
+    else:
+        n_add, n_dup, n_skip = len(report.added), len(report.duplicates), len(report.skipped)
+        print(f"added {n_add}, duplicates {n_dup}, skipped {n_skip}")
+        if report.duplicates:
+            print("duplicates (stored once):")
+            for d in report.duplicates:
+                print(f"  {d.path}  (same content as {d.of})")
+        if report.skipped:
+            print("skipped:")
+            for p in report.skipped:
+                print(f"  {p.where}: {p.reason}")
+        if report.version:
+            v = report.version
+            print(f'committed version {v.short} "{v.message}" ({v.n_images} images)')
+        else:
+            print("nothing new to commit")
+    return 1 if not report.added and report.skipped else 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from labeldesk.core.versions import log
+
+    with _open(args) as project:
+        versions = list(log(project.db, args.ref, args.limit))
+    if args.json:
+        emit_json([v.to_json() for v in versions])
+        return 0
+    rows = [
+        (
+            v.short,
+            _when(v.created),
+            v.author,
+            v.kind,
+            v.status,
+            v.n_images,
+            v.n_boxes,
+            ",".join(v.tags),
+            v.message.splitlines()[0] if v.message else "",
+        )
+        for v in versions
+    ]
+    table(
+        ("version", "created", "author", "kind", "status", "images", "boxes", "tags", "message"),
+        rows,
+    )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from labeldesk.core.versions import resolve
+
+    with _open(args) as project:
+        v = resolve(project.db, args.ref)
+        decisions = project.db.execute(
+            "SELECT decision, by, at, note FROM decision WHERE version = ? ORDER BY id", [v.id]
+        ).fetchall()
+    if args.json:
+        data = v.to_json()
+        data["decisions"] = [
+            dict(zip(("decision", "by", "at", "note"), d, strict=True)) for d in decisions
+        ]
+        emit_json(data)
+        return 0
+    print(f"version   {v.id}")
+    print(f"kind      {v.kind}")
+    print(f"parents   {' '.join(p[:12] for p in v.parents) or '(none)'}")
+    print(f"author    {v.author}")
+    print(f"created   {v.created}")
+    print(f"status    {v.status}" + (f" by {v.status_by} at {v.status_at}" if v.status_by else ""))
+    if v.status_note:
+        print(f"note      {v.status_note}")
+    if v.tags:
+        print(f"tags      {', '.join(v.tags)}")
+    print(f"images    {v.n_images}")
+    print(f"boxes     {v.n_boxes}")
+    classes = ", ".join(f"{c['id']}:{c['name']}" for c in v.classes) or "(none)"
+    print(f"classes   {classes}")
+    for key in sorted(v.provenance):
+        print(f"  {key}: {v.provenance[key]}")
+    print()
+    print(f"    {v.message}")
+    for d in decisions:
+        print(f"  {d[0]} by {d[1]} at {d[2]}" + (f": {d[3]}" if d[3] else ""))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from labeldesk.core.versions import diff
+
+    with _open(args) as project:
+        d = diff(project, args.ref_a, args.ref_b)
+        names = image_names(
+            project,
+            [i.image for i in d.images[: max(args.limit, 0)]]
+            if not args.json
+            else [i.image for i in d.images],
+        )
+    counts = d.counts()
+    if args.json:
+        emit_json(
+            {
+                "a": d.a.id,
+                "b": d.b.id,
+                **counts,
+                "classes_added": d.classes_added,
+                "classes_removed": d.classes_removed,
+                "images": [
+                    {
+                        "image": i.image,
+                        "path": names.get(i.image),
+                        "change": i.kind,
+                        "boxes_added": i.boxes_added,
+                        "boxes_removed": i.boxes_removed,
+                        "split_changed": i.split_changed,
+                        "tags_changed": i.tags_changed,
+                    }
+                    for i in d.images
+                ],
+            }
+        )
+        return 0
+    print(f"{d.a.short} -> {d.b.short}")
+    print(
+        f"images: +{counts['images_added']} -{counts['images_removed']} "
+        f"~{counts['images_changed']}   boxes: +{counts['boxes_added']} -{counts['boxes_removed']}"
+    )
+    if d.classes_added or d.classes_removed:
+        print(f"classes: +{d.classes_added} -{d.classes_removed}")
+    marks = {"added": "+", "removed": "-", "changed": "~"}
+    for i in d.images[: args.limit]:
+        extra = []
+        if i.boxes_added or i.boxes_removed:
+            extra.append(f"boxes +{i.boxes_added} -{i.boxes_removed}")
+        if i.split_changed:
+            extra.append("split")
+        if i.tags_changed:
+            extra.append("tags")
+        print(f"  {marks[i.kind]} {i.image[:12]}  {names.get(i.image, '')}  {' '.join(extra)}")
+    if len(d.images) > args.limit:
+        print(f"  … and {len(d.images) - args.limit} more (use --json for all)")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from labeldesk.core.versions import tag
+
+    with _open(args) as project:
+        if args.name is None:
+            rows = project.db.execute(
+                "SELECT r.name, r.version, v.status, r.updated_at, r.updated_by FROM ref r "
+                "JOIN version v ON v.id = r.version WHERE r.kind = 'tag' ORDER BY r.name"
+            ).fetchall()
+            if args.json:
+                emit_json(
+                    [
+                        dict(zip(("tag", "version", "status", "at", "by"), r, strict=True))
+                        for r in rows
+                    ]
+                )
+            else:
+                table(
+                    ("tag", "version", "status", "tagged", "by"),
+                    [(r[0], r[1][:12], r[2], _when(r[3]), r[4]) for r in rows],
+                )
+            return 0
+        v = tag(project, args.name, args.ref, force=args.force)
+    print(f"tagged {v.short} as {args.name}")
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from labeldesk.core.versions import decide
+
+    with _open(args) as project:
+        v = decide(project, args.ref, "approved", args.note)
+    print(f"approved {v.short} by {v.status_by}")
+    return 0
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    from labeldesk.core.versions import decide
+
+    with _open(args) as project:
+        v = decide(project, args.ref, "rejected", args.note)
+    print(f"rejected {v.short} by {v.status_by}: {v.status_note}")
+    return 0
+
+
+def cmd_revert(args: argparse.Namespace) -> int:
+    from labeldesk.core.versions import revert
+
+    with _open(args) as project:
+        v = revert(project, args.ref, args.message)
+    print(f'committed version {v.short} "{v.message}" ({v.n_images} images, {v.n_boxes} boxes)')
+    return 0
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    from labeldesk.core.fsck import fsck
+
+    bar = ProgressBar()
+    with _open(args) as project:
+        try:
+            report = fsck(project, progress=bar)
+        finally:
+            bar.close()
+    if args.json:
+        emit_json(report.to_json())
+        return 0 if report.ok else 1
+    for line in report.errors:
+        print(f"error: {line}")
+    for line in report.notes:
+        print(f"note: {line}")
+    mb = report.bytes_checked / 1e6
+    if report.ok:
+        print(
+            f"OK: re-hashed {report.objects_checked} objects ({mb:.1f} MB), "
+            f"checked {report.versions_checked} versions"
+        )
+        return 0
+    print(f"{len(report.errors)} problem(s) found")
+    return 1
+
+
+def cmd_member(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        if args.user and args.role:
+            project.set_member(args.user, args.role)
+            print(f"{args.user} is now {args.role}")
+        elif args.user:
+            print(f"{args.user}: {project.role_of(args.user)}")
+        else:
+            table(("user", "role"), project.members())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from labeldesk.core.demo import build_demo
+
+    bar = ProgressBar()
+    try:
+        build_demo(Path(args.path), n_images=args.images, force=args.force, progress=bar, say=print)
+    finally:
+        bar.close()
+    return 0

@@ -1,0 +1,179 @@
+"""A LabelDesk project on disk: ``labeldesk.db`` plus ``objects/``.
+
+Opening a project brings its schema up to date (or refuses a newer one) and cleans up what an
+interrupted import left behind, so every other module can assume a consistent store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+import socket
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from . import db as dbmod
+from .errors import NotAProjectError, PermissionDeniedError
+from .objects import TMP_PREFIX, ObjectStore
+
+DB_NAME = "labeldesk.db"
+OBJECTS_DIR = "objects"
+ROLES = ("annotator", "lead")
+
+
+def now_iso() -> str:
+    """UTC time with microseconds, ISO 8601: sorts as text and is unambiguous across machines."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def current_user() -> str:
+    """The acting user: ``LABELDESK_USER`` if set, else the OS login."""
+    env = os.environ.get("LABELDESK_USER")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (some containers): still attribute the work to someone
+        return f"uid{os.getuid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Project:
+    def __init__(self, root: Path, db: Database, user: str) -> None:
+        self.root = root
+        self.db = db
+        self.objects = ObjectStore(root / OBJECTS_DIR)
+        self.user = user
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def init(cls, root: Path | str, *, user: str | None = None) -> Project:
+        """Create a project in ``root`` (made if missing); the creator becomes its lead."""
+        root = Path(root).absolute()
+        if (root / DB_NAME).exists():
+            raise NotAProjectError(f"{root} already holds a LabelDesk project")
+        root.mkdir(parents=True, exist_ok=True)
+        (root / OBJECTS_DIR / "sha256").mkdir(parents=True, exist_ok=True)
+        user = user or current_user()
+        db = dbmod.connect(root / DB_NAME)
+        db.execute("PRAGMA journal_mode = WAL")
+        dbmod.migrate(db, root / DB_NAME)
+        with dbmod.transaction(db):
+            db.execute(
+                "INSERT OR IGNORE INTO project_meta (key, value) VALUES ('created', ?)",
+                [now_iso()],
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO member (user, role, added_at) VALUES (?, 'lead', ?)",
+                [user, now_iso()],
+            )
+        return cls(root, db, user)
+
+    @classmethod
+    def open(cls, root: Path | str, *, user: str | None = None) -> Project:
+        root = Path(root).absolute()
+        path = root / DB_NAME
+        if not path.is_file():
+            raise NotAProjectError(
+                f"{root} is not a LabelDesk project (no {DB_NAME}); "
+                "create one with `labeldesk init`"
+            )
+        db = dbmod.connect(path)
+        dbmod.migrate(db, path)
+        project = cls(root, db, user or current_user())
+        project.recover()
+        return project
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def transaction(self):
+        return dbmod.transaction(self.db)
+
+    # -- crash recovery ----------------------------------------------------------------------
+    def stale_pending(self) -> list[tuple[str, str]]:
+        """Objects journaled by imports whose process is gone: ``(sha, op)``."""
+        host = socket.gethostname()
+        rows = self.db.execute("SELECT sha256, op, pid, host FROM pending_object").fetchall()
+        return [(sha, op) for sha, op, pid, h in rows if h == host and not _pid_alive(pid)]
+
+    def recover(self) -> int:
+        """Remove what an interrupted import left: journaled objects no row points at.
+
+        Returns how many objects were removed. Runs at every open; cheap when nothing is stale.
+        """
+        stale = self.stale_pending()
+        removed = 0
+        if stale:
+            with self.transaction():
+                for sha, op in stale:
+                    referenced = self.db.execute(
+                        "SELECT 1 FROM image WHERE sha256 = ?", [sha]
+                    ).fetchone()
+                    others = self.db.execute(
+                        "SELECT 1 FROM pending_object WHERE sha256 = ? AND op != ?", [sha, op]
+                    ).fetchone()
+                    if not referenced and not others:
+                        self.objects.remove(sha)
+                        removed += 1
+                    self.db.execute(
+                        "DELETE FROM pending_object WHERE sha256 = ? AND op = ?", [sha, op]
+                    )
+        for tmp in self.objects.iter_temp_files():
+            try:
+                pid = int(tmp.name[len(TMP_PREFIX) :].split("-")[0])
+            except ValueError:
+                continue
+            if not _pid_alive(pid):
+                tmp.unlink(missing_ok=True)
+        return removed
+
+    # -- members and roles -------------------------------------------------------------------
+    def role_of(self, user: str | None = None) -> str:
+        """``lead`` or ``annotator``. Users not listed are annotators.
+
+        A project with no members at all (made outside ``init``) is open to everyone as lead.
+        """
+        user = user or self.user
+        row = self.db.execute("SELECT role FROM member WHERE user = ?", [user]).fetchone()
+        if row:
+            return row[0]
+        anyone = self.db.execute("SELECT 1 FROM member LIMIT 1").fetchone()
+        return "annotator" if anyone else "lead"
+
+    def require_lead(self, action: str) -> None:
+        if self.role_of() != "lead":
+            raise PermissionDeniedError(
+                f"{self.user} is an annotator in this project; only a lead may {action}"
+            )
+
+    def set_member(self, user: str, role: str) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}")
+        self.require_lead("change roles")
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO member (user, role, added_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(user) DO UPDATE SET role = excluded.role",
+                [user, role, now_iso()],
+            )
+
+    def members(self) -> list[tuple[str, str]]:
+        return [tuple(r) for r in self.db.execute("SELECT user, role FROM member ORDER BY user")]

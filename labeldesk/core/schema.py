@@ -1,0 +1,163 @@
+"""The database schema, as an ordered list of sqlite-utils migrations.
+
+``PRAGMA user_version`` holds the number of migrations applied, so an older LabelDesk can see at
+once that a database is newer than it understands and refuse it, instead of misreading it.
+Never edit a migration that has shipped: add a new one. docs/database.md documents the tables.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("labeldesk")
+
+# Content-addressed rows never change once written; versions never change except their review
+# status, and an approved version not even that. Triggers enforce it in the database itself, so
+# a user poking at the file with the sqlite-utils CLI cannot break the history by accident.
+_IMMUTABLE_TRIGGERS = """
+CREATE TRIGGER annotation_set_immutable BEFORE UPDATE ON annotation_set
+BEGIN SELECT RAISE(ABORT, 'annotation sets are content-addressed and immutable'); END;
+CREATE TRIGGER manifest_bucket_immutable BEFORE UPDATE ON manifest_bucket
+BEGIN SELECT RAISE(ABORT, 'manifest buckets are content-addressed and immutable'); END;
+CREATE TRIGGER manifest_tree_immutable BEFORE UPDATE ON manifest_tree
+BEGIN SELECT RAISE(ABORT, 'manifest trees are content-addressed and immutable'); END;
+CREATE TRIGGER version_content_immutable BEFORE UPDATE OF
+    id, seq, parents, kind, author, message, created, tree, classes, provenance,
+    n_images, n_boxes ON version
+BEGIN SELECT RAISE(ABORT, 'a committed version is immutable'); END;
+CREATE TRIGGER version_approved_final BEFORE UPDATE OF status, status_by, status_at,
+    status_note ON version WHEN OLD.status = 'approved'
+BEGIN SELECT RAISE(ABORT, 'an approved version cannot be altered'); END;
+CREATE TRIGGER version_approved_kept BEFORE DELETE ON version WHEN OLD.status = 'approved'
+BEGIN SELECT RAISE(ABORT, 'an approved version cannot be deleted'); END;
+"""
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+CREATE TABLE project_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE member (
+    user TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('annotator', 'lead')),
+    added_at TEXT NOT NULL
+);
+
+CREATE TABLE image (
+    sha256 TEXT PRIMARY KEY,
+    format TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    orientation INTEGER NOT NULL,
+    raw_width INTEGER NOT NULL,
+    raw_height INTEGER NOT NULL,
+    mode TEXT NOT NULL,
+    byte_size INTEGER NOT NULL,
+    added_at TEXT NOT NULL
+);
+
+CREATE TABLE image_source (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL REFERENCES image(sha256),
+    path TEXT NOT NULL,
+    imported_at TEXT NOT NULL,
+    UNIQUE (sha256, path)
+);
+CREATE INDEX image_source_path ON image_source(path);
+
+CREATE TABLE pending_object (
+    sha256 TEXT NOT NULL,
+    op TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    started TEXT NOT NULL,
+    PRIMARY KEY (sha256, op)
+);
+
+CREATE TABLE annotation_set (
+    hash TEXT PRIMARY KEY,
+    boxes TEXT NOT NULL,
+    n_boxes INTEGER NOT NULL
+);
+
+CREATE TABLE manifest_bucket (
+    hash TEXT PRIMARY KEY,
+    entries TEXT NOT NULL,
+    n_images INTEGER NOT NULL,
+    n_boxes INTEGER NOT NULL
+);
+
+CREATE TABLE manifest_tree (
+    hash TEXT PRIMARY KEY,
+    buckets TEXT NOT NULL,
+    n_images INTEGER NOT NULL,
+    n_boxes INTEGER NOT NULL
+);
+
+CREATE TABLE version (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,
+    parents TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('import', 'review', 'rollback', 'merge')),
+    author TEXT NOT NULL,
+    message TEXT NOT NULL,
+    created TEXT NOT NULL,
+    tree TEXT NOT NULL REFERENCES manifest_tree(hash),
+    classes TEXT NOT NULL,
+    provenance TEXT NOT NULL,
+    n_images INTEGER NOT NULL,
+    n_boxes INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'committed'
+        CHECK (status IN ('committed', 'approved', 'rejected')),
+    status_by TEXT,
+    status_at TEXT,
+    status_note TEXT
+);
+
+CREATE TABLE decision (
+    id INTEGER PRIMARY KEY,
+    version TEXT NOT NULL REFERENCES version(id),
+    decision TEXT NOT NULL CHECK (decision IN ('approved', 'rejected')),
+    by TEXT NOT NULL,
+    at TEXT NOT NULL,
+    note TEXT NOT NULL
+);
+
+CREATE TABLE ref (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('branch', 'tag')),
+    version TEXT NOT NULL REFERENCES version(id),
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL
+);
+
+CREATE TABLE review_session (
+    id INTEGER PRIMARY KEY,
+    base TEXT NOT NULL REFERENCES version(id),
+    author TEXT NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'committed', 'abandoned')),
+    new_classes TEXT NOT NULL DEFAULT '[]',
+    version TEXT REFERENCES version(id),
+    message TEXT
+);
+
+CREATE TABLE session_edit (
+    session INTEGER NOT NULL REFERENCES review_session(id),
+    image TEXT NOT NULL REFERENCES image(sha256),
+    boxes TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    updated TEXT NOT NULL,
+    PRIMARY KEY (session, image)
+);
+"""
+    )
+    db.executescript(_IMMUTABLE_TRIGGERS)
+
+
+#: The schema version this code writes: one per migration.
+SCHEMA_VERSION = len(migrations._migrations)
