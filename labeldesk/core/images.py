@@ -8,6 +8,7 @@ caught here rather than in the middle of a training run.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -88,7 +89,12 @@ def probe(data: bytes) -> ImageInfo:
     except BadImageError:
         raise
     except Image.DecompressionBombError as e:
-        raise BadImageError(f"decompression bomb refused ({e})") from None
+        # Pillow refuses before we see the size; its message carries the pixel count.
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        declared = f"declares {int(m.group(1)) / 1e6:.0f} MP, " if m else ""
+        raise BadImageError(
+            f"decompression bomb refused: {declared}limit {MAX_PIXELS / 1e6:.0f} MP"
+        ) from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:
         raise BadImageError(f"cannot decode {fmt}: {e}") from None
     w, h = upright_size(raw_w, raw_h, orientation)

@@ -1,0 +1,94 @@
+"""Helpers for tests: real image files of every awkward kind, and project snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from labeldesk.core.project import Project
+
+
+def write_image(
+    path: Path, seed: int = 0, size: tuple[int, int] = (64, 48), fmt: str = "PNG", **save: object
+) -> Path:
+    """A small random RGB image; different seeds give different bytes."""
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, format=fmt, **save)
+    return path
+
+
+def snapshot(project: Project) -> dict:
+    """Everything in a project: every table's rows and every object file (name, hash, mode).
+
+    Two equal snapshots mean the project did not change at all.
+    """
+    db = project.db
+    tables = [
+        r[0]
+        for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    state: dict = {
+        t: sorted(map(repr, db.execute(f"SELECT * FROM [{t}]").fetchall())) for t in tables
+    }
+    files = []
+    for f in sorted((project.root / "objects").rglob("*")):
+        if f.is_file():
+            files.append(
+                (
+                    str(f.relative_to(project.root)),
+                    hashlib.sha256(f.read_bytes()).hexdigest(),
+                    f.stat().st_mode & 0o777,
+                )
+            )
+    state["__files__"] = files
+    return state
+
+
+# -- awkward inputs ---------------------------------------------------------------------------
+
+
+def write_exif_oriented(path: Path, orientation: int, size: tuple[int, int] = (60, 40)) -> Path:
+    """A JPEG stored ``size`` wide whose EXIF says to show it rotated/flipped."""
+    arr = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    arr[:, : size[0] // 3] = (255, 0, 0)  # a red band on the stored left edge
+    arr[:5, :] = (0, 255, 0)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, format="JPEG", exif=exif.tobytes(), quality=95)
+    return path
+
+
+def png_bomb_bytes(width: int = 30000, height: int = 30000) -> bytes:
+    """A small, valid PNG that declares ``width`` x ``height`` 1-bit pixels (all black)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    row = b"\x00" * (1 + (width + 7) // 8)
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def jpeg_bytes(seed: int = 0, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> bytes:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    im = Image.fromarray(arr)
+    if mode != "RGB":
+        im = im.convert(mode)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
