@@ -128,7 +128,7 @@ def fsck(
         if hash_json(value)[0] != h:
             err(f"manifest bucket {h}: content does not match its hash")
         boxes = 0
-        for image, (annset, _split, _tags) in value.items():
+        for image, (annset, *_rest) in value.items():
             if image not in images:
                 err(f"manifest bucket {h}: image {image} has no image row")
             if annset not in annsets:

@@ -13,18 +13,18 @@ import hashlib
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .boxes import EMPTY_SET_HASH, EMPTY_SET_JSON
+from .boxes import EMPTY_SET_HASH, Box
 from .errors import Problem
 from .images import BadImageError, ImageInfo, probe
 from .manifest import Entry, ManifestStore
 from .progress import CancelFn, ProgressFn, check_cancel
 from .project import Project, now_iso
-from .versions import Version, get_version, head, write_version
+from .versions import Version, get_version, head, put_annotation_set, write_version
 
 #: Files probed and journaled per step; bounds memory (file bytes in flight) and journal writes.
 CHUNK = 64
@@ -140,6 +140,168 @@ def _probed(files: list[Path], workers: int) -> Iterator[list[tuple]]:
             yield list(pool.map(_read_and_probe, files[i : i + CHUNK]))
 
 
+class Staging:
+    """Stage image files into the object store, then commit them with rows in one go.
+
+    Use as a context manager: leaving the block by an exception (or a cancel) removes every
+    object this staging wrote and its journal rows, so the project is exactly as before.
+    Labelled-dataset importers stage the files, build entries from what was measured, then call
+    :meth:`commit`.
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        workers: int | None = None,
+    ) -> None:
+        self.project = project
+        self.progress = progress
+        self.cancel = cancel
+        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.op = uuid.uuid4().hex
+        self.created: list[str] = []  # objects written here: removed again if we fail
+        self.infos: dict[str, ImageInfo] = {}
+        self.sources: list[tuple[str, str]] = []
+        self.known = {r[0] for r in project.db.execute("SELECT sha256 FROM image")}
+        self.committed = False
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or not self.committed:
+            self.abort()
+
+    def abort(self) -> None:
+        for sha in self.created:
+            self.project.objects.remove(sha)
+        self.created.clear()
+        with self.project.transaction():
+            self.project.db.execute("DELETE FROM pending_object WHERE op = ?", [self.op])
+
+    def stage_files(
+        self, files: Sequence[Path], what: str = "importing images"
+    ) -> list[tuple[Path, str | None, ImageInfo | str]]:
+        """Probe and store ``files``; returns ``(path, sha or None, info or reason)`` each."""
+        db = self.project.db
+        out: list[tuple[Path, str | None, ImageInfo | str]] = []
+        host = socket.gethostname()
+        done, total = 0, len(files)
+        for chunk in _probed(list(files), self.workers):
+            check_cancel(self.cancel)
+            fresh = {
+                sha
+                for _, sha, _, _ in chunk
+                if sha is not None
+                and sha not in self.known
+                and sha not in self.infos
+                and not self.project.objects.exists(sha)
+            }
+            if fresh:
+                # Journal before writing: a kill between the two leaves a known leftover,
+                # never an orphan nobody can account for.
+                with self.project.transaction():
+                    db.conn.executemany(
+                        "INSERT OR IGNORE INTO pending_object (sha256, op, pid, host, started) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        [(sha, self.op, os.getpid(), host, now_iso()) for sha in fresh],
+                    )
+            for path, sha, data, info in chunk:
+                done += 1
+                if sha is None:
+                    out.append((path, None, str(info)))
+                    continue
+                assert isinstance(info, ImageInfo) and data is not None
+                self.sources.append((sha, display_path(path.absolute())))
+                if sha in fresh and self.project.objects.put_bytes(data, sha, durable=False):
+                    self.created.append(sha)
+                self.infos[sha] = info
+                out.append((path, sha, info))
+            if self.progress:
+                self.progress(done, total, what)
+        return out
+
+    def commit(
+        self,
+        *,
+        entries: dict[str, Entry],
+        annsets: dict[str, list[Box]],
+        classes: list[dict] | None,
+        message: str,
+        provenance: dict,
+        replace_all: bool = False,
+    ) -> Version | None:
+        """Record the staged images and commit a version of kind ``import`` on ``main``.
+
+        ``entries`` maps image hash to its manifest entry; its ``annset`` field is ignored and
+        filled from ``annsets`` (the boxes of that image; missing means no boxes). With
+        ``replace_all`` the version holds exactly ``entries``; otherwise they are added to (or
+        replace their images in) main's manifest. ``classes=None`` keeps main's classes.
+        Returns None when main would not change.
+        """
+        check_cancel(self.cancel)
+        self.project.objects.sync()
+        project, db = self.project, self.project.db
+        with project.transaction():
+            now = now_iso()
+            db.conn.executemany(
+                "INSERT OR IGNORE INTO image (sha256, format, width, height, orientation, "
+                "raw_width, raw_height, mode, byte_size, added_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        sha,
+                        i.format,
+                        i.width,
+                        i.height,
+                        i.orientation,
+                        i.raw_width,
+                        i.raw_height,
+                        i.mode,
+                        project.objects.path(sha).stat().st_size,
+                        now,
+                    )
+                    for sha, i in self.infos.items()
+                ],
+            )
+            db.conn.executemany(
+                "INSERT OR IGNORE INTO image_source (sha256, path, imported_at) VALUES (?, ?, ?)",
+                [(sha, path, now) for sha, path in self.sources],
+            )
+            db.execute("DELETE FROM pending_object WHERE op = ?", [self.op])
+            store = ManifestStore(db)
+            current = head(db)
+            main = get_version(db, current) if current else None
+            tree = store.tree(main.tree) if main else None
+            changes: dict[str, Entry | None] = {}
+            for sha, entry in entries.items():
+                annset = put_annotation_set(db, annsets.get(sha, []))
+                changes[sha] = entry.with_annset(annset)
+            if replace_all and tree is not None:
+                for image, _ in store.entries(tree):
+                    changes.setdefault(image, None)
+            if tree is not None:
+                changes = {k: v for k, v in changes.items() if store.entry(tree, k) != v}
+            new_classes = main.classes if (classes is None and main) else (classes or [])
+            if not changes and main is not None and new_classes == main.classes:
+                self.committed = True
+                return None
+            version = write_version(
+                project,
+                tree=store.apply(tree, changes),
+                classes=new_classes,
+                parents=[main.id] if main else [],
+                kind="import",
+                message=message,
+                provenance=provenance,
+                move_main_from=main.id if main else None,
+            )
+        self.committed = True
+        return version
+
+
 def add_images(
     project: Project,
     paths: Sequence[Path | str],
@@ -149,137 +311,36 @@ def add_images(
     cancel: CancelFn | None = None,
     workers: int | None = None,
 ) -> AddReport:
-    """Import image files and folders and commit them as one version of kind ``import``."""
+    """Import image files and folders and commit them as one version of kind ``import``.
+
+    Images already in main keep their labels; new ones join with no boxes.
+    """
     db = project.db
     files, problems = collect_files(paths)
     report = AddReport(skipped=list(problems))
-    total = len(files)
-    workers = workers or min(4, os.cpu_count() or 1)
-    op = uuid.uuid4().hex
-    host = socket.gethostname()
-    created: list[str] = []  # objects this import wrote: removed again if it fails
-    batch_first: dict[str, str] = {}  # sha -> first path in this import
-    new_images: dict[str, ImageInfo] = {}
-    sources: list[tuple[str, str]] = []
-    known = {r[0] for r in db.execute("SELECT sha256 FROM image")}
-    done = 0
-    try:
-        for chunk in _probed(files, workers):
-            check_cancel(cancel)
-            fresh = [
-                (p, sha, data, info)
-                for p, sha, data, info in chunk
-                if sha is not None
-                and sha not in known
-                and sha not in batch_first
-                and not project.objects.exists(sha)
-            ]
-            if fresh:
-                # Journal before writing: a kill between the two leaves a known leftover,
-                # never an orphan nobody can account for.
-                with project.transaction():
-                    db.conn.executemany(
-                        "INSERT OR IGNORE INTO pending_object (sha256, op, pid, host, started) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        [(sha, op, os.getpid(), host, now_iso()) for _, sha, _, _ in fresh],
-                    )
-            for path, sha, data, info in chunk:
-                shown = display_path(path)
-                done += 1
-                if sha is None:
-                    report.skipped.append(Problem(shown, str(info)))
-                    continue
-                assert isinstance(info, ImageInfo) and data is not None
-                sources.append((sha, display_path(path.absolute())))
-                if sha in batch_first:
-                    report.duplicates.append(Duplicate(shown, sha, batch_first[sha]))
-                    continue
-                batch_first[sha] = shown
-                if sha in known:
-                    report.duplicates.append(Duplicate(shown, sha, "the project"))
-                    new_images[sha] = info  # may still be missing from main's manifest
-                    continue
-                if project.objects.put_bytes(data, sha, durable=False):
-                    created.append(sha)
-                new_images[sha] = info
+    current = head(db)
+    store = ManifestStore(db)
+    main_tree = store.tree(get_version(db, current).tree) if current else None
+    with Staging(project, progress=progress, cancel=cancel, workers=workers) as staging:
+        first: dict[str, str] = {}
+        for path, sha, info in staging.stage_files(files):
+            shown = display_path(path)
+            if sha is None:
+                report.skipped.append(Problem(shown, str(info)))
+            elif sha in first:
+                report.duplicates.append(Duplicate(shown, sha, first[sha]))
+            elif main_tree is not None and store.entry(main_tree, sha) is not None:
+                first[sha] = shown
+                report.duplicates.append(Duplicate(shown, sha, "the project"))
+            else:
+                first[sha] = shown
+                assert isinstance(info, ImageInfo)
                 report.added.append(Added(shown, sha, info))
-            if progress:
-                progress(done, total, "importing images")
-        check_cancel(cancel)
-        project.objects.sync()
-        report.version = _commit(project, new_images, sources, paths, op, message, report)
-    except BaseException:
-        for sha in created:
-            project.objects.remove(sha)
-        with project.transaction():
-            db.execute("DELETE FROM pending_object WHERE op = ?", [op])
-        raise
-    return report
-
-
-def _commit(
-    project: Project,
-    infos: dict[str, ImageInfo],
-    sources: list[tuple[str, str]],
-    paths: Sequence[Path | str],
-    op: str,
-    message: str | None,
-    report: AddReport,
-) -> Version | None:
-    db = project.db
-    with project.transaction():
-        now = now_iso()
-        db.conn.executemany(
-            "INSERT OR IGNORE INTO image (sha256, format, width, height, orientation, raw_width, "
-            "raw_height, mode, byte_size, added_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    sha,
-                    i.format,
-                    i.width,
-                    i.height,
-                    i.orientation,
-                    i.raw_width,
-                    i.raw_height,
-                    i.mode,
-                    project.objects.path(sha).stat().st_size,
-                    now,
-                )
-                for sha, i in infos.items()
-            ],
-        )
-        db.conn.executemany(
-            "INSERT OR IGNORE INTO image_source (sha256, path, imported_at) VALUES (?, ?, ?)",
-            [(sha, path, now) for sha, path in sources],
-        )
-        db.execute("DELETE FROM pending_object WHERE op = ?", [op])
-        db.execute(
-            "INSERT OR IGNORE INTO annotation_set (hash, boxes, n_boxes) VALUES (?, ?, 0)",
-            [EMPTY_SET_HASH, EMPTY_SET_JSON],
-        )
-        store = ManifestStore(db)
-        current = head(db)
-        main = get_version(db, current) if current else None
-        tree = store.tree(main.tree) if main else None
-        changes = {
-            sha: Entry(EMPTY_SET_HASH)
-            for sha in infos
-            if tree is None or store.entry(tree, sha) is None
-        }
-        # Images that were in the project but not in main's manifest count as added back.
-        back = {d.sha256 for d in report.duplicates if d.of == "the project"} & changes.keys()
-        report.duplicates = [d for d in report.duplicates if d.sha256 not in back]
-        report.added.extend(Added(d, s, infos[s]) for s, d in _first_paths(sources, back))
-        if not changes:
-            return None
-        new_tree = store.apply(tree, changes)
-        n = len(changes)
-        return write_version(
-            project,
-            tree=new_tree,
-            classes=main.classes if main else [],
-            parents=[main.id] if main else [],
-            kind="import",
+        n = len(report.added)
+        report.version = staging.commit(
+            entries={a.sha256: Entry(EMPTY_SET_HASH) for a in report.added},
+            annsets={},
+            classes=None,
             message=message or f"Add {n} image{'s' if n != 1 else ''}",
             provenance={
                 "method": None,
@@ -288,13 +349,5 @@ def _commit(
                 "preprocessing": [],
                 "model": None,
             },
-            move_main_from=main.id if main else None,
         )
-
-
-def _first_paths(sources: Iterable[tuple[str, str]], shas: set[str]) -> list[tuple[str, str]]:
-    seen: dict[str, str] = {}
-    for sha, path in sources:
-        if sha in shas and sha not in seen:
-            seen[sha] = path
-    return sorted(seen.items())
+    return report

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlite_utils import Database
 
@@ -28,20 +29,42 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True, slots=True)
 class Entry:
+    """One image in a version.
+
+    ``meta`` holds per-version facts about the image that formats need to round-trip, such as
+    the file name and image id it had in an imported COCO dataset (``file_name``, ``coco_id``).
+    """
+
     annset: str
     split: str | None = None
     tags: tuple[str, ...] = ()
+    meta: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        # Tags are a set; keep them sorted so equal entries compare (and hash) equal.
+        # Tags are a set and meta a mapping; keep both sorted so equal entries compare equal.
         object.__setattr__(self, "tags", tuple(sorted(set(self.tags))))
+        meta = self.meta.items() if isinstance(self.meta, dict) else self.meta
+        object.__setattr__(self, "meta", tuple(sorted(meta)))
+        if self.split is not None and self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS} or None, got {self.split!r}")
+
+    @property
+    def meta_dict(self) -> dict[str, Any]:
+        return dict(self.meta)
+
+    def with_annset(self, annset: str) -> Entry:
+        return replace(self, annset=annset)
 
     def to_json(self) -> list:
-        return [self.annset, self.split, list(self.tags)]
+        out: list = [self.annset, self.split, list(self.tags)]
+        if self.meta:
+            out.append(dict(self.meta))
+        return out
 
     @classmethod
     def from_json(cls, value: list) -> Entry:
-        return cls(value[0], value[1], tuple(value[2]))
+        meta = tuple(value[3].items()) if len(value) > 3 else ()
+        return cls(value[0], value[1], tuple(value[2]), meta)
 
 
 def prefix_of(image: str) -> str:

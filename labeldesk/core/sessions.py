@@ -230,7 +230,7 @@ class ReviewSession:
                 theirs = store.entry(main_tree, image) if moved else base_entry
                 if theirs == base_entry:
                     if ours_set != base_entry.annset:
-                        changes[image] = Entry(ours_set, base_entry.split, base_entry.tags)
+                        changes[image] = base_entry.with_annset(ours_set)
                     continue
                 # main changed this image since our base
                 if ours_set == base_entry.annset:
@@ -240,9 +240,9 @@ class ReviewSession:
                 choice = resolutions.get(image)
                 if choice == "ours":
                     if theirs is None:
-                        changes[image] = Entry(ours_set, base_entry.split, base_entry.tags)
+                        changes[image] = base_entry.with_annset(ours_set)
                     else:
-                        changes[image] = Entry(ours_set, theirs.split, theirs.tags)
+                        changes[image] = theirs.with_annset(ours_set)
                 elif choice == "theirs":
                     continue
                 else:
