@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 
-def emit_json(value: Any, out: TextIO = sys.stdout) -> None:
+def emit_json(value: Any, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     json.dump(value, out, indent=2, ensure_ascii=False, sort_keys=False)
     out.write("\n")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO = sys.stdout) -> None:
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for n, r in enumerate(cells):
@@ -30,8 +32,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO = s
 class ProgressBar:
     """A one-line bar on stderr, redrawn at most 10 times a second; silent when not a terminal."""
 
-    def __init__(self, stream: TextIO = sys.stderr, enabled: bool | None = None) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None, enabled: bool | None = None) -> None:
+        self.stream = stream = stream or sys.stderr
         self.enabled = stream.isatty() if enabled is None else enabled
         self.start = time.monotonic()
         self.last = 0.0

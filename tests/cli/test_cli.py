@@ -1,0 +1,158 @@
+"""The command line, driven as a user drives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import write_image
+
+from labeldesk.cli.main import main
+
+LABELDESK = [sys.executable, "-m", "labeldesk.cli.main"]
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def proj(tmp_path, capsys) -> Path:
+    root = tmp_path / "proj"
+    assert run(capsys, "init", str(root))[0] == 0
+    return root
+
+
+def test_help_is_fast_and_loads_neither_torch_nor_qt() -> None:
+    code = (
+        "import sys, runpy\nsys.argv = ['labeldesk', '--help']\n"
+        "try:\n    runpy.run_module('labeldesk.cli.main', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'ultralytics', 'PySide6', 'PIL', 'numpy')]\n"
+        "print('LOADED', bad)"
+    )
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    elapsed = time.perf_counter() - t0
+    assert "usage: labeldesk" in r.stdout
+    for verb in (
+        "init",
+        "add",
+        "log",
+        "show",
+        "diff",
+        "tag",
+        "approve",
+        "reject",
+        "revert",
+        "fsck",
+        "demo",
+    ):
+        assert verb in r.stdout
+    assert "LOADED []" in r.stdout
+    assert elapsed < 5  # generous for a loaded CI machine; typically ~0.1 s
+
+
+def test_init_add_log_show(proj, tmp_path, capsys) -> None:
+    src = tmp_path / "src"
+    for i in range(3):
+        write_image(src / f"{i}.png", seed=i)
+    (src / "readme.txt").write_text("not an image")
+    code, out, _ = run(capsys, "-p", str(proj), "add", str(src))
+    assert code == 0
+    assert "added 3, duplicates 0, skipped 1" in out
+    assert "readme.txt: not an image" in out
+    code, out, _ = run(capsys, "-p", str(proj), "log", "--json")
+    (v,) = json.loads(out)
+    assert v["kind"] == "import" and v["n_images"] == 3 and v["status"] == "committed"
+    code, out, _ = run(capsys, "-p", str(proj), "show", v["id"][:6], "--json")
+    assert json.loads(out)["id"] == v["id"]
+    code, out, _ = run(capsys, "-p", str(proj), "log")
+    assert v["id"][:12] in out and "Add 3 images" in out
+
+
+def test_add_only_bad_files_exits_non_zero(proj, tmp_path, capsys) -> None:
+    (tmp_path / "x.jpg").write_bytes(b"")
+    code, out, _ = run(capsys, "-p", str(proj), "add", str(tmp_path / "x.jpg"))
+    assert code == 1 and "empty file" in out
+
+
+def _two_versions(proj: Path, tmp_path: Path, capsys) -> list[dict]:
+    write_image(tmp_path / "a" / "1.png", seed=1)
+    write_image(tmp_path / "b" / "2.png", seed=2)
+    run(capsys, "-p", str(proj), "add", str(tmp_path / "a"))
+    run(capsys, "-p", str(proj), "add", str(tmp_path / "b"), "-m", "second batch")
+    return json.loads(run(capsys, "-p", str(proj), "log", "--json")[1])
+
+
+def test_diff_tag_approve_reject_revert(proj, tmp_path, capsys) -> None:
+    v2, v1 = _two_versions(proj, tmp_path, capsys)
+    code, out, _ = run(capsys, "-p", str(proj), "diff", "main~1", "main", "--json")
+    d = json.loads(out)
+    assert (d["a"], d["b"], d["images_added"]) == (v1["id"], v2["id"], 1)
+    assert d["images"][0]["path"].endswith("2.png")
+    code, out, _ = run(capsys, "-p", str(proj), "diff", "main~1", "main")
+    assert "images: +1 -0 ~0" in out
+
+    assert run(capsys, "-p", str(proj), "tag", "v1", "main~1")[0] == 0
+    code, out, _ = run(capsys, "-p", str(proj), "tag", "--json")
+    assert json.loads(out)[0]["tag"] == "v1"
+    code, _, err = run(capsys, "-p", str(proj), "reject", "main", "--note", "blurry")
+    assert code == 0
+    code, _, _ = run(capsys, "-p", str(proj), "approve", "v1", "--note", "ok")
+    assert code == 0
+    code, _, err = run(capsys, "-p", str(proj), "reject", "v1", "--note", "oops")
+    assert code == 1 and "approved" in err
+    code, out, _ = run(capsys, "-p", str(proj), "revert", "v1")
+    assert code == 0
+    log = json.loads(run(capsys, "-p", str(proj), "log", "--json")[1])
+    assert log[0]["kind"] == "rollback" and log[0]["tree"] == v1["tree"]
+    assert [v["status"] for v in log] == ["committed", "rejected", "approved"]
+
+
+def test_annotator_cannot_approve_from_cli(proj, tmp_path, capsys, monkeypatch) -> None:
+    _two_versions(proj, tmp_path, capsys)
+    monkeypatch.setenv("LABELDESK_USER", "annie")
+    code, _, err = run(capsys, "-p", str(proj), "approve", "main")
+    assert code == 1 and "only a lead" in err
+
+
+def test_errors_are_messages_not_tracebacks(tmp_path, capsys) -> None:
+    code, _, err = run(capsys, "-p", str(tmp_path), "log")
+    assert code == 1 and "not a LabelDesk project" in err
+    root = tmp_path / "p"
+    run(capsys, "init", str(root))
+    code, _, err = run(capsys, "-p", str(root), "show", "main")
+    assert code == 1 and "no versions yet" in err
+    code, _, err = run(capsys, "-p", str(root), "show", "v9")
+    assert code == 1 and "unknown ref" in err
+
+
+def test_demo_runs_end_to_end_in_a_real_process(tmp_path) -> None:
+    env = {**os.environ, "LABELDESK_USER": "demo-user"}
+    r = subprocess.run(
+        [*LABELDESK, "demo", str(tmp_path / "demo"), "--images", "12"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "labeldesk fsck: OK" in r.stdout
+    r = subprocess.run(
+        [*LABELDESK, "-p", str(tmp_path / "demo" / "project"), "log", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    log = json.loads(r.stdout)
+    assert [v["kind"] for v in log] == ["review", "review", "import"]
+    assert log[1]["status"] == "approved" and log[1]["tags"] == ["v1.0"]
