@@ -17,7 +17,7 @@ from typing import Any, Literal
 from .boxes import Box, canonical_boxes, live_boxes
 from .canonical import canonical_json
 from .errors import Conflict, LabelDeskError, MergeConflictError, NothingToCommitError
-from .manifest import Entry, ManifestStore
+from .manifest import Entry, ManifestStore, Tree
 from .project import Project, now_iso
 from .versions import (
     MAIN,
@@ -58,6 +58,10 @@ class ReviewSession:
             raise LabelDeskError(f"no review session {session_id}")
         self.base_id: str = row[0]
         self.author: str = row[1]
+        # The base version is immutable, so its manifest can be read once and kept.
+        self._store = ManifestStore(project.db)
+        self._base: Version | None = None
+        self._base_tree: Tree | None = None
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -94,7 +98,14 @@ class ReviewSession:
 
     @property
     def base(self) -> Version:
-        return get_version(self.project.db, self.base_id)
+        if self._base is None:
+            self._base = get_version(self.project.db, self.base_id)
+        return self._base
+
+    def base_entry(self, image: str) -> Entry | None:
+        if self._base_tree is None:
+            self._base_tree = self._store.tree(self.base.tree)
+        return self._store.entry(self._base_tree, image)
 
     def _require_open(self) -> None:
         status = self.status
@@ -144,8 +155,7 @@ class ReviewSession:
         if bad:
             raise LabelDeskError(f"unknown class id(s) {bad}; known: {known}")
         db = self.project.db
-        store = ManifestStore(db)
-        if store.entry(store.tree(self.base.tree), image) is None:
+        if self.base_entry(image) is None:
             raise LabelDeskError(f"image {image[:12]} is not in the session's base version")
         text = canonical_json(canonical_boxes(boxes))
         with self.project.transaction():
@@ -176,8 +186,7 @@ class ReviewSession:
         ).fetchone()
         if row:
             return [Box.from_dict(d) for d in json.loads(row[0])]
-        store = ManifestStore(self.project.db)
-        entry = store.entry(store.tree(self.base.tree), image)
+        entry = self.base_entry(image)
         return load_annotation_set(self.project.db, entry.annset) if entry else []
 
     def abandon(self) -> None:
