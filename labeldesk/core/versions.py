@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -440,20 +441,27 @@ class VersionDiff:
         return c
 
 
-def _box_key(b: Box) -> tuple:
-    d = b.to_dict()
-    return (d["class"], d["x"], d["y"], d["w"], d["h"])
+def _annotation_sets(db: Database, hashes: set[str]) -> dict[str, list[tuple]]:
+    """Box keys (class and geometry) of many annotation sets, read in a few batched queries."""
+    out: dict[str, list[tuple]] = {}
+    wanted = sorted(hashes)
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for h, text in db.execute(
+            f"SELECT hash, boxes FROM annotation_set WHERE hash IN ({marks})", chunk
+        ):
+            out[h] = [(d["class"], d["x"], d["y"], d["w"], d["h"]) for d in json.loads(text)]
+    return out
 
 
-def _box_changes(db: Database, change: EntryChange) -> tuple[int, int]:
+def _box_changes(sets: dict[str, list[tuple]], change: EntryChange) -> tuple[int, int]:
     """Boxes added and removed by one entry change; a moved box counts as one of each."""
-    old = load_annotation_set(db, change.old.annset) if change.old else []
-    new = load_annotation_set(db, change.new.annset) if change.new else []
     if change.old and change.new and change.old.annset == change.new.annset:
         return 0, 0
-    from collections import Counter
-
-    co, cn = Counter(map(_box_key, old)), Counter(map(_box_key, new))
+    old = sets[change.old.annset] if change.old else []
+    new = sets[change.new.annset] if change.new else []
+    co, cn = Counter(old), Counter(new)
     return sum((cn - co).values()), sum((co - cn).values())
 
 
@@ -462,9 +470,12 @@ def diff(project: Project, ref_a: str, ref_b: str) -> VersionDiff:
     a, b = resolve(db, ref_a), resolve(db, ref_b)
     store = ManifestStore(db)
     changes = diff_trees(store, store.tree(a.tree), store.tree(b.tree))
+    sets = _annotation_sets(
+        db, {e.annset for ch in changes for e in (ch.old, ch.new) if e is not None}
+    )
     images = []
     for ch in changes:
-        added, removed = _box_changes(db, ch)
+        added, removed = _box_changes(sets, ch)
         images.append(
             ImageDiff(
                 image=ch.image,
