@@ -20,10 +20,12 @@ from .canonical import hash_json, round_coord
 Origin = Literal["human", "model"]
 #: imported: came with an imported dataset; accepted: a pre-label kept unchanged;
 #: edited: a pre-label a person changed; added: drawn by a person; rejected: a pre-label a
-#: person threw away (kept in the review record, never part of a version's labels).
-State = Literal["imported", "accepted", "edited", "added", "rejected"]
+#: person threw away; pending: a pre-label nobody has decided on yet. Rejected and pending boxes
+#: live only in the review record, never in a version's labels.
+State = Literal["imported", "accepted", "edited", "added", "rejected", "pending"]
 ORIGINS = ("human", "model")
-STATES = ("imported", "accepted", "edited", "added", "rejected")
+STATES = ("imported", "accepted", "edited", "added", "rejected", "pending")
+NOT_LABELS = ("rejected", "pending")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +125,8 @@ def annotation_set(boxes: Iterable[Box]) -> tuple[str, str, int]:
 
 
 def live_boxes(boxes: Iterable[Box]) -> list[Box]:
-    """The boxes that are labels: everything but rejected pre-labels."""
-    return [b for b in boxes if b.state != "rejected"]
+    """The boxes that are labels: everything but rejected and undecided pre-labels."""
+    return [b for b in boxes if b.state not in NOT_LABELS]
 
 
 EMPTY_SET_HASH, EMPTY_SET_JSON, _ = annotation_set([])

@@ -159,5 +159,38 @@ CREATE TABLE session_edit (
     db.executescript(_IMMUTABLE_TRIGGERS)
 
 
+@migrations()
+def m002_models_and_predictions(db: Database) -> None:
+    db.executescript(
+        """
+CREATE TABLE model (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    format TEXT NOT NULL,
+    task TEXT NOT NULL,
+    class_names TEXT NOT NULL,
+    trained_on TEXT,
+    trusted INTEGER NOT NULL DEFAULT 0,
+    watched INTEGER NOT NULL DEFAULT 0,
+    added_at TEXT NOT NULL,
+    added_by TEXT NOT NULL
+);
+
+CREATE TABLE prediction (
+    model TEXT NOT NULL REFERENCES model(id),
+    image TEXT NOT NULL REFERENCES image(sha256),
+    params TEXT NOT NULL,
+    boxes TEXT NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (model, params, image)
+);
+
+ALTER TABLE review_session ADD COLUMN prelabel_model TEXT REFERENCES model(id);
+ALTER TABLE review_session ADD COLUMN prelabel_params TEXT;
+"""
+    )
+
+
 #: The schema version this code writes: one per migration.
 SCHEMA_VERSION = len(migrations._migrations)
