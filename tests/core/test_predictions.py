@@ -11,7 +11,9 @@ def _model(project) -> str:
     with project.transaction():
         project.db.execute(
             "INSERT INTO model (id, name, path, format, task, class_names, added_at, added_by) "
-            "VALUES ('m1', 'demo', '/x.pt', 'pt', 'detect', '[\\"car\\"]', ?, 'me')", [now_iso()])
+            "VALUES ('m1', 'demo', '/x.pt', 'pt', 'detect', ?, ?, 'me')",
+            ['["car"]', now_iso()],
+        )
     return "m1"
 
 
@@ -22,7 +24,9 @@ def test_predictions_are_cached_by_model_params_and_image(project, images) -> No
     params = {"conf": 0.25, "iou": 0.7, "imgsz": 640}
     assert predictions.store(project, model, params, [(shas[0], [p]), (shas[1], [])]) == 2
     assert predictions.cached_images(project.db, model, dict(reversed(params.items()))) == {
-        shas[0], shas[1]}
+        shas[0],
+        shas[1],
+    }
     assert predictions.cached_images(project.db, model, {**params, "conf": 0.5}) == set()
     (back,) = predictions.load(project.db, model, params, shas[0])
     assert (back.name, back.x, back.score) == ("car", 1.0, 0.876543)
