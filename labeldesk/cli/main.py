@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("user", nargs="?")
     s.add_argument("role", nargs="?", choices=("annotator", "lead"))
 
+    s = sub.add_parser("gui", help="open the review window (the default without a command)")
+    s.add_argument("path", nargs="?", help="project to open (default: -p, else the last one)")
+    s.add_argument("--screenshot", metavar="PNG", help="save the window to PNG once loaded, quit")
+
     s = sub.add_parser("demo", help="build a demo project and show what LabelDesk does")
     s.add_argument("path", nargs="?", default="labeldesk-demo", help="demo folder")
     s.add_argument("--images", type=int, default=48, help="number of generated images")
@@ -106,8 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        args = parser.parse_args([*(argv or sys.argv[1:]), "gui"])
     from labeldesk.cli import verbs
 
     return verbs.run(args)

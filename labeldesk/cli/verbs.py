@@ -326,3 +326,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     return 0
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    from labeldesk.gui.app import run as run_gui
+
+    path = args.path
+    if path is None and (Path(args.project) / "labeldesk.db").exists():
+        path = args.project
+    return run_gui(
+        Path(path) if path else None, screenshot=Path(args.screenshot) if args.screenshot else None
+    )

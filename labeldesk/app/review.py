@@ -1,0 +1,163 @@
+"""The review workspace: what the review window shows, computed without Qt.
+
+A workspace is one review session seen from the window: the images of the base version with
+their state (not reviewed, reviewed, edited, conflict), the boxes of each image as the reviewer
+sees them (the session's edit, else the base labels, else the model's pre-labels as *pending*),
+and the class list. The GUI reads it on its own connection and sends writes to a single writer
+thread, so the database is touched in one order and the window never waits on a write.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labeldesk.core import predictions
+from labeldesk.core.boxes import Box, live_boxes
+from labeldesk.core.manifest import ManifestStore
+from labeldesk.core.project import Project
+from labeldesk.core.sessions import ReviewSession
+from labeldesk.core.versions import MAIN, head, load_annotation_set
+
+TODO, REVIEWED, EDITED, CONFLICT = "not reviewed", "reviewed", "edited", "conflict"
+STATES = (TODO, REVIEWED, EDITED, CONFLICT)
+
+
+@dataclass
+class ImageRow:
+    sha: str
+    name: str
+    width: int
+    height: int
+    state: str = TODO
+    n_boxes: int = 0
+    min_score: float | None = None  # lowest score of an undecided pre-label
+    classes: frozenset[int] = field(default_factory=frozenset)
+
+
+def open_or_start_session(project: Project) -> ReviewSession:
+    """The user's newest open session, or a new one on ``main``."""
+    mine = ReviewSession.open_sessions(project, author=project.user)
+    if mine:
+        return ReviewSession(project, mine[-1].id)
+    return ReviewSession.start(project, MAIN)
+
+
+def edit_state(base: list[Box], edited: list[Box]) -> str:
+    """Reviewed when the reviewer kept everything as proposed; edited when they changed it."""
+    if any(b.state in ("edited", "added", "rejected") for b in edited):
+        return EDITED
+    if any(b.state == "pending" for b in edited):
+        return TODO
+    base_geo = sorted((b.cls, b.x, b.y, b.w, b.h) for b in live_boxes(base))
+    new_geo = sorted((b.cls, b.x, b.y, b.w, b.h) for b in live_boxes(edited))
+    if base and base_geo != new_geo:
+        return EDITED
+    return REVIEWED
+
+
+class Workspace:
+    def __init__(self, project: Project, session: ReviewSession) -> None:
+        self.project = project
+        self.session = session
+        self.store = ManifestStore(project.db)
+        self.rows: list[ImageRow] = []
+        self.index: dict[str, int] = {}
+        self.classes: dict[int, str] = {}
+        self.prelabel_model: str | None = None
+        self.prelabel_params: dict | None = None
+        self.conflicts: set[str] = set()
+
+    # -- loading -----------------------------------------------------------------------------
+    def load(self) -> None:
+        """Read everything the image list needs: one pass over the base manifest."""
+        db = self.project.db
+        base = self.session.base
+        tree = self.store.tree(base.tree)
+        names: dict[str, str] = {}
+        for sha, path in db.execute("SELECT sha256, path FROM image_source ORDER BY id DESC"):
+            names[sha] = path
+        sizes = {r[0]: (r[1], r[2]) for r in db.execute("SELECT sha256, width, height FROM image")}
+        annset_counts: dict[str, int] = {}
+        entries = list(self.store.entries(tree))
+        counts = self.store.n_boxes_of(e.annset for _, e in entries) if entries else {}
+        annset_counts.update(counts)
+        rows = []
+        for sha, entry in entries:
+            w, h = sizes[sha]
+            meta_name = entry.meta_dict.get("file_name")
+            name = meta_name or Path(names.get(sha, sha)).name
+            rows.append(ImageRow(sha, name, w, h, n_boxes=annset_counts[entry.annset]))
+        rows.sort(key=lambda r: (r.name, r.sha))
+        self.rows = rows
+        self.index = {r.sha: i for i, r in enumerate(rows)}
+        row = db.execute(
+            "SELECT prelabel_model, prelabel_params FROM review_session WHERE id = ?",
+            [self.session.id],
+        ).fetchone()
+        self.prelabel_model = row[0]
+        self.prelabel_params = json.loads(row[1]) if row[1] else None
+        self.classes = self.session.classes()
+        for image, boxes in self.session.edits().items():
+            if image in self.index:
+                self.refresh_row(image, boxes)
+
+    # -- boxes -------------------------------------------------------------------------------
+    def base_boxes(self, sha: str) -> list[Box]:
+        entry = self.session.base_entry(sha)
+        return load_annotation_set(self.project.db, entry.annset) if entry else []
+
+    def prelabels(self, sha: str) -> list[Box]:
+        """The pre-labels of the session's model for ``sha``, as undecided boxes."""
+        if not self.prelabel_model or self.prelabel_params is None:
+            return []
+        by_name = {name: cid for cid, name in self.classes.items()}
+        out = []
+        for p in predictions.load(self.project.db, self.prelabel_model, self.prelabel_params, sha):
+            cid = by_name.get(p.name)
+            if cid is None:
+                continue  # the model's class is not a project class (reported when run)
+            out.append(
+                Box(
+                    cid,
+                    p.x,
+                    p.y,
+                    p.w,
+                    p.h,
+                    origin="model",
+                    state="pending",
+                    score=p.score,
+                    model=self.prelabel_model,
+                )
+            )
+        return out
+
+    def boxes(self, sha: str) -> list[Box]:
+        """What the reviewer sees: their edit, else the base labels, else pending pre-labels."""
+        row = self.project.db.execute(
+            "SELECT boxes FROM session_edit WHERE session = ? AND image = ?",
+            [self.session.id, sha],
+        ).fetchone()
+        if row:
+            return [Box.from_dict(d) for d in json.loads(row[0])]
+        base = self.base_boxes(sha)
+        return base if base else self.prelabels(sha)
+
+    def refresh_row(self, sha: str, boxes: list[Box]) -> ImageRow:
+        row = self.rows[self.index[sha]]
+        row.state = CONFLICT if sha in self.conflicts else edit_state(self.base_boxes(sha), boxes)
+        row.n_boxes = len(live_boxes(boxes))
+        pending = [b.score for b in boxes if b.state == "pending" and b.score is not None]
+        row.min_score = min(pending) if pending else None
+        row.classes = frozenset(b.cls for b in boxes)
+        return row
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATES, 0)
+        for r in self.rows:
+            out[r.state] += 1
+        return out
+
+    def main_moved(self) -> bool:
+        return head(self.project.db) != self.session.base_id

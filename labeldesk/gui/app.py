@@ -1,0 +1,41 @@
+"""Starting the desktop app."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+
+
+def run(project: Path | None = None, *, screenshot: Path | None = None) -> int:
+    """Open ``project`` (or the last one, or the welcome screen) and run the event loop.
+
+    With ``screenshot``, save the window to that PNG once the session has loaded and quit:
+    how the README's screenshots are made, and a smoke test of a real window.
+    """
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("LabelDesk")
+    app.setOrganizationName("LabelDesk")
+    from .main_window import MainWindow
+
+    if project is None:
+        last = QSettings("LabelDesk", "LabelDesk").value("last_project")
+        if last and (Path(str(last)) / "labeldesk.db").exists():
+            project = Path(str(last))
+    window = MainWindow(project)
+    window.show()
+    if screenshot is not None:
+        from PySide6.QtCore import QTimer
+
+        def shoot() -> None:
+            window.grab().save(str(screenshot))
+            window.close()
+            app.quit()
+
+        if window.ws is not None:
+            window.sessionLoaded.connect(lambda: QTimer.singleShot(800, shoot))
+        else:
+            QTimer.singleShot(800, shoot)
+    return app.exec()

@@ -1,0 +1,330 @@
+"""The image canvas: an upright image with its boxes, zoom and pan, move, resize and draw.
+
+The canvas never writes anything itself. A finished gesture (one drag, one resize, one drawn box)
+is reported once, on mouse release, through ``boxEdited``/``boxDrawn``; the window turns it into
+one undo step and one saved edit. Pre-labels are drawn dashed with their score; accepted and
+human boxes solid; the colour is the class's.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsPixmapItem,
+    QGraphicsRectItem,
+    QGraphicsScene,
+    QGraphicsSimpleTextItem,
+    QGraphicsView,
+    QStyleOptionGraphicsItem,
+    QWidget,
+)
+
+from labeldesk.core.boxes import Box
+
+from .colors import class_color
+
+HANDLE_PX = 7  # handle size on screen, whatever the zoom
+
+
+class BoxItem(QGraphicsRectItem):
+    """One box. Knows its index in the image's box list; geometry is in image pixels."""
+
+    def __init__(self, index: int, box: Box, label: str, canvas: Canvas) -> None:
+        super().__init__(QRectF(0, 0, box.w, box.h))
+        self.index = index
+        self.box = box
+        self.canvas = canvas
+        self.setPos(box.x, box.y)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable, True)
+        self.setAcceptHoverEvents(True)
+        self.setZValue(10 if box.state != "pending" else 5)
+        color = class_color(box.cls)
+        pen = QPen(color, 2)
+        pen.setCosmetic(True)
+        if box.state == "pending":
+            pen.setStyle(Qt.PenStyle.DashLine)
+        self.setPen(pen)
+        fill = QColor(color)
+        fill.setAlpha(28 if box.state != "pending" else 0)
+        self.setBrush(QBrush(fill))
+        text = label if box.score is None else f"{label} {box.score:.2f}"
+        self.label = QGraphicsSimpleTextItem(text, self)
+        self.label.setBrush(QBrush(color))
+        font = QFont()
+        font.setPointSizeF(9)
+        font.setBold(True)
+        self.label.setFont(font)
+        self.label.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
+        self.label.setPos(0, -2)
+        self._drag: str | None = None
+        self._press_scene = QPointF()
+        self._press_rect = QRectF()
+
+    # -- geometry ----------------------------------------------------------------------------
+    def scene_rect(self) -> QRectF:
+        return self.mapRectToScene(self.rect())
+
+    def _handle_at(self, pos: QPointF) -> str | None:
+        """Which edge/corner of the box is under ``pos`` (item coords), if any."""
+        scale = self.canvas.transform().m11() or 1.0
+        tol = HANDLE_PX / scale
+        r = self.rect()
+        left, right = abs(pos.x() - r.left()) <= tol, abs(pos.x() - r.right()) <= tol
+        top, bottom = abs(pos.y() - r.top()) <= tol, abs(pos.y() - r.bottom()) <= tol
+        edge = ("t" if top else "b" if bottom else "") + ("l" if left else "r" if right else "")
+        return edge or None
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
+        super().paint(painter, option, widget)
+        if self.isSelected():
+            scale = self.canvas.transform().m11() or 1.0
+            s = HANDLE_PX / scale
+            r = self.rect()
+            painter.setBrush(QBrush(Qt.GlobalColor.white))
+            pen = QPen(Qt.GlobalColor.black, 1)
+            pen.setCosmetic(True)
+            painter.setPen(pen)
+            for x in (r.left(), r.center().x(), r.right()):
+                for y in (r.top(), r.center().y(), r.bottom()):
+                    if (x, y) != (r.center().x(), r.center().y()):
+                        painter.drawRect(QRectF(x - s / 2, y - s / 2, s, s))
+
+    # -- mouse -------------------------------------------------------------------------------
+    def hoverMoveEvent(self, event) -> None:
+        edge = self._handle_at(event.pos()) if self.isSelected() else None
+        cursors = {
+            "t": Qt.CursorShape.SizeVerCursor,
+            "b": Qt.CursorShape.SizeVerCursor,
+            "l": Qt.CursorShape.SizeHorCursor,
+            "r": Qt.CursorShape.SizeHorCursor,
+            "tl": Qt.CursorShape.SizeFDiagCursor,
+            "br": Qt.CursorShape.SizeFDiagCursor,
+            "tr": Qt.CursorShape.SizeBDiagCursor,
+            "bl": Qt.CursorShape.SizeBDiagCursor,
+        }
+        self.setCursor(cursors.get(edge or "", Qt.CursorShape.SizeAllCursor))
+        super().hoverMoveEvent(event)
+
+    def mousePressEvent(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton or self.canvas.drawing:
+            event.ignore()
+            return
+        if not self.isSelected():
+            self.scene().clearSelection()
+            self.setSelected(True)
+        self._drag = self._handle_at(event.pos()) or "move"
+        self._press_scene = event.scenePos()
+        self._press_rect = self.scene_rect()
+        event.accept()
+
+    def mouseMoveEvent(self, event) -> None:
+        if not self._drag:
+            return
+        d = event.scenePos() - self._press_scene
+        r = QRectF(self._press_rect)
+        if self._drag == "move":
+            r.translate(d)
+        else:
+            if "l" in self._drag:
+                r.setLeft(r.left() + d.x())
+            if "r" in self._drag:
+                r.setRight(r.right() + d.x())
+            if "t" in self._drag:
+                r.setTop(r.top() + d.y())
+            if "b" in self._drag:
+                r.setBottom(r.bottom() + d.y())
+            r = r.normalized()
+        r = self.canvas.clamp(r)
+        self.prepareGeometryChange()
+        self.setPos(r.topLeft())
+        self.setRect(QRectF(0, 0, r.width(), r.height()))
+
+    def mouseReleaseEvent(self, event) -> None:
+        if not self._drag:
+            return
+        self._drag = None
+        r = self.scene_rect()
+        if r != self._press_rect and r.width() >= 1 and r.height() >= 1:
+            self.canvas.boxEdited.emit(self.index, r)
+        event.accept()
+
+
+class Canvas(QGraphicsView):
+    """Shows one image and its boxes."""
+
+    boxEdited = Signal(int, QRectF)  # box index, new rect (image px): one finished gesture
+    boxDrawn = Signal(QRectF)
+    selectionChangedTo = Signal(int)  # box index or -1
+    zoomChanged = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None, *, editable: bool = True) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setRenderHints(
+            QPainter.RenderHint.Antialiasing | QPainter.RenderHint.SmoothPixmapTransform
+        )
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setDragMode(QGraphicsView.DragMode.NoDrag)
+        self.setBackgroundBrush(QBrush(QColor("#202124")))
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.editable = editable
+        self.pixmap_item = QGraphicsPixmapItem()
+        self.pixmap_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self.scene().addItem(self.pixmap_item)
+        self.items_: list[BoxItem] = []
+        self.image_size = (0, 0)  # upright image pixels
+        self.drawing = False
+        self._draw_start: QPointF | None = None
+        self._draw_item: QGraphicsRectItem | None = None
+        self._pan_from: QPointF | None = None
+        self._fit = True
+        self.min_score = 0.0
+        self.scene().selectionChanged.connect(self._selection_changed)
+
+    # -- content -----------------------------------------------------------------------------
+    def set_image(self, image: QImage | None, size: tuple[int, int]) -> None:
+        """Show ``image`` (maybe scaled down for the screen) stretched to ``size`` pixels."""
+        self.image_size = size
+        if image is None or image.isNull():
+            self.pixmap_item.setPixmap(QPixmap())
+        else:
+            self.pixmap_item.setPixmap(QPixmap.fromImage(image))
+            sx = size[0] / image.width()
+            sy = size[1] / image.height()
+            self.pixmap_item.setTransform(self.pixmap_item.transform().fromScale(sx, sy))
+        self.scene().setSceneRect(QRectF(0, 0, size[0], size[1]))
+        if self._fit:
+            self.fit()
+
+    def set_boxes(self, boxes: list[Box], names: dict[int, str], selected: int = -1) -> None:
+        for item in self.items_:
+            self.scene().removeItem(item)
+        self.items_ = []
+        for i, box in enumerate(boxes):
+            if box.state == "rejected":
+                continue
+            item = BoxItem(i, box, names.get(box.cls, f"class {box.cls}"), self)
+            item.setVisible(not self._hidden(box))
+            if not self.editable:
+                item.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable, False)
+                item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+            self.scene().addItem(item)
+            self.items_.append(item)
+            if i == selected:
+                item.setSelected(True)
+
+    def _hidden(self, box: Box) -> bool:
+        return box.state == "pending" and (box.score or 0.0) < self.min_score
+
+    def set_min_score(self, value: float) -> None:
+        """Hide pre-labels below ``value``, live."""
+        self.min_score = value
+        for item in self.items_:
+            item.setVisible(not self._hidden(item.box))
+
+    def visible_items(self) -> list[BoxItem]:
+        return [i for i in self.items_ if i.isVisible()]
+
+    def selected_index(self) -> int:
+        for item in self.items_:
+            if item.isSelected():
+                return item.index
+        return -1
+
+    def select_index(self, index: int) -> None:
+        self.scene().clearSelection()
+        for item in self.items_:
+            if item.index == index:
+                item.setSelected(True)
+                self.ensureVisible(item, 20, 20)
+
+    def _selection_changed(self) -> None:
+        self.selectionChangedTo.emit(self.selected_index())
+
+    def clamp(self, r: QRectF) -> QRectF:
+        w, h = self.image_size
+        return r.intersected(QRectF(0, 0, w, h)) if w and h else r
+
+    # -- zoom and pan --------------------------------------------------------------------------
+    def fit(self) -> None:
+        self._fit = True
+        if self.image_size[0]:
+            self.fitInView(self.sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
+        self.zoomChanged.emit(self.transform().m11())
+
+    def zoom(self, factor: float) -> None:
+        self._fit = False
+        current = self.transform().m11()
+        factor = max(0.02 / current, min(factor, 40.0 / current))
+        self.scale(factor, factor)
+        self.zoomChanged.emit(self.transform().m11())
+
+    def wheelEvent(self, event) -> None:
+        self.zoom(1.25 if event.angleDelta().y() > 0 else 0.8)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self._fit:
+            self.fit()
+
+    # -- drawing and panning -------------------------------------------------------------------
+    def start_drawing(self) -> None:
+        self.drawing = True
+        self.viewport().setCursor(Qt.CursorShape.CrossCursor)
+
+    def stop_drawing(self) -> None:
+        self.drawing = False
+        self._draw_start = None
+        if self._draw_item is not None:
+            self.scene().removeItem(self._draw_item)
+            self._draw_item = None
+        self.viewport().unsetCursor()
+
+    def mousePressEvent(self, event) -> None:
+        if event.button() == Qt.MouseButton.MiddleButton or (
+            event.button() == Qt.MouseButton.LeftButton
+            and event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
+            self._pan_from = event.position()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            return
+        if self.drawing and self.editable and event.button() == Qt.MouseButton.LeftButton:
+            self._draw_start = self.mapToScene(event.position().toPoint())
+            self._draw_item = QGraphicsRectItem()
+            pen = QPen(QColor("#ffffff"), 1, Qt.PenStyle.DashLine)
+            pen.setCosmetic(True)
+            self._draw_item.setPen(pen)
+            self._draw_item.setZValue(20)
+            self.scene().addItem(self._draw_item)
+            return
+        super().mousePressEvent(event)
+        if self.itemAt(event.position().toPoint()) in (None, self.pixmap_item):
+            self.scene().clearSelection()
+
+    def mouseMoveEvent(self, event) -> None:
+        if self._pan_from is not None:
+            d = event.position() - self._pan_from
+            self._pan_from = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(d.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(d.y()))
+            return
+        if self._draw_start is not None and self._draw_item is not None:
+            here = self.mapToScene(event.position().toPoint())
+            self._draw_item.setRect(self.clamp(QRectF(self._draw_start, here).normalized()))
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:
+        if self._pan_from is not None:
+            self._pan_from = None
+            self.viewport().unsetCursor()
+            return
+        if self._draw_start is not None and self._draw_item is not None:
+            r = self._draw_item.rect()
+            self.stop_drawing()
+            if r.width() >= 2 and r.height() >= 2:
+                self.boxDrawn.emit(r)
+            return
+        super().mouseReleaseEvent(event)
