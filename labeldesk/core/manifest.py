@@ -95,16 +95,20 @@ class ManifestStore:
             raise KeyError(f"manifest tree {tree_hash} is missing")
         return Tree(tree_hash, json.loads(row[0]), row[1], row[2])
 
-    def bucket(self, bucket_hash: str) -> dict[str, Entry]:
-        cached = self._bucket_cache.get(bucket_hash)
-        if cached is not None:
-            return cached
+    def raw_bucket(self, bucket_hash: str) -> dict[str, list]:
+        """A bucket as stored: image -> entry JSON (cheap to compare, nothing constructed)."""
         row = self.db.execute(
             "SELECT entries FROM manifest_bucket WHERE hash = ?", [bucket_hash]
         ).fetchone()
         if row is None:
             raise KeyError(f"manifest bucket {bucket_hash} is missing")
-        entries = {k: Entry.from_json(v) for k, v in json.loads(row[0]).items()}
+        return json.loads(row[0])
+
+    def bucket(self, bucket_hash: str) -> dict[str, Entry]:
+        cached = self._bucket_cache.get(bucket_hash)
+        if cached is not None:
+            return cached
+        entries = {k: Entry.from_json(v) for k, v in self.raw_bucket(bucket_hash).items()}
         if len(self._bucket_cache) > 8192:
             self._bucket_cache.clear()
         self._bucket_cache[bucket_hash] = entries
@@ -225,10 +229,17 @@ def diff_trees(store: ManifestStore, a: Tree, b: Tree) -> list[EntryChange]:
         ha, hb = a.buckets.get(prefix), b.buckets.get(prefix)
         if ha == hb:
             continue
-        ea = store.bucket(ha) if ha else {}
-        eb = store.bucket(hb) if hb else {}
+        # Compare the stored JSON; build entries only for the images that differ.
+        ea = store.raw_bucket(ha) if ha else {}
+        eb = store.raw_bucket(hb) if hb else {}
         for image in sorted(ea.keys() | eb.keys()):
             old, new = ea.get(image), eb.get(image)
             if old != new:
-                out.append(EntryChange(image, old, new))
+                out.append(
+                    EntryChange(
+                        image,
+                        Entry.from_json(old) if old is not None else None,
+                        Entry.from_json(new) if new is not None else None,
+                    )
+                )
     return out
