@@ -99,9 +99,28 @@ class Workspace:
         self.prelabel_model = row[0]
         self.prelabel_params = json.loads(row[1]) if row[1] else None
         self.classes = self.session.classes()
+        self._load_prelabel_summary()
         for image, boxes in self.session.edits().items():
             if image in self.index:
                 self.refresh_row(image, boxes)
+
+    def _load_prelabel_summary(self) -> None:
+        """Lowest pre-label score and classes of every unlabelled image, in one query, so the
+        list can be filtered by confidence before anyone opens the images."""
+        if not self.prelabel_model or self.prelabel_params is None:
+            return
+        by_name = {name: cid for cid, name in self.classes.items()}
+        for image, text in self.project.db.execute(
+            "SELECT image, boxes FROM prediction WHERE model = ? AND params = ?",
+            [self.prelabel_model, predictions.params_key(self.prelabel_params)],
+        ):
+            i = self.index.get(image)
+            if i is None or self.rows[i].n_boxes:
+                continue  # not in this version, or labelled already: pre-labels not shown
+            preds = [p for p in json.loads(text) if p["name"] in by_name]
+            if preds:
+                self.rows[i].min_score = min(p["score"] for p in preds)
+                self.rows[i].classes = frozenset(by_name[p["name"]] for p in preds)
 
     # -- boxes -------------------------------------------------------------------------------
     def base_boxes(self, sha: str) -> list[Box]:
@@ -161,3 +180,14 @@ class Workspace:
 
     def main_moved(self) -> bool:
         return head(self.project.db) != self.session.base_id
+
+
+def set_prelabel_source(
+    project: Project, session_id: int, model: str | None, params: dict | None
+) -> None:
+    """Choose whose predictions the session shows as pre-labels (recorded for provenance)."""
+    with project.transaction():
+        project.db.execute(
+            "UPDATE review_session SET prelabel_model = ?, prelabel_params = ? WHERE id = ?",
+            [model, predictions.params_key(params) if params is not None else None, session_id],
+        )

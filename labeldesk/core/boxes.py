@@ -46,6 +46,8 @@ class Box:
             v = getattr(self, name)
             if not isinstance(v, int | float) or not math.isfinite(v):
                 raise ValueError(f"box {name} must be a finite number, got {v!r}")
+            # Round once, here, so a box in memory equals the same box read back from storage.
+            object.__setattr__(self, name, round_coord(v))
         if self.w <= 0 or self.h <= 0:
             raise ValueError(f"box must have positive size, got w={self.w} h={self.h}")
         if self.origin not in ORIGINS:

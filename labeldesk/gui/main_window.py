@@ -272,7 +272,8 @@ class MainWindow(QMainWindow):
 
     def _workspace_loaded(self, loaded: Workspace) -> None:
         ws = self.ws
-        assert ws is not None
+        if ws is None or ws.session.id != loaded.session.id:
+            return  # the project was closed or another session started meanwhile
         ws.rows, ws.index, ws.classes = loaded.rows, loaded.index, loaded.classes
         ws.prelabel_model, ws.prelabel_params = loaded.prelabel_model, loaded.prelabel_params
         self.image_model.set_rows(ws.rows)

@@ -70,8 +70,13 @@ class ImageFilter(QSortFilterProxyModel):
     def set_filter(
         self, state: str | None = None, below: float | None = None, cls: int | None = None
     ) -> None:
-        self.state, self.below, self.cls = state, below, cls
-        self.invalidateFilter()
+        if hasattr(self, "beginFilterChange"):  # Qt >= 6.10: invalidateFilter is deprecated
+            self.beginFilterChange()
+            self.state, self.below, self.cls = state, below, cls
+            self.endFilterChange()
+        else:
+            self.state, self.below, self.cls = state, below, cls
+            self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
         row: ImageRow = self.sourceModel().rows[source_row]
