@@ -3,8 +3,8 @@
 Why our own engine rather than pycocotools: COCOeval walks every (image, class, area range,
 IoU threshold, detection, label) in Python, which takes tens of seconds on a few thousand images;
 an evaluation runs on every commit for every watched model, so it must take about a second. Why
-not faster-coco-eval: it matched, but it is a compiled dependency for something that 300 lines of
-numpy do as fast (measured in ``bench/eval.py``, see ``docs/metrics.md``).
+not faster-coco-eval: it matched too, but it is a compiled dependency, and these ~300 lines of
+numpy were 3-5x faster than it (measured in ``bench/eval.py``, see ``docs/metrics.md``).
 
 What "equal" means here: the same decisions as ``COCOeval(gt, dt, "bbox")`` built the usual way
 (ground truth from a COCO dict, detections through ``COCO.loadRes``), so the 12 summary figures,
@@ -50,51 +50,17 @@ AREA_RANGES = ((0.0, 1e5**2), (0.0, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5*
 AREA_LABELS = ("all", "small", "medium", "large")
 
 #: The 12 COCOeval summary figures, in ``COCOeval.stats`` order.
-STAT_LABELS = (
-    "AP",
-    "AP50",
-    "AP75",
-    "APs",
-    "APm",
-    "APl",
-    "AR1",
-    "AR10",
-    "AR100",
-    "ARs",
-    "ARm",
-    "ARl",
-)
+STAT_LABELS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+STAT_LABELS += ("AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 #: The same figures under the names the CLI uses (``--metric map50_95``).
-STAT_KEYS = (
-    "map50_95",
-    "map50",
-    "map75",
-    "map_small",
-    "map_medium",
-    "map_large",
-    "mar1",
-    "mar10",
-    "mar100",
-    "mar_small",
-    "mar_medium",
-    "mar_large",
-)
-# (is AP, IoU threshold or None for all, area index, maxDets index), as COCOeval._summarizeDets.
-_STATS = (
-    (True, None, 0, 2),
-    (True, 0.5, 0, 2),
-    (True, 0.75, 0, 2),
-    (True, None, 1, 2),
-    (True, None, 2, 2),
-    (True, None, 3, 2),
-    (False, None, 0, 0),
-    (False, None, 0, 1),
-    (False, None, 0, 2),
-    (False, None, 1, 2),
-    (False, None, 2, 2),
-    (False, None, 3, 2),
-)
+STAT_KEYS = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large")
+STAT_KEYS += ("mar1", "mar10", "mar100", "mar_small", "mar_medium", "mar_large")
+# (AP?, IoU threshold or None for all, area index, maxDets index), as COCOeval._summarizeDets.
+_STATS = [(True, None, 0, 2), (True, 0.5, 0, 2), (True, 0.75, 0, 2)]
+_STATS += [(True, None, a, 2) for a in (1, 2, 3)]
+_STATS += [(False, None, 0, m) for m in (0, 1, 2)] + [(False, None, a, 2) for a in (1, 2, 3)]
 _MAX_PROBLEMS = 50
+_PAIR_BLOCK = 1 << 21  # (detection, label) pairs made at once: ~100 MiB
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -151,7 +117,7 @@ def _coerce(boxes: Any, classes: Any, what: str, image_id: ImageId) -> tuple[np.
     c = np.asarray(classes).reshape(-1)
     if b.ndim != 2 or b.shape[1] != 4 or len(c) != len(b):
         raise ValueError(f"{what} of image {image_id!r}: boxes must be (N, 4) with N classes")
-    if c.size and not np.issubdtype(c.dtype, np.integer) and not np.all(c == np.round(c)):
+    if c.size and c.dtype.kind not in "iu" and not np.all(c == np.round(c)):
         raise ValueError(f"{what} of image {image_id!r}: classes must be integers")
     return b, c.astype(np.int64)
 
@@ -238,7 +204,7 @@ def evaluate(
     """Evaluate detections against labels as ``COCOeval(..., "bbox")`` does.
 
     ``image_ids`` are the images evaluated (default: every image in ``ground_truth``; an image
-    with no boxes is an image with no labels, and its detections are all false positives).
+    with no boxes, or none of its own, has no labels, and its detections are false positives).
     Boxes on other images are left out, so a subset (a split, a tag, the changed images) is just
     a shorter list. ``category_ids`` are the classes evaluated (default: those in the labels);
     a class without labels is "undefined" (-1) and does not lower the means, as in COCO; boxes of
@@ -296,43 +262,28 @@ def from_coco(gt: Mapping[str, Any], results: Iterable[Mapping[str, Any]]) -> Co
     missing ``iscrowd`` means 0. Every malformed entry is listed in one :class:`InputError`.
     """
     problems: list[Problem] = []
-    image_ids = [img.get("id") for img in gt.get("images", []) if isinstance(img, Mapping)]
+    images = gt.get("images", [])
+    image_ids = [img.get("id") if isinstance(img, Mapping) else None for img in images]
+    bad = [i for i in image_ids if not (_is_int(i) or isinstance(i, str))]
     if not image_ids:
         problems.append(Problem("images", "the ground truth lists no images"))
+    elif bad:
+        problems.append(Problem("images", f"ids must be integers or strings, got {bad[:5]!r}"))
     if "categories" in gt:
-        category_ids = [c.get("id") for c in gt["categories"]]
+        category_ids = [c.get("id") if isinstance(c, Mapping) else None for c in gt["categories"]]
     else:
         category_ids = sorted({a.get("category_id") for a in gt.get("annotations", [])})
-    bad_cat = [c for c in category_ids if not _is_int(c)]
-    if bad_cat:
-        problems.append(Problem("categories", f"ids must be integers, got {bad_cat[:5]!r}"))
-    known = set(image_ids)
-    by_image: dict[ImageId, list[tuple]] = {i: [] for i in image_ids}
-    for n, a in enumerate(gt.get("annotations", [])):
-        row = _read_box(a, f"annotations[{n}]", problems, score=False)
-        area = a.get("area") if isinstance(a, Mapping) else None
-        if area is not None and not (isinstance(area, int | float) and np.isfinite(area)):
-            problems.append(Problem(f"annotations[{n}]", f"area must be a finite number: {area!r}"))
-            continue
-        if row is not None and a["image_id"] in by_image:
-            row = (*row, bool(a.get("iscrowd", 0)), _wh([row[0]])[0] if area is None else area)
-            by_image[a["image_id"]].append(row)
-    results_by_image: dict[ImageId, list[tuple]] = {}
-    for n, r in enumerate(results):
-        row = _read_box(r, f"results[{n}]", problems, score=True)
-        if row is None:
-            continue
-        if r["image_id"] not in known:
-            problems.append(Problem(f"results[{n}]", f"image_id {r['image_id']!r} is not in gt"))
-            continue
-        results_by_image.setdefault(r["image_id"], []).append(row)
+    bad = [c for c in category_ids if not _is_int(c)]
+    if bad:
+        problems.append(Problem("categories", f"ids must be integers, got {bad[:5]!r}"))
+    known = set(image_ids) if not problems else None
+    labels = _columns(list(gt.get("annotations", [])), "annotations", problems)
+    found = _columns(list(results), "results", problems, known=known, score=True)
     if problems:
         raise InputError("the COCO input is not valid", _problems(problems))
-    gts = []
-    for iid, rows in by_image.items():
-        boxes, classes, crowd, area = zip(*rows, strict=True) if rows else ((), (), (), ())
-        gts.append(GroundTruth(iid, boxes, classes, np.array(crowd, bool), np.array(area, float)))
-    dts = [Detection(iid, *(zip(*rows, strict=True))) for iid, rows in results_by_image.items()]
+    assert labels is not None and found is not None
+    gts = [GroundTruth(i, *cols) for i, cols in _by_image(labels, image_ids, keep_empty=True)]
+    dts = [Detection(i, *cols) for i, cols in _by_image(found, image_ids, keep_empty=False)]
     return CocoData(gts, dts, [int(c) for c in category_ids], image_ids)
 
 
@@ -364,37 +315,98 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int | np.integer) and not isinstance(v, bool)
 
 
-def _read_box(
-    a: Any, where: str, problems: list[Problem], *, score: bool
-) -> tuple[list[float], int] | tuple[list[float], int, float] | None:
-    if not isinstance(a, Mapping):
+def _columns(
+    entries: list[Any],
+    name: str,
+    problems: list[Problem],
+    *,
+    known: set[ImageId] | None = None,
+    score: bool = False,
+) -> tuple[list[ImageId], np.ndarray, ...] | None:
+    """COCO entries as columns: image ids, boxes, classes, then scores or (iscrowd, area).
+
+    Read column-wise because a per-entry check costs seconds on 100,000 entries; only when a
+    column is bad are the entries checked one by one, to list every bad one. With ``known``,
+    an entry on another image is bad (results); without, it is left out later (labels).
+    """
+    if not entries:
+        empty = (np.zeros((0, 4)), np.zeros(0, np.int64))
+        return ([], *empty, np.zeros(0)) if score else ([], *empty, np.zeros(0, bool), np.zeros(0))
+    try:
+        img = [e["image_id"] for e in entries]
+        box = np.array([e["bbox"] for e in entries])
+        cls = np.array([e["category_id"] for e in entries])
+        if score:
+            extra = [np.array([e["score"] for e in entries])]
+        else:
+            crowd = np.array([e.get("iscrowd", 0) for e in entries])
+            area = [e["area"] if "area" in e else e["bbox"][2] * e["bbox"][3] for e in entries]
+            extra = [crowd, np.array(area)]
+        ok = box.shape == (len(entries), 4) and box.dtype.kind in "iuf"
+        ok = ok and cls.dtype.kind in "iu" and extra[-1].dtype.kind in "iuf"
+        ok = ok and bool(np.isfinite(box).all() and (box[:, 2:] >= 0).all())
+        ok = ok and bool(np.isfinite(extra[-1]).all())
+        ok = ok and (known is None or known.issuperset(img))
+        ok = ok and (score or extra[0].dtype.kind in "biu")
+    except (KeyError, TypeError, ValueError, IndexError):
+        ok = False
+    if ok:
+        if not score:
+            extra[0] = extra[0].astype(bool)
+        return (img, box.astype(np.float64), cls.astype(np.int64), *extra)
+    before = len(problems)
+    for n, e in enumerate(entries):
+        _check_entry(e, f"{name}[{n}]", problems, known, score=score)
+    if len(problems) == before:
+        problems.append(Problem(name, "entries of mixed or unexpected types"))
+    return None
+
+
+def _check_entry(
+    e: Any, where: str, problems: list[Problem], known: set[ImageId] | None, *, score: bool
+) -> None:
+    """Say what is wrong with one COCO annotation or result, if anything."""
+    if not isinstance(e, Mapping):
         problems.append(Problem(where, "not an object"))
-        return None
-    need = (
-        ("image_id", "category_id", "bbox", "score")
-        if score
-        else ("image_id", "category_id", "bbox")
-    )
-    missing = [k for k in need if k not in a]
+        return
+    need = ("image_id", "category_id", "bbox", "score" if score else "category_id")
+    missing = [k for k in dict.fromkeys(need) if k not in e]
     if missing:
         problems.append(Problem(where, f"missing {', '.join(missing)}"))
-        return None
-    bbox = a["bbox"]
+        return
+    if known is not None and not (isinstance(e["image_id"], Hashable) and e["image_id"] in known):
+        problems.append(Problem(where, f"image_id {e['image_id']!r} is not in the ground truth"))
+    bbox = e["bbox"]
     ok = isinstance(bbox, Sequence) and len(bbox) == 4
-    ok = ok and all(isinstance(v, int | float) and np.isfinite(v) for v in bbox)
-    if not ok or bbox[2] < 0 or bbox[3] < 0:
+    ok = ok and all(_is_number(v) for v in bbox) and bbox[2] >= 0 and bbox[3] >= 0
+    if not ok:
         problems.append(Problem(where, f"bbox must be 4 finite numbers, w, h >= 0: {bbox!r}"))
-        return None
-    if not _is_int(a["category_id"]):
-        problems.append(Problem(where, f"category_id must be an integer: {a['category_id']!r}"))
-        return None
-    if not score:
-        return list(bbox), a["category_id"]
-    s = a["score"]
-    if not isinstance(s, int | float) or not np.isfinite(s):
-        problems.append(Problem(where, f"score must be a finite number: {s!r}"))
-        return None
-    return list(bbox), a["category_id"], s
+    if not _is_int(e["category_id"]):
+        problems.append(Problem(where, f"category_id must be an integer: {e['category_id']!r}"))
+    key = "score" if score else "area"
+    if key in e and not _is_number(e[key]):
+        problems.append(Problem(where, f"{key} must be a finite number: {e[key]!r}"))
+    if not score and not isinstance(e.get("iscrowd", 0), int | np.integer):
+        problems.append(Problem(where, f"iscrowd must be 0 or 1: {e['iscrowd']!r}"))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float | np.number) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _by_image(
+    cols: tuple[Any, ...], image_ids: list[ImageId], *, keep_empty: bool
+) -> Iterable[tuple[ImageId, list[np.ndarray]]]:
+    """Split columns per image, in ``image_ids`` order; entries of other images are dropped."""
+    index = {iid: i for i, iid in enumerate(image_ids)}
+    where = np.fromiter((index.get(i, -1) for i in cols[0]), np.intp, len(cols[0]))
+    order = np.argsort(where, kind="stable")
+    bounds = np.searchsorted(where[order], np.arange(len(image_ids) + 1))
+    arrays = [c[order] for c in cols[1:]]
+    for k, iid in enumerate(image_ids):
+        s, e = bounds[k], bounds[k + 1]
+        if keep_empty or e > s:
+            yield iid, [a[s:e] for a in arrays]
 
 
 def _problems(problems: list[Problem]) -> list[Problem]:
@@ -494,20 +506,32 @@ def _pair_iou(d: np.ndarray, g: np.ndarray, crowd: np.ndarray) -> np.ndarray:
 def _candidate_pairs(
     d_key: np.ndarray, d_box: np.ndarray, g_key: np.ndarray, g_box: np.ndarray, g_crowd: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(detection, label, IoU) for every pair in the same (image, class) with IoU >= 0.5."""
+    """(detection, label, IoU) for every pair in the same (image, class) with IoU >= 0.5.
+
+    All pairs of a dense image (hundreds of labels, 100 detections) are many, so they are
+    made a block of detections at a time and only the few that can match are kept.
+    """
     starts = np.flatnonzero(np.r_[True, g_key[1:] != g_key[:-1]]) if len(g_key) else g_key
     ukeys = g_key[starts]
     counts = np.diff(np.r_[starts, len(g_key)])
-    pos = np.searchsorted(ukeys, d_key)
-    posc = np.minimum(pos, max(len(ukeys) - 1, 0))
-    hit = (pos < len(ukeys)) & (ukeys[posc] == d_key) if len(ukeys) else pos < 0
-    reps = np.where(hit, counts[posc] if len(ukeys) else 0, 0)
-    pd = np.repeat(np.arange(len(d_key)), reps)
-    offset = np.arange(len(pd)) - np.repeat(np.cumsum(reps) - reps, reps)
-    pg = np.repeat(np.where(hit, starts[posc] if len(ukeys) else 0, 0), reps) + offset
-    iou = _pair_iou(d_box[pd], g_box[pg], g_crowd[pg])
-    keep = iou >= IOU_THRESHOLDS[0]
-    return pd[keep], pg[keep], iou[keep]
+    pos = np.minimum(np.searchsorted(ukeys, d_key), max(len(ukeys) - 1, 0))
+    hit = ukeys[pos] == d_key if len(ukeys) else np.zeros(len(d_key), bool)
+    reps = np.where(hit, counts[pos] if len(ukeys) else 0, 0)
+    first = np.where(hit, starts[pos] if len(ukeys) else 0, 0)
+    csum = np.cumsum(reps)
+    cuts = np.searchsorted(csum, np.arange(_PAIR_BLOCK, csum[-1] if len(csum) else 0, _PAIR_BLOCK))
+    out = []
+    for a, b in pairwise(np.unique(np.r_[0, cuts, len(reps)])):
+        r = reps[a:b]
+        pd = np.repeat(np.arange(a, b), r)
+        pg = np.repeat(first[a:b] - np.cumsum(r) + r, r) + np.arange(len(pd))
+        iou = _pair_iou(d_box[pd], g_box[pg], g_crowd[pg])
+        keep = iou >= IOU_THRESHOLDS[0]
+        out.append((pd[keep], pg[keep], iou[keep]))
+    if not out:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0)
+    pd, pg, iou = (np.concatenate(c) for c in zip(*out, strict=True))
+    return pd, pg, iou
 
 
 def _match(
@@ -589,13 +613,8 @@ def _evaluate_flat(
 ) -> EvalResult:
     g_img, g_cls, g_box, g_crowd, g_area = gt
     d_img, d_cls, d_box, d_score = dt
-    n_t, n_r, n_k, n_a, n_m = (
-        len(IOU_THRESHOLDS),
-        len(RECALL_THRESHOLDS),
-        len(cats),
-        len(AREA_RANGES),
-        len(MAX_DETS),
-    )
+    n_t, n_r, n_k = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(cats)
+    n_a, n_m = len(AREA_RANGES), len(MAX_DETS)
     lo = np.array([a[0] for a in AREA_RANGES])
     hi = np.array([a[1] for a in AREA_RANGES])
 
@@ -630,31 +649,16 @@ def _evaluate_flat(
         c0, c1 = bounds[k], bounds[k + 1]
         at_conf = d_score[c0:c1] >= conf
         counts[k] = (c1 - c0, (tp[c0:c1, 0] & at_conf).sum(), (fp[c0:c1, 0] & at_conf).sum())
-        lanes = np.flatnonzero(np.repeat(npig[k] > 0, n_t))
-        if len(lanes) == 0:
-            continue
-        # As COCOeval.accumulate: a stable sort on score of the (image, rank)-ordered detections.
-        by_score = np.argsort(-d_score[c0:c1], kind="mergesort")
-        rk = rank[c0:c1][by_score]
-        tpk = tp[c0:c1][by_score][:, lanes]
-        fpk = fp[c0:c1][by_score][:, lanes]
-        n_pos = npig[k][lanes // n_t][:, None]
-        for m, max_det in enumerate(MAX_DETS):
-            sel = rk < max_det
-            tpc = np.cumsum(tpk[sel].T, axis=1).astype(float)
-            fpc = np.cumsum(fpk[sel].T, axis=1).astype(float)
-            nd = tpc.shape[1]
-            rc = tpc / n_pos
-            pr = tpc / (fpc + tpc + np.spacing(1))
-            pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
-            a_idx, t_idx = lanes // n_t, lanes % n_t
-            recall[t_idx, k, a_idx, m] = rc[:, -1] if nd else 0.0
-            q = np.zeros((len(lanes), n_r))
-            for i in range(len(lanes)):
-                at = np.searchsorted(rc[i], RECALL_THRESHOLDS, side="left")
-                inside = at < nd
-                q[i, inside] = pr[i, at[inside]]
-            precision[t_idx, :, k, a_idx, m] = q
+        if npig[k].any():
+            _accumulate_class(
+                d_score[c0:c1],
+                rank[c0:c1],
+                tp[c0:c1],
+                fp[c0:c1],
+                npig[k],
+                precision[:, :, k],
+                recall[:, k],
+            )
         if progress is not None:
             progress(k + 1, n_k, "accumulating")
 
@@ -692,6 +696,45 @@ def _evaluate_flat(
         coco_precision=precision,
         coco_recall=recall,
     )
+
+
+def _accumulate_class(
+    score: np.ndarray,
+    rank: np.ndarray,
+    tp: np.ndarray,
+    fp: np.ndarray,
+    npig: np.ndarray,
+    precision: np.ndarray,
+    recall: np.ndarray,
+) -> None:
+    """COCOeval.accumulate for one class: fills ``precision`` (T, R, A, M), ``recall`` (T, A, M).
+
+    ``tp``/``fp`` are (detections, lanes) in (image, rank) order; lanes of an area range without
+    labels stay -1.
+    """
+    n_t, n_r = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS)
+    lanes = np.flatnonzero(np.repeat(npig > 0, n_t))
+    a_idx, t_idx = lanes // n_t, lanes % n_t
+    # As COCOeval: a stable sort on score of the detections in (image, rank) order.
+    by_score = np.argsort(-score, kind="mergesort")
+    rank = rank[by_score]
+    tp, fp = tp[by_score][:, lanes], fp[by_score][:, lanes]
+    n_pos = npig[a_idx][:, None]
+    for m, max_det in enumerate(MAX_DETS):
+        sel = rank < max_det
+        tpc = np.cumsum(tp[sel].T, axis=1).astype(float)
+        fpc = np.cumsum(fp[sel].T, axis=1).astype(float)
+        nd = tpc.shape[1]
+        rc = tpc / n_pos
+        pr = tpc / (fpc + tpc + np.spacing(1))
+        pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
+        recall[t_idx, a_idx, m] = rc[:, -1] if nd else 0.0
+        q = np.zeros((len(lanes), n_r))
+        for i in range(len(lanes)):
+            at = np.searchsorted(rc[i], RECALL_THRESHOLDS, side="left")
+            inside = at < nd
+            q[i, inside] = pr[i, at[inside]]
+        precision[t_idx, :, a_idx, m] = q
 
 
 def _mean_defined(s: np.ndarray) -> float:
