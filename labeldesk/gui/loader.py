@@ -15,7 +15,10 @@ from PIL import Image, ImageOps
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
-SCREEN_SIDE = 1600  # longest side decoded for on-screen review, before zooming in
+SCREEN_SIDE = 1280  # longest side shown for on-screen review, before zooming in
+#: JPEG decodes at 1/2, 1/4 or 1/8 scale almost for free; we accept a decode up to this much
+#: smaller than SCREEN_SIDE (the view scales it smoothly) rather than pay for the next size up.
+DRAFT_SLACK = 1.3
 
 
 def decode(path: Path, max_side: int | None) -> QImage:
@@ -23,13 +26,13 @@ def decode(path: Path, max_side: int | None) -> QImage:
     with Image.open(path) as im:
         if max_side is not None and im.format == "JPEG":
             w, h = im.size
-            scale = max_side / max(w, h)
+            scale = max_side / DRAFT_SLACK / max(w, h)
             if scale < 1:
                 im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
         upright = ImageOps.exif_transpose(im)
         if upright.mode not in ("RGB", "RGBA"):
             upright = upright.convert("RGBA" if "A" in upright.getbands() else "RGB")
-        if max_side is not None and max(upright.size) > max_side:
+        if max_side is not None and max(upright.size) > max_side * 1.5:
             upright.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
         fmt = (
             QImage.Format.Format_RGBA8888
@@ -47,15 +50,22 @@ class _Signals(QObject):
 
 
 class _DecodeTask(QRunnable):
-    def __init__(self, sha: str, path: Path, max_side: int | None, signals: _Signals) -> None:
+    def __init__(
+        self, sha: str, path: Path, max_side: int | None, signals: _Signals, running: set
+    ) -> None:
         super().__init__()
         self.sha, self.path, self.max_side, self.signals = sha, path, max_side, signals
+        self.running = running
 
     def run(self) -> None:
+        key = (self.sha, self.max_side is None)
+        self.running.add(key)
         try:
             image = decode(self.path, self.max_side)
         except Exception:  # a file that became unreadable: show an empty canvas, not crash
             image = QImage()
+        finally:
+            self.running.discard(key)
         self.signals.done.emit(self.sha, image, self.max_side is None)
 
 
@@ -72,6 +82,7 @@ class ImageLoader(QObject):
         self.cache: OrderedDict[tuple[str, bool], QImage] = OrderedDict()
         self.cache_size = cache_size
         self.inflight: set[tuple[str, bool]] = set()
+        self._running: set[tuple[str, bool]] = set()  # started tasks (set by worker threads)
         self.signals = _Signals()
         self.signals.done.connect(self._done)
 
@@ -83,25 +94,33 @@ class ImageLoader(QObject):
         return image
 
     def request(self, sha: str, full: bool = False) -> QImage | None:
-        """Return the image now if cached, else start decoding it (``imageReady`` follows)."""
+        """Return the image now if cached, else start decoding it (``imageReady`` follows).
+
+        The image on screen goes first: prefetches that have not started yet are dropped (they
+        were for the old position) so a jump never waits behind them.
+        """
         image = self.cached(sha, full)
         if image is not None:
             return image
-        self._start(sha, full)
+        self.pool.clear()
+        self.inflight = {k for k in self.inflight if k in self._running}
+        self._start(sha, full, priority=1)
         return None
 
     def prefetch(self, shas: list[str]) -> None:
         for sha in shas:
             if (sha, False) not in self.cache:
-                self._start(sha, False)
+                self._start(sha, False, priority=0)
 
-    def _start(self, sha: str, full: bool) -> None:
+    def _start(self, sha: str, full: bool, priority: int) -> None:
         key = (sha, full)
         if key in self.inflight:
             return
         self.inflight.add(key)
-        task = _DecodeTask(sha, self.path_of(sha), None if full else SCREEN_SIDE, self.signals)
-        self.pool.start(task)
+        task = _DecodeTask(
+            sha, self.path_of(sha), None if full else SCREEN_SIDE, self.signals, self._running
+        )
+        self.pool.start(task, priority)
 
     def _done(self, sha: str, image: QImage, full: bool) -> None:
         key = (sha, full)

@@ -324,7 +324,8 @@ class MainWindow(QMainWindow):
         image = self.loader.request(sha)
         self.canvas.set_image(image, (row.width, row.height))
         self._redraw_boxes()
-        self._prefetch_around(sha)
+        if image is not None:
+            self._prefetch_around(sha)  # else once it is decoded: it must not wait for them
         self._update_status()
 
     def _prefetch_around(self, sha: str) -> None:
@@ -338,6 +339,8 @@ class MainWindow(QMainWindow):
         if sha == self.current and self.ws is not None:
             row = self.ws.rows[self.ws.index[sha]]
             self.canvas.set_image(image, (row.width, row.height))
+            if not full:
+                self._prefetch_around(sha)
 
     def _step(self, delta: int) -> None:
         if self.ws is None or not self.ws.rows:
