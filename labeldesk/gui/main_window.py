@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QDoubleSpinBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QListView,
     QMainWindow,
@@ -161,6 +162,7 @@ class MainWindow(QMainWindow):
         self.box_table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.box_table.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.box_table.verticalHeader().setVisible(False)
+        self.box_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.box_table.clicked.connect(lambda idx: self.canvas.select_index(idx.row()))
         self._dock("Boxes", self.box_table, Qt.DockWidgetArea.RightDockWidgetArea)
 

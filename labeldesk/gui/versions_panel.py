@@ -77,6 +77,8 @@ class VersionsPanel(QWidget):
             return
         versions = list(reversed(V.all_versions(self.project.db)))
         self.model.set_versions(versions)
+        self.table.resizeColumnsToContents()
+        self.table.resizeRowsToContents()
 
     def selected(self) -> list:
         rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
