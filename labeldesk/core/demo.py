@@ -54,37 +54,64 @@ def build_demo(
     assert v_import is not None
     say(f"3. labeldesk add: {len(report.added)} images imported -> version {v_import.short}")
 
-    # First pass: a person labels every image (the generator's truth stands in for them).
+    # First pass: a hasty labeller. The generator's truth stands in for them, with the kind of
+    # mistakes QA finds: a missed object, a loose box, a wrong class.
     by_name = {Path(a.path).name: a.sha256 for a in report.added}
     session = ReviewSession.start(project)
     ids = {name: session.add_class(name) for name in CLASSES}
-    for path, boxes in truth:
-        session.set_boxes(
-            by_name[path.name],
-            [Box(ids[CLASSES[b.cls]], b.x, b.y, b.w, b.h, author=project.user) for b in boxes],
-        )
-    v1 = session.commit(
-        "Label all images", provenance={"method": "manual", "reviewer": project.user}
-    )
+    truth_boxes = {
+        by_name[path.name]: [
+            Box(ids[CLASSES[b.cls]], b.x, b.y, b.w, b.h, author=project.user) for b in boxes
+        ]
+        for path, boxes in truth
+    }
+    flawed: dict[str, str] = {}
+    for i, (sha, boxes) in enumerate(truth_boxes.items()):
+        hasty = list(boxes)
+        if boxes and i % 6 == 1:
+            hasty = hasty[:-1]
+            flawed[sha] = "missed object"
+        elif boxes and i % 6 == 3:
+            b = hasty[0]
+            hasty[0] = b.with_(
+                x=max(0.0, b.x - 0.15 * b.w), y=max(0.0, b.y - 0.15 * b.h), w=b.w * 1.3, h=b.h * 1.3
+            )
+            flawed[sha] = "loose box"
+        elif boxes and i % 6 == 5:
+            b = hasty[0]
+            hasty[0] = b.with_(
+                cls=ids[
+                    CLASSES[
+                        (CLASSES.index(next(n for n, c in ids.items() if c == b.cls)) + 1)
+                        % len(CLASSES)
+                    ]
+                ]
+            )
+            flawed[sha] = "wrong class"
+        session.set_boxes(sha, hasty)
+    v1 = session.commit("First labelling pass", provenance={"method": "manual"})
     say(f"4. Review session 1 labelled {len(truth)} images: {v1.n_boxes} boxes -> {v1.short}")
     tag(project, "v1.0", v1.id)
     decide(project, "v1.0", "approved", "first complete labelling")
     say("5. Tagged it v1.0 and approved it as a release")
 
-    # Second pass: a reviewer tightens a few boxes and removes one spurious label.
+    # Second pass: QA finds and fixes the mistakes.
     session = ReviewSession.start(project)
-    changed = 0
-    for path, _ in truth[:: max(1, len(truth) // 6)]:
-        sha = by_name[path.name]
-        boxes = session.boxes(sha)
-        if not boxes:
-            continue
-        first = boxes[0]
-        edited = first.with_(x=first.x + 2, w=max(1.0, first.w - 3), state="edited")
-        session.set_boxes(sha, [edited, *boxes[1:-1]] if len(boxes) > 2 else [edited])
-        changed += 1
-    v2 = session.commit("Tighten boxes after QA", provenance={"method": "manual"})
-    say(f"6. Review session 2 corrected {changed} images -> {v2.short}")
+    final = {old: session.add_class(name) for name, old in ids.items()}  # provisional -> real
+    for sha in flawed:
+        session.set_boxes(
+            sha, [b.with_(cls=final[b.cls], state="edited") for b in truth_boxes[sha]]
+        )
+    v2 = session.commit(
+        "QA: add missed objects, tighten loose boxes, fix classes", provenance={"method": "manual"}
+    )
+    kinds = ", ".join(
+        f"{n} {k}"
+        for k, n in sorted(
+            {k: list(flawed.values()).count(k) for k in set(flawed.values())}.items()
+        )
+    )
+    say(f"6. Review session 2 corrected {len(flawed)} images ({kinds}) -> {v2.short}")
 
     d = diff(project, "v1.0", "main")
     c = d.counts()

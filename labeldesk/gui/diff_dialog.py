@@ -43,7 +43,7 @@ class DiffDialog(QDialog):
             project.db.execute("SELECT sha256, path FROM image_source ORDER BY id DESC").fetchall()
         )
         marks = {"added": "+", "removed": "−", "changed": "~"}
-        for item in self.d.images:
+        for item in sorted(self.d.images, key=lambda i: Path(names.get(i.image, i.image)).name):
             label = (
                 f"{marks[item.kind]} {Path(names.get(item.image, item.image)).name}  "
                 f"(+{item.boxes_added} −{item.boxes_removed})"
