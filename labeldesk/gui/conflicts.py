@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from labeldesk.core.boxes import live_boxes
 from labeldesk.core.errors import Conflict
 from labeldesk.core.versions import load_annotation_set
 
@@ -79,9 +80,12 @@ class ConflictDialog(QDialog):
         ).fetchone()
         image = decode(project.objects.path(c.image), SCREEN_SIDE)
         names = self.window_.ws.classes
-        for canvas, annset in ((self.theirs, c.theirs), (self.ours, c.ours)):
+        theirs = load_annotation_set(project.db, c.theirs) if c.theirs else []
+        # Ours is not stored yet (the refused commit was rolled back): take the session's edit.
+        ours = live_boxes(self.window_.boxes_of(c.image))
+        for canvas, boxes in ((self.theirs, theirs), (self.ours, ours)):
             canvas.set_image(image, (size[0], size[1]))
-            canvas.set_boxes(load_annotation_set(project.db, annset) if annset else [], names)
+            canvas.set_boxes(boxes, names)
         (self.pick_theirs if self.choice[c.image] == "theirs" else self.pick_ours).setChecked(True)
 
     def _picked(self) -> None:

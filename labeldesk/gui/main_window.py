@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QListView,
     QMainWindow,
     QMessageBox,
+    QPushButton,
     QSlider,
     QTableView,
     QVBoxLayout,
@@ -171,7 +172,15 @@ class MainWindow(QMainWindow):
         self.class_list.setModel(self.class_model)
         self.class_list.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.class_list.clicked.connect(lambda idx: self.set_class_key(idx.row() + 1))
-        self._dock("Classes", self.class_list, Qt.DockWidgetArea.RightDockWidgetArea)
+        classes = QWidget()
+        lay = QVBoxLayout(classes)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.class_list)
+        add_class = QPushButton("Add class…")
+        add_class.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        add_class.clicked.connect(self.add_class_dialog)
+        lay.addWidget(add_class)
+        self._dock("Classes", classes, Qt.DockWidgetArea.RightDockWidgetArea)
 
         from .versions_panel import VersionsPanel
 
@@ -517,6 +526,29 @@ class MainWindow(QMainWindow):
             self.draw_class = cls
             self._update_status()
 
+    def add_class_dialog(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        name, ok = QInputDialog.getText(self, "Add class", "Class name:")
+        if ok and name.strip():
+            self.add_class(name.strip())
+
+    def add_class(self, name: str) -> int | None:
+        """Add a class to the session (it joins the class list when the session commits)."""
+        if self.ws is None:
+            return None
+        try:
+            cid = self.ws.session.add_class(name)
+        except LabelDeskError as e:
+            self.show_error(e)
+            return None
+        self.ws.classes = self.ws.session.classes()
+        self.class_model.set_classes(self.ws.classes)
+        self._fill_class_filter()
+        self.draw_class = cid
+        self._update_status()
+        return cid
+
     def start_drawing(self) -> None:
         self.canvas.start_drawing()
 
@@ -643,8 +675,9 @@ class MainWindow(QMainWindow):
             from .conflicts import ConflictDialog
 
             dialog = ConflictDialog(self, error.conflicts)
-            if dialog.exec():
-                self.commit_version(message, dialog.resolutions())
+            dialog.accepted.connect(lambda: self.commit_version(message, dialog.resolutions()))
+            self.conflict_dialog = dialog
+            dialog.open()  # window-modal, without a nested event loop
             return
         self.show_error(error)
 

@@ -175,3 +175,42 @@ def test_models_pass_the_model_tester(window, qtmodeltester) -> None:
     qtmodeltester.check(window.box_model)
     qtmodeltester.check(window.class_model)
     qtmodeltester.check(window.versions.model)
+
+
+def test_add_class_then_draw_with_it(window, review_project) -> None:
+    _, shas = review_project
+    cid = window.add_class("truck")
+    assert cid is not None and cid < 0  # provisional until the session commits
+    assert window.class_model.classes[-1] == (cid, "truck")
+    key(window, Qt.Key.Key_W)
+    drag(window, view_point(window, 10, 100), view_point(window, 50, 140))
+    assert window.ws.classes[window.boxes_of(shas[0])[-1].cls] == "truck"
+    saved = saved_edit(window, shas[0])  # stored in canonical order
+    assert [b.cls for b in saved if b.origin == "human"] == [cid]
+
+
+def test_conflicting_commit_shows_both_sides_and_applies_the_choice(
+    window, review_project, qtbot
+) -> None:
+    root, shas = review_project
+    # someone else commits a change to image 0 after this session began
+    with Project.open(root, user="other") as p:
+        from labeldesk.core.sessions import ReviewSession
+
+        s = ReviewSession.start(p)
+        s.set_boxes(shas[0], [Box(1, 1, 1, 5, 5)])
+        s.commit("other's edit")
+    key(window, Qt.Key.Key_Space)  # we accept the pre-labels of image 0: a conflict
+    window.commit_version("mine")
+    qtbot.waitUntil(lambda: getattr(window, "conflict_dialog", None) is not None, timeout=10000)
+    dialog = window.conflict_dialog
+    assert dialog.isVisible() and dialog.list.count() == 1
+    assert len(dialog.theirs.items_) == 1 and len(dialog.ours.items_) == 2
+    dialog.pick_theirs.setChecked(True)
+    with qtbot.waitSignal(window.committed, timeout=10000) as sig:
+        dialog.accept()
+    assert sig.args[0].kind == "merge"
+    with Project.open(root) as p:
+        store = ManifestStore(p.db)
+        entry = store.entry(store.tree(resolve(p.db, "main").tree), shas[0])
+        assert load_annotation_set(p.db, entry.annset) == [Box(1, 1, 1, 5, 5)]

@@ -94,3 +94,25 @@ def test_annotators_do_not_see_lead_actions_and_core_refuses(review_project, qtb
     with pytest.raises(PermissionDeniedError):
         decide(annie.project, "main", "approved", "sneaky")
     annie.close()
+
+
+def test_window_opens_without_importing_torch(review_project, tmp_path) -> None:
+    root, _ = review_project
+    code = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from PySide6.QtWidgets import QApplication
+        from labeldesk.gui.main_window import MainWindow
+        app = QApplication([])
+        w = MainWindow(Path({str(root)!r}))
+        w.show()
+        while w.ws is None or w.current is None:
+            app.processEvents()
+        w.close()
+        print("TORCH" if "torch" in sys.modules or "ultralytics" in sys.modules else "CLEAN")
+    """)
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)}
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert "CLEAN" in r.stdout, r.stdout + r.stderr
