@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path", nargs="?", default="labeldesk-demo", help="demo folder")
     s.add_argument("--images", type=int, default=48, help="number of generated images")
     s.add_argument("--force", action="store_true", help="replace an existing demo folder")
+    s.add_argument("--no-gui", action="store_true", help="only build and print; do not open")
     return p
 
 

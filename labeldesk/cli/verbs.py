@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from .output import ProgressBar, emit_json, error, table
 
 
 def run(args: argparse.Namespace) -> int:
-    handler = globals()[f"cmd_{args.command}"]
+    handler = getattr(args, "handler", None) or globals()[f"cmd_{args.command}"]
     try:
         return handler(args) or 0
     except InputError as e:
@@ -317,15 +318,37 @@ def cmd_member(args: argparse.Namespace) -> int:
     return 0
 
 
+def _has_display() -> bool:
+    """Whether a window can be shown: a desktop session, or a Qt platform chosen explicitly."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from labeldesk.core.demo import build_demo
 
     bar = ProgressBar()
     try:
-        build_demo(Path(args.path), n_images=args.images, force=args.force, progress=bar, say=print)
+        project = build_demo(
+            Path(args.path), n_images=args.images, force=args.force, progress=bar, say=print
+        )
     finally:
         bar.close()
-    return 0
+    root = project.root
+    project.close()
+    if args.no_gui:
+        return 0
+    if not _has_display():
+        print(
+            "\nNo display here, so the review window was not opened; on a desktop run:\n"
+            f"  labeldesk gui {root}"
+        )
+        return 0
+    print("\nOpening the review window…")
+    from labeldesk.gui.app import run as run_gui
+
+    return run_gui(root)
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
