@@ -96,6 +96,7 @@ def _upsampled(
     rng: np.random.Generator, width: int, height: int, cell: int, bands: int
 ) -> Image.Image:
     """Smooth random field: a coarse random grid resized bilinearly to full size."""
+    cell = max(1, cell)
     gw, gh = max(2, width // cell + 2), max(2, height // cell + 2)
     grid = rng.integers(0, 256, size=(gh, gw, bands), dtype=np.uint8)
     img = Image.fromarray(grid[:, :, 0] if bands == 1 else grid, mode="L" if bands == 1 else "RGB")
@@ -138,7 +139,8 @@ def _texture_mask(rng: np.random.Generator, kind: str, width: int, height: int) 
     draw = ImageDraw.Draw(layer)
     for _ in range(int(rng.integers(3, 12))):
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        rx, ry = rng.uniform(3, width / 4), rng.uniform(3, height / 4)
+        rx = rng.uniform(min(3, width / 4), width / 4)
+        ry = rng.uniform(min(3, height / 4), height / 4)
         draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=int(rng.integers(80, 256)))
     return layer
 
@@ -307,12 +309,33 @@ def _pick_fill(rng: np.random.Generator, under: np.ndarray) -> tuple[int, int, i
     return (int(colour[0]), int(colour[1]), int(colour[2]))
 
 
+def _visible(
+    ids: Image.Image, count: int, i: int, item: _Item, width: int, height: int
+) -> tuple[int, int, np.ndarray, tuple[int, int, int, int]] | None:
+    """Where item ``i`` is visible, if enough of it is to label honestly, else None.
+
+    Returns the crop origin, the visibility mask within the item's extent and the tight box
+    (x0, y0, x1, y1) within that crop. Only the extent is searched: much cheaper than the
+    whole id map.
+    """
+    if count == 0 or count < _MIN_VISIBLE_FRACTION * max(item.area, 1.0):
+        return None
+    ex0, ey0, ex1, ey1 = _extent(item, width, height)
+    sel = np.asarray(ids.crop((ex0, ey0, ex1, ey1))) == i + 1
+    x0, y0, x1, y1 = _tight_box(sel)
+    if x1 - x0 < _MIN_BOX_SIDE or y1 - y0 < _MIN_BOX_SIDE:
+        return None
+    return ex0, ey0, sel, (x0, y0, x1, y1)
+
+
 # -------------------------------------------------------------------------------------- scenes
 
 
 def _render(
     rng: np.random.Generator, width: int, height: int, n_objects: tuple[int, int], detailed: bool
 ) -> SynthScene:
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
     if n_objects[1] + _MAX_CLUTTER > 254:
         raise ValueError(f"at most {254 - _MAX_CLUTTER} objects per scene")
     short = float(min(width, height))
@@ -328,23 +351,22 @@ def _render(
     items = [items[i] for i in rng.permutation(len(items))]
 
     # Drop objects that end up barely visible (removing one only uncovers the others), and
-    # top up to the minimum count with objects placed on top and wholly inside the frame,
-    # which are therefore fully visible. A few rounds settle it.
-    for _ in range(8):
+    # top up to the minimum count with objects placed on top and wholly inside the frame.
+    # The last two rounds only drop, so the loop always ends with every object labelable.
+    for round_ in range(9):
         ids = _id_map(items, width, height)
         counts = ids.histogram()  # pixels per item id, counted in C
-        keep = [
-            it
+        visible = {
+            i: _visible(ids, counts[i + 1], i, it, width, height)
             for i, it in enumerate(items)
-            if it.cls < 0 or counts[i + 1] >= _MIN_VISIBLE_FRACTION * max(it.area, 1.0)
-        ]
+            if it.cls >= 0
+        }
+        keep = [it for i, it in enumerate(items) if it.cls < 0 or visible[i] is not None]
         missing = lo - sum(it.cls >= 0 for it in keep)
-        if len(keep) == len(items) and missing <= 0:
+        if len(keep) == len(items) and (missing <= 0 or round_ >= 7):
             break
-        items = keep + [_place_object(rng, width, height, inside=True) for _ in range(missing)]
-    else:  # did not settle (only plausible in very crowded scenes): accept the layout as is
-        ids = _id_map(items, width, height)
-        counts = ids.histogram()
+        top_up = missing if round_ < 7 else 0
+        items = keep + [_place_object(rng, width, height, inside=True) for _ in range(top_up)]
 
     # Colours are chosen against the background under each item so that labelled objects
     # are visible; clutter gets the same treatment so it is as distracting as real objects.
@@ -392,18 +414,14 @@ def _render(
     boxes: list[SynthBox] = []
     instance_map = np.zeros((height, width), dtype=np.int16) if detailed else np.zeros((0, 0))
     for i, item in enumerate(items):
-        if item.cls < 0 or counts[i + 1] == 0:
+        found = visible.get(i)
+        if found is None:
             continue
-        # Search only the item's own extent: much cheaper than scanning the whole id map.
-        ex0, ey0, ex1, ey1 = _extent(item, width, height)
-        sel = np.asarray(ids.crop((ex0, ey0, ex1, ey1))) == i + 1
-        x0, y0, x1, y1 = _tight_box(sel)
-        if x1 - x0 < _MIN_BOX_SIDE or y1 - y0 < _MIN_BOX_SIDE:
-            continue
+        ex0, ey0, sel, (x0, y0, x1, y1) = found
         box = SynthBox(item.cls, float(ex0 + x0), float(ey0 + y0), float(x1 - x0), float(y1 - y0))
         boxes.append(box)
         if detailed:
-            instance_map[ey0:ey1, ex0:ex1][sel] = len(boxes)
+            instance_map[ey0 : ey0 + sel.shape[0], ex0 : ex0 + sel.shape[1]][sel] = len(boxes)
     background = np.asarray(light(bg)) if detailed else np.zeros((0, 0, 3), dtype=np.uint8)
     return SynthScene(image, boxes, background, instance_map)
 

@@ -86,6 +86,19 @@ def test_scale_range_is_wide():
     assert max(sides) > 0.25
 
 
+@pytest.mark.parametrize("size", [(96, 64), (64, 96), (16, 12), (1000, 200)])
+def test_odd_and_tiny_sizes_give_valid_boxes(size: tuple[int, int]):
+    w, h = size
+    for i in range(5):
+        scene = render_scene_detailed(np.random.default_rng(i), w, h)
+        assert scene.image.size == (w, h)
+        for k, b in enumerate(scene.boxes):
+            assert b.x >= 0 and b.y >= 0
+            assert b.x + b.w <= w and b.y + b.h <= h
+            assert b.w >= 4 and b.h >= 4
+            assert (scene.instance_map == k + 1).any()
+
+
 def test_too_many_objects_is_rejected():
     with pytest.raises(ValueError):
         render_scene(np.random.default_rng(0), W, H, n_objects=(1, 300))
