@@ -11,6 +11,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from labeldesk.cli import formats  # argparse only: --help stays instant
+
 EPILOG = """\
 REF names a version: main, a tag, a version id (or a unique prefix of at least 4 hex digits),
 each optionally followed by ~N for its N-th first-parent ancestor (main~1 is the one before main).
@@ -98,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", type=int, default=48, help="number of generated images")
     s.add_argument("--force", action="store_true", help="replace an existing demo folder")
     s.add_argument("--no-gui", action="store_true", help="only build and print; do not open")
+
+    for verbs_module in (formats,):
+        verbs_module.add_parsers(sub)
     return p
 
 

@@ -8,7 +8,8 @@ reader/writer over them. docs/formats.md describes the files written and every d
 - :mod:`.common`: options, reports, itemised problems, box checks and class mapping.
 - :mod:`.plan`: what an export holds (entries, sizes, sources) and unique file names.
 - :mod:`.files`: the output folder (atomic) and image files (copied, linked or made upright).
-- :mod:`.coco`, :mod:`.yolo`: the two formats.
+- :mod:`.coco`, :mod:`.yolo`: the two formats (import orchestration and export);
+  :mod:`.coco_reader`, :mod:`.yolo_reader`: reading and checking their input files.
 """
 
 from __future__ import annotations

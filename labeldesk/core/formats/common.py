@@ -1,0 +1,274 @@
+"""What the COCO and YOLO converters share: options, reports, itemised problems, box checks and
+class mapping.
+
+Import is strict by default: every problem in the input is collected and reported at once, and
+nothing is committed. The few repairs we know how to do (clipping a box to the image, taking a
+polygon's extent, dropping a repeated row, keeping the first of two identical images) happen only
+when asked for, and each one is reported, so nobody learns about them from a worse model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from ..errors import InputError, Problem
+from ..versions import Version, get_version, head
+
+#: Tag of an image that came without labels (a YOLO image with no label file): it is not known
+#: to be background, so exports do not claim it is (no YOLO label file is written for it).
+UNLABELLED_TAG = "unlabelled"
+
+#: Box edges this far outside the image (in pixels) are pulled onto the edge silently: it is
+#: below the canonical precision of a coordinate (1e-4 px), so nothing observable changes.
+PIXEL_SLACK = 5e-5
+
+#: Smallest box side kept: coordinates are stored to 1e-4 px, so a thinner box would round to
+#: nothing.
+MIN_SIDE = 1e-4
+
+#: At most this many problems are listed; a dataset with a million bad rows needs the first
+#: screenful and a count, not a million lines.
+MAX_PROBLEMS = 1000
+
+#: File name extensions that readers (Ultralytics among them) recognise as images.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """Explicit repairs an import may make; each one is reported. Defaults refuse bad input."""
+
+    clip: bool = False  # clip boxes that stick out of the image instead of refusing them
+    polygons: Literal["reject", "extent"] = "reject"  # YOLO segment rows
+    skip_crowd: bool = False  # COCO iscrowd=1 regions are not objects; skip them if asked
+    drop_duplicate_rows: bool = False  # keep one of several identical label rows
+    duplicate_images: Literal["reject", "first"] = "reject"  # records with identical bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ImportReport:
+    format: str
+    version: Version | None
+    n_images: int
+    n_boxes: int
+    classes: list[dict[str, Any]]
+    notes: list[Problem] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "version": self.version.id if self.version else None,
+            "images": self.n_images,
+            "boxes": self.n_boxes,
+            "classes": self.classes,
+            "notes": [{"where": n.where, "note": n.reason} for n in self.notes],
+        }
+
+
+@dataclass
+class ExportReport:
+    format: str
+    out: Path
+    version: Version
+    n_images: int
+    n_boxes: int
+    files: list[str]  # annotation files written, relative to ``out``
+    reencoded: int = 0  # EXIF-rotated images written as upright pixels
+    linked: int = 0
+    copied: int = 0
+    notes: list[Problem] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "out": str(self.out),
+            "version": self.version.id,
+            "images": self.n_images,
+            "boxes": self.n_boxes,
+            "files": self.files,
+            "reencoded_upright": self.reencoded,
+            "linked": self.linked,
+            "copied": self.copied,
+            "notes": [{"where": n.where, "note": n.reason} for n in self.notes],
+        }
+
+
+class Problems:
+    """Collects itemised problems (up to :data:`MAX_PROBLEMS`) and raises them as one error."""
+
+    def __init__(self, limit: int = MAX_PROBLEMS) -> None:
+        self.items: list[Problem] = []
+        self.count = 0
+        self.limit = limit
+
+    def add(self, where: str, reason: str) -> None:
+        self.count += 1
+        if len(self.items) < self.limit:
+            self.items.append(Problem(where, reason))
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def raise_if_any(self, summary: str) -> None:
+        if not self.count:
+            return
+        items = list(self.items)
+        if self.count > len(items):
+            items.append(Problem("…", f"{self.count - len(items)} more problems not listed"))
+        raise InputError(f"{summary}: {self.count} problem(s); nothing was imported", items)
+
+
+def main_version(db) -> Version | None:
+    current = head(db)
+    return get_version(db, current) if current else None
+
+
+def fmt_num(v: float) -> str:
+    """A number for a message: short, exact enough to find the row."""
+    return f"{v:g}"
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_pixel_box(
+    x: float, y: float, w: float, h: float, width: int, height: int, clip: bool
+) -> tuple[tuple[float, float, float, float] | None, str | None, bool]:
+    """Check a pixel box against an image of ``width`` x ``height``.
+
+    Returns ``(box, problem, clipped)``: the box to keep (or None), the reason it was refused,
+    and whether it was clipped (only with ``clip``). Slack below the canonical precision is
+    removed silently.
+    """
+    if w <= 0 or h <= 0:
+        return None, f"zero-sized or negative box (w={fmt_num(w)}, h={fmt_num(h)})", False
+    x1, y1, x2, y2 = x, y, x + w, y + h
+    outside = x1 < -PIXEL_SLACK or y1 < -PIXEL_SLACK or x2 > width + PIXEL_SLACK
+    outside = outside or y2 > height + PIXEL_SLACK
+    if outside and not clip:
+        return (
+            None,
+            f"box [{fmt_num(x)}, {fmt_num(y)}, {fmt_num(w)}, {fmt_num(h)}] lies outside the "
+            f"{width}x{height} image (use --clip to clip it to the image)",
+            False,
+        )
+    x1, y1 = min(max(x1, 0.0), float(width)), min(max(y1, 0.0), float(height))
+    x2, y2 = min(max(x2, 0.0), float(width)), min(max(y2, 0.0), float(height))
+    if x2 - x1 <= 0 or y2 - y1 <= 0:
+        return None, "box lies entirely outside the image", False
+    if x2 - x1 < MIN_SIDE or y2 - y1 < MIN_SIDE:
+        return None, f"box narrower than {MIN_SIDE} px, the stored precision", False
+    return (x1, y1, x2 - x1, y2 - y1), None, outside
+
+
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def check_relative_name(name: Any) -> str | None:
+    """Why ``name`` cannot be a file name inside a dataset folder, or None if it can.
+
+    Absolute names and ``..`` would make an import read (or an export write) outside the
+    folder the user named.
+    """
+    if not isinstance(name, str) or not name:
+        return "file_name must be a non-empty string"
+    if "\x00" in name:
+        return "file_name contains a NUL character"
+    if name.startswith(("/", "\\")) or _WINDOWS_DRIVE.match(name):
+        return f"file_name {name!r} is absolute; it must be relative to the images folder"
+    parts = re.split(r"[/\\]", name)
+    if ".." in parts:
+        return f"file_name {name!r} contains '..'; it must stay inside the images folder"
+    if not [p for p in parts if p not in ("", ".")]:
+        return f"file_name {name!r} names no file"
+    return None
+
+
+def normalise_name(name: str) -> str:
+    """``./a//b.jpg`` -> ``a/b.jpg`` (names already checked by :func:`check_relative_name`)."""
+    return str(PurePosixPath(*[p for p in re.split(r"[/\\]", name) if p not in ("", ".")]))
+
+
+# -- classes ----------------------------------------------------------------------------------
+
+
+def map_classes_keep_ids(
+    existing: list[dict[str, Any]], dataset: list[tuple[int, str]], where: str, problems: Problems
+) -> tuple[dict[int, int], list[dict[str, Any]]]:
+    """Classes for a dataset whose ids must be kept (COCO categories).
+
+    In a project without classes the dataset's ids are taken as they are. In one with classes,
+    names are matched; a name with another id, or an id taken by another name, is refused: an
+    export would then renumber the category, and results files made against the original
+    dataset would no longer match.
+    """
+    mapping: dict[int, int] = {}
+    by_name = {c["name"]: c["id"] for c in existing}
+    by_id = {c["id"]: c["name"] for c in existing}
+    out = list(existing)
+    for cid, name in dataset:
+        if name in by_name:
+            if by_name[name] != cid:
+                problems.add(
+                    where,
+                    f"category {cid} {name!r}: the project has {name!r} as class "
+                    f"{by_name[name]}; the ids must agree so that exports keep the dataset's ids",
+                )
+                continue
+        elif cid in by_id:
+            problems.add(
+                where,
+                f"category {cid} {name!r}: id {cid} is class {by_id[cid]!r} in the project",
+            )
+            continue
+        else:
+            out.append({"id": cid, "name": name})
+            by_name[name], by_id[cid] = cid, name
+        mapping[cid] = cid
+    return mapping, sorted(out, key=lambda c: c["id"])
+
+
+def map_classes_by_name(
+    existing: list[dict[str, Any]], names: list[str]
+) -> tuple[dict[int, int], list[dict[str, Any]]]:
+    """Classes for a dataset that has only names in order (YOLO): index i -> class id.
+
+    A project without classes numbers them from 1 (index i is class i + 1); otherwise names are
+    matched and new names are added after the highest id.
+    """
+    by_name = {c["name"]: c["id"] for c in existing}
+    out = list(existing)
+    next_id = max((c["id"] for c in existing), default=0) + 1
+    mapping: dict[int, int] = {}
+    for i, name in enumerate(names):
+        if name not in by_name:
+            by_name[name] = next_id
+            out.append({"id": next_id, "name": name})
+            next_id += 1
+        mapping[i] = by_name[name]
+    return mapping, sorted(out, key=lambda c: c["id"])
+
+
+def provenance(fmt: str, sources: list[str], options: ImportOptions, repairs: list[str]) -> dict:
+    """The provenance of an import version: where it came from and what was changed on the way."""
+    return {
+        "method": None,
+        "sources": sources,
+        "format": fmt,
+        "preprocessing": repairs,
+        "model": None,
+        "options": options.to_json(),
+    }
