@@ -16,6 +16,7 @@ from pathlib import Path
 from labeldesk.core import predictions
 from labeldesk.core.boxes import Box, live_boxes
 from labeldesk.core.manifest import ManifestStore
+from labeldesk.core.prelabel import show_in_session
 from labeldesk.core.project import Project
 from labeldesk.core.sessions import ReviewSession
 from labeldesk.core.versions import MAIN, head, load_annotation_set
@@ -186,8 +187,4 @@ def set_prelabel_source(
     project: Project, session_id: int, model: str | None, params: dict | None
 ) -> None:
     """Choose whose predictions the session shows as pre-labels (recorded for provenance)."""
-    with project.transaction():
-        project.db.execute(
-            "UPDATE review_session SET prelabel_model = ?, prelabel_params = ? WHERE id = ?",
-            [model, predictions.params_key(params) if params is not None else None, session_id],
-        )
+    show_in_session(project, session_id, model, params)

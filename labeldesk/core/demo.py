@@ -2,25 +2,84 @@
 
 Everything is generated offline: images of simple shapes on textured backgrounds, with their
 true boxes standing in for a first human labelling pass. The demo then plays a second review
-that corrects some labels, tags and approves a release, diffs the two, and checks the store.
+that corrects some labels, tags and approves a release, diffs the two, imports a fresh batch
+of unlabelled images, pre-labels it with the small detector shipped in
+``resources/models/demo-shapes.pt`` (trained on scenes of the same kind by
+``resources/train_demo_model.py``), and opens a review session that shows those pre-labels.
+The model is good but not perfect on purpose, so the review has misses and false positives
+to find.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from .boxes import Box
+from .errors import LabelDeskError
 from .fsck import fsck
 from .importer import add_images
+from .models import add_model
+from .predictions import load as load_predictions
+from .prelabel import prelabel, prelabel_params, show_in_session
 from .progress import ProgressFn
 from .project import DB_NAME, Project
 from .sessions import ReviewSession
-from .synth import CLASSES, write_images
+from .synth import CLASSES, SynthBox, write_images
 from .versions import decide, diff, log, tag
 
 Say = Callable[[str], None]
+
+#: Overrides where the demo model is looked for (a copy outside the source tree).
+DEMO_MODEL_ENV = "LABELDESK_DEMO_MODEL"
+DEMO_MODEL_NAME = "demo-shapes"
+#: The demo model was trained at 320; inference at that size is also quick on a laptop CPU.
+DEMO_IMGSZ = 320
+
+
+def demo_model_path() -> Path:
+    """``resources/models/demo-shapes.pt`` of the source tree (or ``$LABELDESK_DEMO_MODEL``).
+
+    resources/ sits at the repository root next to labeldesk/; it is not in the wheel, so the
+    demo needs a source checkout (``pip install -e .``) or the environment variable.
+    """
+    env = os.environ.get(DEMO_MODEL_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise LabelDeskError(f"${DEMO_MODEL_ENV} is {env}, which is not a file")
+        return path
+    path = Path(__file__).resolve().parents[2] / "resources" / "models" / "demo-shapes.pt"
+    if not path.is_file():
+        raise LabelDeskError(
+            f"the demo model is not at {path}: it ships in the LabelDesk source repository "
+            f"(resources/models/), not in the wheel. Install from a checkout "
+            f"(`pip install -e .`) or set {DEMO_MODEL_ENV} to the demo-shapes.pt file."
+        )
+    return path
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    iw = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    ih = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
+
+
+def _matches(truth: list[SynthBox], preds: list) -> tuple[int, int]:
+    """(objects found with the right class at IoU >= 0.5, predictions that match nothing)."""
+    free = list(preds)
+    found = 0
+    for t in truth:
+        rect = (t.x, t.y, t.w, t.h)
+        best = max(free, key=lambda p: _iou(rect, (p.x, p.y, p.w, p.h)), default=None)
+        if best is not None and _iou(rect, (best.x, best.y, best.w, best.h)) >= 0.5:
+            free.remove(best)
+            found += best.name == CLASSES[t.cls]
+    return found, len(free)
 
 
 def build_demo(
@@ -119,7 +178,43 @@ def build_demo(
         f"7. labeldesk diff v1.0 main: {c['images_changed']} images changed, "
         f"+{c['boxes_added']} / -{c['boxes_removed']} boxes"
     )
-    say("8. labeldesk log:")
+
+    # A fresh, unlabelled batch: the detector proposes, a reviewer decides.
+    n_new = max(4, n_images // 4)
+    new_truth = write_images(root / "new-images", n_new, seed=seed + 1000)
+    report = add_images(project, [root / "new-images"], progress=progress)
+    assert report.version is not None
+    new_shas = {Path(a.path).name: a.sha256 for a in report.added}
+    say(
+        f"8. labeldesk add: {len(report.added)} new, unlabelled images -> version "
+        f"{report.version.short}"
+    )
+    added = add_model(project, demo_model_path(), DEMO_MODEL_NAME)
+    model = added.model
+    say(
+        f"9. labeldesk model add: {model.name} ({model.short}), {model.format} {model.task} "
+        f"model, classes {', '.join(model.class_names)}; loaded with safe (weights-only) loading"
+    )
+    params = prelabel_params(imgsz=DEMO_IMGSZ)
+    run = prelabel(project, model, imgsz=DEMO_IMGSZ, progress=progress)
+    found = extra = objects = 0
+    for path, boxes in new_truth:
+        preds = load_predictions(project.db, model.id, params, new_shas[path.name])
+        f, x = _matches(boxes, preds)
+        found, extra, objects = found + f, extra + x, objects + len(boxes)
+    say(
+        f"10. labeldesk prelabel --model {model.name} --imgsz {DEMO_IMGSZ}: {run.predicted} "
+        f"images in {run.seconds:.1f}s. On the {n_new} new images it found {found} of "
+        f"{objects} objects (right class, IoU >= 0.5) and proposed {extra} boxes that match "
+        "nothing: work for the reviewer"
+    )
+    session = ReviewSession.start(project)
+    show_in_session(project, session.id, model.id, params)
+    say(
+        f"11. Review session {session.id} is open on main: the {n_new} new images show the "
+        "model's boxes as pending pre-labels to accept, fix or reject"
+    )
+    say("12. labeldesk log:")
     for v in log(project.db):
         tags = f" [{', '.join(v.tags)}]" if v.tags else ""
         say(
@@ -128,11 +223,14 @@ def build_demo(
         )
     report_fsck = fsck(project)
     say(
-        f"9. labeldesk fsck: {'OK' if report_fsck.ok else 'PROBLEMS'} "
+        f"13. labeldesk fsck: {'OK' if report_fsck.ok else 'PROBLEMS'} "
         f"({report_fsck.objects_checked} objects re-hashed)"
     )
     say(
         f"\nTry it yourself:\n  labeldesk -p {project.root} log\n"
-        f"  labeldesk -p {project.root} diff v1.0 main\n  labeldesk -p {project.root} fsck"
+        f"  labeldesk -p {project.root} diff v1.0 main\n  labeldesk -p {project.root} fsck\n"
+        f"  labeldesk -p {project.root} model list\n"
+        f"  labeldesk -p {project.root} prelabel --model {model.name} --imgsz {DEMO_IMGSZ}"
+        "   (cached: returns at once)"
     )
     return project

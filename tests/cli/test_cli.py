@@ -151,6 +151,7 @@ def test_demo_runs_end_to_end_in_a_real_process(tmp_path) -> None:
     assert r.returncode == 0, r.stderr
     assert "labeldesk fsck: OK" in r.stdout
     assert "No display here" in r.stdout  # headless: says how to open it instead of failing
+    r_demo = r
     r = subprocess.run(
         [*LABELDESK, "-p", str(tmp_path / "demo" / "project"), "log", "--json"],
         capture_output=True,
@@ -158,5 +159,7 @@ def test_demo_runs_end_to_end_in_a_real_process(tmp_path) -> None:
         check=True,
     )
     log = json.loads(r.stdout)
-    assert [v["kind"] for v in log] == ["review", "review", "import"]
-    assert log[1]["status"] == "approved" and log[1]["tags"] == ["v1.0"]
+    # import, two review passes, then a fresh unlabelled batch that the demo model pre-labels
+    assert [v["kind"] for v in log] == ["import", "review", "review", "import"]
+    assert log[2]["status"] == "approved" and log[2]["tags"] == ["v1.0"]
+    assert "labeldesk prelabel --model demo-shapes" in r_demo.stdout

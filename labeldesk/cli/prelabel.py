@@ -1,0 +1,229 @@
+"""``labeldesk model add|list`` and ``labeldesk prelabel``.
+
+Only argparse is imported here; the handlers import core (and core imports torch) when they
+run, so ``labeldesk --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+TRUST_HELP = (
+    "load a .pt by full unpickling even if safe loading refuses it. A .pt file is a pickle: "
+    "loading it can run any code it contains. Use only for files whose origin you trust "
+    "(default: Ultralytics' weights-only safe loading, which runs nothing)"
+)
+
+MODEL_EPILOG = """\
+The format is read from the file's bytes (.pt checkpoint or .onnx), the task and class names
+from the model. The model's sha256 is recorded: if the file changes later, it is refused until
+registered again. Class names map to the project's classes by name; unknown names are listed,
+and --add-classes adds them to your open review session (they become project classes when the
+session is committed).
+
+Examples:
+  labeldesk model add runs/detect/train/weights/best.pt --name shapes-v2
+  labeldesk model add best.onnx --name shapes-v2-onnx
+  labeldesk model list
+"""
+
+PRELABEL_EPILOG = """\
+Predicts every image of the version that has no cached prediction for this model and these
+parameters, and stores the boxes (with scores) as pre-labels; they enter a version only when a
+reviewer accepts them. Images are seen upright (EXIF orientation applied). Ctrl-C stops after
+the current image and keeps what was predicted; running the same command again resumes.
+
+Examples:
+  labeldesk prelabel --model shapes-v2
+  labeldesk prelabel --model shapes-v2 --version v1.0 --conf 0.1 --imgsz 960
+"""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register ``model`` (``add``, ``list``) and ``prelabel`` on ``sub``."""
+    raw = argparse.RawDescriptionHelpFormatter
+    m = sub.add_parser(
+        "model",
+        help="register and list models for pre-labelling",
+        epilog=MODEL_EPILOG,
+        formatter_class=raw,
+    )
+    msub = m.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    s = msub.add_parser(
+        "add", help="register a .pt or .onnx model file", epilog=MODEL_EPILOG, formatter_class=raw
+    )
+    s.add_argument("weights", metavar="WEIGHTS", help="model file (.pt or .onnx)")
+    s.add_argument("--name", help="name to refer to it by (default: the file name's stem)")
+    s.add_argument("--trust", action="store_true", help=TRUST_HELP)
+    s.add_argument(
+        "--add-classes",
+        action="store_true",
+        help="add the model's classes that main lacks to your open review session",
+    )
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.set_defaults(handler=cmd_model_add)
+    s = msub.add_parser("list", help="list registered models and whether their files changed")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(handler=cmd_model_list)
+
+    s = sub.add_parser(
+        "prelabel",
+        help="pre-label a version's images with a registered model (cached, resumable)",
+        epilog=PRELABEL_EPILOG,
+        formatter_class=raw,
+    )
+    s.add_argument("--model", required=True, metavar="NAME", help="registered model name or id")
+    s.add_argument("--version", default="main", metavar="REF", help="version (default: main)")
+    s.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
+    s.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
+    s.add_argument(
+        "--imgsz", type=int, default=640, help="inference size, a multiple of 32 (default 640)"
+    )
+    s.add_argument(
+        "--batch",
+        type=int,
+        default=32,
+        metavar="N",
+        help="images stored per transaction; a kill loses at most this many (default 32)",
+    )
+    s.add_argument("--trust", action="store_true", help=TRUST_HELP)
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.set_defaults(handler=cmd_prelabel)
+
+
+def cmd_model_add(args: argparse.Namespace) -> int:
+    from labeldesk.cli.output import emit_json
+    from labeldesk.cli.verbs import _open
+    from labeldesk.core.models import add_model
+
+    with _open(args) as project:
+        report = add_model(
+            project, args.weights, args.name, trust=args.trust, add_classes=args.add_classes
+        )
+    if args.json:
+        emit_json(report.to_json())
+        return 0
+    m = report.model
+    what = "already registered" if report.already else "registered"
+    print(
+        f"{what} model {m.name} ({m.short}): {m.format}, {m.task}, "
+        f"{len(m.class_names)} classes: {', '.join(m.class_names)}"
+    )
+    if m.trusted:
+        print("trusted: loaded with full unpickling (--trust)")
+    if report.replaced:
+        print(f"the earlier model of that name is kept as {m.name}@{report.replaced[:12]}")
+    if report.version is None:
+        print("the project has no version yet: classes are matched by name when pre-labelling")
+    elif report.added_classes:
+        print(
+            f"added classes {', '.join(report.added_classes)} to review session "
+            f"{report.session}; they become project classes when it is committed"
+        )
+    elif report.unknown_classes:
+        print(
+            f"classes not in version {report.version[:12]}: {', '.join(report.unknown_classes)}"
+            " (their pre-labels are cached but not shown; --add-classes adds them)"
+        )
+    else:
+        print(f"every class is a class of version {report.version[:12]}")
+    return 0
+
+
+def cmd_model_list(args: argparse.Namespace) -> int:
+    from labeldesk.cli.output import emit_json, table
+    from labeldesk.cli.verbs import _open, _when
+    from labeldesk.core.models import file_state, list_models
+
+    with _open(args) as project:
+        models = list_models(project.db)
+    states = [file_state(m) for m in models]
+    if args.json:
+        emit_json([{**m.to_json(), "file": s} for m, s in zip(models, states, strict=True)])
+        return 0
+    table(
+        ("name", "id", "format", "task", "classes", "trusted", "file", "added", "path"),
+        [
+            (
+                m.name,
+                m.short,
+                m.format,
+                m.task,
+                len(m.class_names),
+                "yes" if m.trusted else "no",
+                s,
+                _when(m.added_at),
+                m.path,
+            )
+            for m, s in zip(models, states, strict=True)
+        ],
+    )
+    return 0
+
+
+def cmd_prelabel(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+    import threading
+
+    from labeldesk.cli.output import ProgressBar, emit_json
+    from labeldesk.cli.verbs import _open
+    from labeldesk.core.errors import CancelledError
+    from labeldesk.core.prelabel import prelabel
+
+    stop = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: stop at once
+        stop.set()
+        sys.stderr.write("\nstopping after this image (Ctrl-C again to stop at once)…\n")
+
+    bar = ProgressBar()
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with _open(args) as project:
+            report = prelabel(
+                project,
+                args.model,
+                args.version,
+                conf=args.conf,
+                iou=args.iou,
+                imgsz=args.imgsz,
+                trust=args.trust,
+                batch=args.batch,
+                progress=bar,
+                cancel=stop.is_set,
+            )
+    except CancelledError as e:
+        bar.close()
+        sys.stderr.write(f"{e}\n")
+        return 130
+    except KeyboardInterrupt:
+        bar.close()
+        sys.stderr.write(
+            "\ninterrupted: predictions stored so far are kept; run again to continue\n"
+        )
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bar.close()
+    if args.json:
+        emit_json(report.to_json())
+        return 0
+    m = report.model
+    rate = report.predicted / report.seconds if report.seconds > 0 else 0.0
+    print(
+        f"model {m.name} ({m.short}) on version {report.version[:12]}: {report.images} images, "
+        f"{report.cached} cached, {report.predicted} predicted ({report.boxes} boxes) "
+        f"in {report.seconds:.1f}s ({rate:.1f} images/s)"
+    )
+    for p in report.failed:
+        print(f"  failed: {p}")
+    if report.unknown_classes:
+        print(
+            f"note: classes not in this version: {', '.join(report.unknown_classes)} (their "
+            "boxes are cached but not shown for review; `labeldesk model add WEIGHTS "
+            "--add-classes` adds them)"
+        )
+    return 1 if report.failed else 0
