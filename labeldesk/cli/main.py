@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from labeldesk.cli import formats, prelabel  # argparse only: --help stays instant
+from labeldesk.cli import formats, prelabel, validation  # argparse only: --help stays instant
 
 EPILOG = """\
 REF names a version: main, a tag, a version id (or a unique prefix of at least 4 hex digits),
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing demo folder")
     s.add_argument("--no-gui", action="store_true", help="only build and print; do not open")
 
-    for verbs_module in (formats, prelabel):
+    for verbs_module in (formats, prelabel, validation):
         verbs_module.add_parsers(sub)
     return p
 

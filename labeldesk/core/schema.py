@@ -192,5 +192,64 @@ ALTER TABLE review_session ADD COLUMN prelabel_params TEXT;
     )
 
 
+# Evaluations are history: a row records what was measured, against what, with which parameters,
+# and how it compared with its baseline at the time. Its content never changes; the baseline link
+# may only be cleared (when the baseline's version is deleted), never re-pointed.
+_EVALUATION_TRIGGERS = """
+CREATE TRIGGER evaluation_immutable BEFORE UPDATE OF
+    id, run, role, version, subset, n_images, source_kind, source_hash, source_name, params,
+    metrics, metric, value, baseline_value, metric_drop, max_drop, passed, created, author
+    ON evaluation
+BEGIN SELECT RAISE(ABORT, 'an evaluation is a record of what was measured and never changes'); END;
+CREATE TRIGGER evaluation_baseline_kept BEFORE UPDATE OF baseline ON evaluation
+    WHEN NEW.baseline IS NOT NULL
+BEGIN SELECT RAISE(ABORT, 'an evaluation keeps the baseline it was compared with'); END;
+"""
+
+
+@migrations()
+def m003_evaluations(db: Database) -> None:
+    db.executescript(
+        """
+CREATE TABLE evaluation (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('candidate', 'baseline')),
+    version TEXT NOT NULL REFERENCES version(id) ON DELETE CASCADE,
+    subset TEXT NOT NULL,
+    n_images INTEGER NOT NULL,
+    source_kind TEXT NOT NULL CHECK (source_kind IN ('model', 'predictions')),
+    source_hash TEXT NOT NULL,
+    source_name TEXT NOT NULL,
+    params TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    baseline INTEGER REFERENCES evaluation(id) ON DELETE SET NULL,
+    baseline_value REAL,
+    metric_drop REAL,
+    max_drop REAL,
+    passed INTEGER CHECK (passed IN (0, 1)),
+    created TEXT NOT NULL,
+    author TEXT NOT NULL
+);
+CREATE INDEX evaluation_version ON evaluation(version);
+CREATE INDEX evaluation_source ON evaluation(source_kind, source_hash);
+CREATE INDEX evaluation_run ON evaluation(run);
+CREATE INDEX evaluation_baseline ON evaluation(baseline);
+
+CREATE TABLE image_stats (
+    image TEXT NOT NULL REFERENCES image(sha256),
+    method TEXT NOT NULL,
+    brightness REAL NOT NULL,
+    contrast REAL NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (image, method)
+);
+"""
+    )
+    db.executescript(_EVALUATION_TRIGGERS)
+
+
 #: The schema version this code writes: one per migration.
 SCHEMA_VERSION = len(migrations._migrations)
