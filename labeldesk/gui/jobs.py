@@ -9,7 +9,22 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QProgressDialog, QWidget
 
-from labeldesk.core.errors import CancelledError, LabelDeskError
+from labeldesk.core.errors import CancelledError, InputError, LabelDeskError
+
+
+def show_error(parent: QWidget, title: str, error: BaseException) -> None:
+    """An error as the user should see it: the reason, and for bad input every problem."""
+    if isinstance(error, CancelledError):
+        return
+    box = QMessageBox(QMessageBox.Icon.Warning, title, str(error), parent=parent)
+    if isinstance(error, InputError):
+        box.setText(error.summary)
+        box.setInformativeText(f"{len(error.problems)} problem(s); nothing was changed.")
+        box.setDetailedText("\n".join(str(p) for p in error.problems))
+    elif not isinstance(error, LabelDeskError):
+        box.setText(f"{type(error).__name__}: {error}")
+    box.open()
+    parent.last_message = box  # keep it alive (and reachable for tests)
 
 
 class _Bridge(QObject):
@@ -45,12 +60,7 @@ def run_job(
 
     def failed(error: BaseException) -> None:
         dialog.reset()
-        if isinstance(error, CancelledError):
-            return
-        text = str(error)
-        if not isinstance(error, LabelDeskError):
-            text = f"{type(error).__name__}: {error}"
-        QMessageBox.warning(parent, title, text)
+        show_error(parent, title, error)
 
     bridge.progress.connect(show_progress)
     bridge.done.connect(finished)
@@ -67,3 +77,71 @@ def run_job(
     thread = threading.Thread(target=body, name=f"job: {title}", daemon=True)
     thread.start()
     return thread
+
+
+class StatusJob(QObject):
+    """A long job shown as a bar with a Cancel button in the status bar, not a dialog.
+
+    Used where the user should keep working meanwhile (pre-labelling while reviewing).
+    """
+
+    finished = Signal(object)
+    failed = Signal(object)
+
+    def __init__(self, window, title: str, fn: Callable[[Callable, Callable], Any]) -> None:
+        super().__init__(window)
+        from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton
+
+        self.title = title
+        self.cancelled = threading.Event()
+        self.widget = QWidget()
+        lay = QHBoxLayout(self.widget)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.label = QLabel(title)
+        self.bar = QProgressBar()
+        self.bar.setMaximumWidth(220)
+        self.bar.setRange(0, 0)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.cancel_button.clicked.connect(self.cancel)
+        for w in (self.label, self.bar, self.cancel_button):
+            lay.addWidget(w)
+        window.statusBar().addPermanentWidget(self.widget)
+        self._bridge = _Bridge(self)
+        self._bridge.progress.connect(self._progress)
+        self._bridge.done.connect(self._done)
+        self._bridge.failed.connect(self._failed)
+
+        def body() -> None:
+            try:
+                value = fn(
+                    lambda d, t, w: self._bridge.progress.emit(d, t, w), self.cancelled.is_set
+                )
+            except BaseException as e:
+                self._bridge.failed.emit(e)
+            else:
+                self._bridge.done.emit(value)
+
+        self.thread = threading.Thread(target=body, name=f"job: {title}", daemon=True)
+        self.thread.start()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        self.label.setText(f"{self.title}: cancelling…")
+
+    def _progress(self, done: int, total: int, what: str) -> None:
+        self.bar.setRange(0, max(total, 1))
+        self.bar.setValue(min(done, max(total, 1)))
+        self.label.setText(f"{what}: {done}/{total}")
+
+    def _close(self) -> None:
+        self.widget.setParent(None)
+        self.widget.deleteLater()
+
+    def _done(self, value: Any) -> None:
+        self._close()
+        self.finished.emit(value)
+
+    def _failed(self, error: BaseException) -> None:
+        self._close()
+        self.failed.emit(error)

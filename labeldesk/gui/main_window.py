@@ -218,6 +218,10 @@ class MainWindow(QMainWindow):
             ("&Open project…", self.open_project_dialog, QKeySequence.StandardKey.Open),
             ("Open &demo project", self.open_demo, None),
             ("&Add images…", self.add_images_dialog, None),
+            ("Import &COCO…", lambda: self._exchange("import_dataset", "coco"), None),
+            ("Import &YOLO…", lambda: self._exchange("import_dataset", "yolo"), None),
+            ("Export main as COCO…", lambda: self._exchange("export_dataset", "coco"), None),
+            ("Export main as YOLO…", lambda: self._exchange("export_dataset", "yolo"), None),
             ("&Quit", self.close, QKeySequence.StandardKey.Quit),
         ):
             act = QAction(text, self)
@@ -225,6 +229,8 @@ class MainWindow(QMainWindow):
                 act.setShortcut(keys)
             act.triggered.connect(slot)
             menu_file.addAction(act)
+            if text.startswith(("&Add", "Export main as YOLO")):
+                menu_file.addSeparator()
         menus = {}
         self.actions_by_name: dict[str, QAction] = {}
         for sc in SHORTCUTS:
@@ -237,6 +243,10 @@ class MainWindow(QMainWindow):
             menu.addAction(act)
             self.addAction(act)
             self.actions_by_name[sc.action] = act
+        act = QAction("&Pre-label with a model…", self)
+        act.triggered.connect(self.prelabel_dialog)
+        menus["Review"].addSeparator()
+        menus["Review"].addAction(act)
         for n in range(1, 10):
             act = QAction(f"Class {n}", self)
             act.setShortcut(QKeySequence(str(n)))
@@ -716,6 +726,58 @@ class MainWindow(QMainWindow):
 
         run_job(self, "Building the demo project", build, on_done=self.open_project)
 
+    def prelabel_dialog(self) -> None:
+        from labeldesk.core.models import list_models
+
+        from .prelabel_dialog import PrelabelDialog, start_prelabel
+
+        if self.project is None or self.ws is None:
+            return
+        dialog = PrelabelDialog(self, list_models(self.project.db))
+        if dialog.exec():
+            start_prelabel(self, *dialog.choice())
+
+    def prelabels_ready(self, report) -> None:
+        """Point the session at the model's boxes, then reload the list with them."""
+        assert self.ws is not None and self.writer is not None and self.worker is not None
+        from labeldesk.app.review import set_prelabel_source
+
+        sid = self.ws.session.id
+        self.statusBar().showMessage(
+            f"Pre-labelled {report.predicted} images ({report.cached} were cached) with "
+            f"{report.model.name}",
+            10000,
+        )
+
+        def reload(_: object) -> None:  # only once the writer has recorded the source
+            if self.worker is not None:
+                self.worker.submit(
+                    _load_workspace,
+                    sid,
+                    on_done=self._workspace_reloaded,
+                    on_error=self.show_error,
+                )
+
+        self.writer.submit(
+            set_prelabel_source,
+            sid,
+            report.model.id,
+            report.params,
+            on_done=reload,
+            on_error=self.show_error,
+        )
+
+    def _workspace_reloaded(self, loaded: Workspace) -> None:
+        current = self.current
+        self._workspace_loaded(loaded)
+        if current is not None and self.ws is not None and current in self.ws.index:
+            self.show_row(self.ws.index[current])
+
+    def _exchange(self, what: str, fmt: str) -> None:
+        from . import exchange
+
+        getattr(exchange, what)(self, fmt)
+
     def add_images_dialog(self) -> None:
         from PySide6.QtWidgets import QFileDialog
 
@@ -768,8 +830,10 @@ class MainWindow(QMainWindow):
         )
 
     def show_error(self, error: BaseException) -> None:
+        from .jobs import show_error
+
         if not isinstance(error, LabelDeskError):
             import traceback
 
             traceback.print_exception(error)
-        QMessageBox.warning(self, "LabelDesk", str(error))
+        show_error(self, "LabelDesk", error)

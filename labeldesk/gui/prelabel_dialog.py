@@ -1,0 +1,81 @@
+"""Pre-label from the window: choose a registered model and its parameters, run in background.
+
+The run goes on in a status-bar job (with Cancel) while the reviewer keeps working; when it ends
+the session is pointed at the model's cached boxes and they appear as pending pre-labels on
+every image that has no labels yet.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QSpinBox,
+)
+
+from labeldesk.core.project import Project
+
+
+class PrelabelDialog(QDialog):
+    def __init__(self, parent, models: list) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Pre-label with a model")
+        form = QFormLayout(self)
+        self.model = QComboBox()
+        for m in models:
+            self.model.addItem(f"{m.name}  ({m.format}, {len(m.class_names)} classes)", m.id)
+        form.addRow("Model", self.model)
+        self.conf = QDoubleSpinBox()
+        self.conf.setRange(0.01, 1.0)
+        self.conf.setSingleStep(0.05)
+        self.conf.setValue(0.25)
+        form.addRow("Confidence ≥", self.conf)
+        self.iou = QDoubleSpinBox()
+        self.iou.setRange(0.05, 1.0)
+        self.iou.setSingleStep(0.05)
+        self.iou.setValue(0.7)
+        form.addRow("NMS IoU", self.iou)
+        self.imgsz = QSpinBox()
+        self.imgsz.setRange(32, 4096)
+        self.imgsz.setSingleStep(32)
+        self.imgsz.setValue(640)
+        form.addRow("Image size", self.imgsz)
+        if not models:
+            form.addRow(QLabel("No model registered: use `labeldesk model add WEIGHTS`."))
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(models))
+        form.addRow(buttons)
+
+    def choice(self) -> tuple[str, float, float, int]:
+        return self.model.currentData(), self.conf.value(), self.iou.value(), self.imgsz.value()
+
+
+def start_prelabel(window, model_id: str, conf: float, iou: float, imgsz: int):
+    """Run pre-labelling of the session's base version as a status-bar job; returns the job."""
+    from .jobs import StatusJob
+
+    assert window.project is not None and window.ws is not None
+    root, user = window.project.root, window.project.user
+    base = window.ws.session.base_id
+
+    def work(progress, cancel):
+        from labeldesk.core.prelabel import prelabel
+
+        with Project.open(root, user=user) as p:
+            return prelabel(
+                p, model_id, base, conf=conf, iou=iou, imgsz=imgsz, progress=progress, cancel=cancel
+            )
+
+    job = StatusJob(window, "Pre-labelling", work)
+    job.finished.connect(window.prelabels_ready)
+    job.failed.connect(window.show_error)
+    window.prelabel_job = job
+    return job
