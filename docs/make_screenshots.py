@@ -38,15 +38,18 @@ def main() -> None:
     QTest.qWaitForWindowActive(w, 5000)
     while w.ws is None or w.current is None:
         app.processEvents()
-    for _ in range(3):
-        w.next_image()  # xvfb has no window manager to make the window active for key presses
-    QTest.qWait(800)
+    # an image with the model's pending pre-labels (the demo's newest, unlabelled images)
+    rows = w.ws.rows
+    pick = next(i for i, r in enumerate(rows) if r.min_score is not None and r.n_boxes == 0)
+    w.show_row(pick)
+    QTest.qWait(1000)
     w.canvas.select_index(0)
     QTest.qWait(200)
     w.grab().save(str(OUT / "main-window.png"))
 
-    old = resolve(w.project.db, "main~1").id
-    new = resolve(w.project.db, "main").id
+    old = resolve(w.project.db, "v1.0").id  # the QA pass: missed objects, loose boxes, classes
+    new = resolve(w.project.db, "v1.0").id
+    new = next(v.id for v in w.versions.model.versions if v.parents == [old])
     dialog = DiffDialog(w, w.project, old, new)
     dialog.show()
     QTest.qWait(800)

@@ -90,6 +90,14 @@ class Workspace:
             meta_name = entry.meta_dict.get("file_name")
             name = meta_name or Path(names.get(sha, sha)).name
             rows.append(ImageRow(sha, name, w, h, n_boxes=annset_counts[entry.annset]))
+        # Same file name from different folders: show the folder too, so rows can be told apart.
+        seen: dict[str, int] = {}
+        for r in rows:
+            seen[r.name] = seen.get(r.name, 0) + 1
+        for r in rows:
+            if seen[r.name] > 1 and r.sha in names:
+                p = Path(names[r.sha])
+                r.name = f"{p.parent.name}/{p.name}"
         rows.sort(key=lambda r: (r.name, r.sha))
         self.rows = rows
         self.index = {r.sha: i for i, r in enumerate(rows)}
