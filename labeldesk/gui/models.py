@@ -87,21 +87,17 @@ class ImageFilter(QSortFilterProxyModel):
         return self.cls is None or self.cls in row.classes
 
 
-class BoxTableModel(QAbstractTableModel):
-    HEADERS = ("class", "score", "origin", "state")
+class _RowsTable(QAbstractTableModel):
+    """A table over a Python list: one row per item, the columns named by ``HEADERS``."""
+
+    HEADERS: tuple[str, ...] = ()
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.boxes: list[Box] = []
-        self.names: dict[int, str] = {}
-
-    def set_boxes(self, boxes: list[Box], names: dict[int, str]) -> None:
-        self.beginResetModel()
-        self.boxes, self.names = list(boxes), dict(names)
-        self.endResetModel()
+        self.items: list = []
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.boxes)
+        return 0 if parent.isValid() else len(self.items)
 
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.HEADERS)
@@ -111,10 +107,32 @@ class BoxTableModel(QAbstractTableModel):
             return self.HEADERS[section]
         return None
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or not 0 <= index.row() < len(self.boxes):
+    def item(self, index: QModelIndex):
+        if not index.isValid() or not 0 <= index.row() < len(self.items):
             return None
-        box = self.boxes[index.row()]
+        return self.items[index.row()]
+
+
+class BoxTableModel(_RowsTable):
+    HEADERS = ("class", "score", "origin", "state")
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.names: dict[int, str] = {}
+
+    @property
+    def boxes(self) -> list[Box]:
+        return self.items
+
+    def set_boxes(self, boxes: list[Box], names: dict[int, str]) -> None:
+        self.beginResetModel()
+        self.items, self.names = list(boxes), dict(names)
+        self.endResetModel()
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        box = self.item(index)
+        if box is None:
+            return None
         if role == Qt.ItemDataRole.DisplayRole:
             col = index.column()
             if col == 0:
@@ -161,7 +179,7 @@ class ClassListModel(QAbstractListModel):
         return self.classes[number - 1][0] if 1 <= number <= len(self.classes) else None
 
 
-class VersionTableModel(QAbstractTableModel):
+class VersionTableModel(_RowsTable):
     HEADERS = (
         "version",
         "created",
@@ -174,30 +192,19 @@ class VersionTableModel(QAbstractTableModel):
         "message",
     )
 
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.versions: list = []
+    @property
+    def versions(self) -> list:
+        return self.items
 
     def set_versions(self, versions: list) -> None:
         self.beginResetModel()
-        self.versions = list(versions)
+        self.items = list(versions)
         self.endResetModel()
 
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.versions)
-
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section: int, orientation, role: int = Qt.ItemDataRole.DisplayRole):
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return self.HEADERS[section]
-        return None
-
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or not 0 <= index.row() < len(self.versions):
+        v = self.item(index)
+        if v is None:
             return None
-        v = self.versions[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
             return (
                 v.short,
