@@ -10,8 +10,8 @@ thread, so the database is touched in one order and the window never waits on a 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from labeldesk.core import predictions
 from labeldesk.core.boxes import Box, live_boxes
@@ -80,24 +80,28 @@ class Workspace:
         for sha, path in db.execute("SELECT sha256, path FROM image_source ORDER BY id DESC"):
             names[sha] = path
         sizes = {r[0]: (r[1], r[2]) for r in db.execute("SELECT sha256, width, height FROM image")}
-        annset_counts: dict[str, int] = {}
-        entries = list(self.store.entries(tree))
-        counts = self.store.n_boxes_of(e.annset for _, e in entries) if entries else {}
-        annset_counts.update(counts)
+        # Stored bucket JSON, not Entry objects: this runs once per image of the version.
+        entries = [
+            (sha, raw)
+            for bucket in tree.buckets.values()
+            for sha, raw in self.store.raw_bucket(bucket).items()
+        ]
+        counts = self.store.n_boxes_of(raw[0] for _, raw in entries) if entries else {}
         rows = []
-        for sha, entry in entries:
+        for sha, raw in entries:
             w, h = sizes[sha]
-            meta_name = entry.meta_dict.get("file_name")
-            name = meta_name or Path(names.get(sha, sha)).name
-            rows.append(ImageRow(sha, name, w, h, n_boxes=annset_counts[entry.annset]))
+            meta_name = raw[3].get("file_name") if len(raw) > 3 else None
+            # os.path, not Path: Path() costs ~30 µs, seconds at 100,000 images
+            name = meta_name or os.path.basename(names.get(sha, sha))
+            rows.append(ImageRow(sha, name, w, h, n_boxes=counts[raw[0]]))
         # Same file name from different folders: show the folder too, so rows can be told apart.
         seen: dict[str, int] = {}
         for r in rows:
             seen[r.name] = seen.get(r.name, 0) + 1
         for r in rows:
             if seen[r.name] > 1 and r.sha in names:
-                p = Path(names[r.sha])
-                r.name = f"{p.parent.name}/{p.name}"
+                folder, base = os.path.split(names[r.sha])
+                r.name = f"{os.path.basename(folder)}/{base}"
         rows.sort(key=lambda r: (r.name, r.sha))
         self.rows = rows
         self.index = {r.sha: i for i, r in enumerate(rows)}
