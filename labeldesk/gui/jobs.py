@@ -28,9 +28,11 @@ def show_error(parent: QWidget, title: str, error: BaseException) -> None:
 
 
 class _Bridge(QObject):
+    """Carries a job's results to the GUI thread; values are boxed in a tuple (see tasks.py)."""
+
     progress = Signal(int, int, str)
-    done = Signal(object)
-    failed = Signal(object)
+    done = Signal(tuple)
+    failed = Signal(tuple)
 
 
 def run_job(
@@ -63,16 +65,16 @@ def run_job(
         show_error(parent, title, error)
 
     bridge.progress.connect(show_progress)
-    bridge.done.connect(finished)
-    bridge.failed.connect(failed)
+    bridge.done.connect(lambda boxed: finished(boxed[0]))
+    bridge.failed.connect(lambda boxed: failed(boxed[0]))
 
     def body() -> None:
         try:
             value = fn(lambda d, t, w: bridge.progress.emit(d, t, w), cancelled.is_set)
         except BaseException as e:
-            bridge.failed.emit(e)
+            bridge.failed.emit((e,))
         else:
-            bridge.done.emit(value)
+            bridge.done.emit((value,))
 
     thread = threading.Thread(target=body, name=f"job: {title}", daemon=True)
     thread.start()
@@ -109,8 +111,8 @@ class StatusJob(QObject):
         window.statusBar().addPermanentWidget(self.widget)
         self._bridge = _Bridge(self)
         self._bridge.progress.connect(self._progress)
-        self._bridge.done.connect(self._done)
-        self._bridge.failed.connect(self._failed)
+        self._bridge.done.connect(lambda boxed: self._done(boxed[0]))
+        self._bridge.failed.connect(lambda boxed: self._failed(boxed[0]))
 
         def body() -> None:
             try:
@@ -118,9 +120,9 @@ class StatusJob(QObject):
                     lambda d, t, w: self._bridge.progress.emit(d, t, w), self.cancelled.is_set
                 )
             except BaseException as e:
-                self._bridge.failed.emit(e)
+                self._bridge.failed.emit((e,))
             else:
-                self._bridge.done.emit(value)
+                self._bridge.done.emit((value,))
 
         self.thread = threading.Thread(target=body, name=f"job: {title}", daemon=True)
         self.thread.start()

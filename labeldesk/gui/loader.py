@@ -46,7 +46,7 @@ def decode(path: Path, max_side: int | None) -> QImage:
 
 
 class _Signals(QObject):
-    done = Signal(str, object, bool)  # sha, QImage, full resolution
+    done = Signal(str, QImage, bool)  # sha, image, full resolution
 
 
 class _DecodeTask(QRunnable):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, QRectF, QSettings, Qt, Signal
+from PySide6.QtCore import QModelIndex, QRectF, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -350,7 +350,13 @@ class MainWindow(QMainWindow):
         self._update_status()
 
     def _prefetch_around(self, sha: str) -> None:
-        assert self.ws is not None
+        """Decode the neighbours, starting just after this frame is painted: decoding them
+        while the current image is drawn would slow the frame the reviewer is waiting for."""
+        QTimer.singleShot(40, lambda: self._prefetch_now(sha))
+
+    def _prefetch_now(self, sha: str) -> None:
+        if self.ws is None or sha != self.current:
+            return  # moved on meanwhile: the new position prefetches its own neighbours
         i = self.ws.index[sha]
         rows = self.ws.rows
         ahead = [rows[j].sha for j in (i + 1, i + 2, i + 3, i - 1) if 0 <= j < len(rows)]

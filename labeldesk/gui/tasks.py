@@ -20,7 +20,9 @@ from labeldesk.core.project import Project
 
 
 class ProjectRunner(QObject):
-    _relay = Signal(object, object)  # callback, value
+    # (callback, (value,)): the value travels inside a tuple so a None result never crosses
+    # threads as a bare ``object`` argument (PySide has mis-counted references to None there).
+    _relay = Signal(object, tuple)
 
     def __init__(self, root: Path, user: str, name: str, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -51,16 +53,16 @@ class ProjectRunner(QObject):
         def finished(f: Future) -> None:
             error = f.exception()
             if error is not None:
-                self._relay.emit(on_error or _raise_later, error)
+                self._relay.emit(on_error or _raise_later, (error,))
             else:
-                self._relay.emit(on_done or (lambda _v: None), f.result())
+                self._relay.emit(on_done or (lambda _v: None), (f.result(),))
 
         future.add_done_callback(finished)
         return future
 
-    def _deliver(self, callback: Callable[[Any], None], value: Any) -> None:
+    def _deliver(self, callback: Callable[[Any], None], boxed: tuple) -> None:
         self.pending -= 1
-        callback(value)
+        callback(boxed[0])
 
     def wait(self) -> None:
         """Block until everything submitted so far has run (used at close, and by tests)."""
