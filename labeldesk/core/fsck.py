@@ -9,13 +9,12 @@ journaled and removed the next time the project is opened for writing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 
 from .canonical import hash_json
 from .manifest import PREFIX_LEN
-from .objects import _READ_CHUNK
+from .objects import hash_file
 from .progress import CancelFn, ProgressFn, check_cancel
 from .project import Project
 
@@ -43,16 +42,6 @@ class FsckReport:
         }
 
 
-def _hash_file(path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_READ_CHUNK):
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
-
-
 def fsck(
     project: Project, *, progress: ProgressFn | None = None, cancel: CancelFn | None = None
 ) -> FsckReport:
@@ -73,7 +62,7 @@ def fsck(
     for i, (name, path) in enumerate(sorted(files.items()), start=1):
         check_cancel(cancel)
         try:
-            digest, size = _hash_file(path)
+            digest, size = hash_file(path)
         except OSError as e:
             err(f"object {name}: unreadable ({e.strerror or e})")
             continue

@@ -44,6 +44,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from .errors import LabelDeskError
+from .objects import hash_file
 from .project import Project, now_iso
 
 FORMATS = ("pt", "onnx")
@@ -124,14 +125,6 @@ class AddReport:
 
 
 # --- reading the bytes ---------------------------------------------------------------------
-
-
-def _hash_path(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -418,7 +411,7 @@ def find_model(db: Database, name_or_id: str) -> ModelInfo:
 def _current_hash(info: ModelInfo) -> str | None:
     """sha256 of the registered file now; None if it is gone."""
     try:
-        return _hash_path(Path(info.path))
+        return hash_file(Path(info.path))[0]
     except FileNotFoundError:
         return None
     except OSError as e:

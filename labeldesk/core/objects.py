@@ -47,12 +47,15 @@ def _syncfs(path: Path) -> bool:
         os.close(fd)
 
 
-def hash_file(path: Path) -> str:
+def hash_file(path: Path) -> tuple[str, int]:
+    """SHA-256 hex digest and size of a file, read in chunks (never whole into memory)."""
     h = hashlib.sha256()
+    n = 0
     with open(path, "rb") as f:
         while chunk := f.read(_READ_CHUNK):
             h.update(chunk)
-    return h.hexdigest()
+            n += len(chunk)
+    return h.hexdigest(), n
 
 
 class ObjectStore:
