@@ -198,21 +198,17 @@ def cmd_import_coco(args: argparse.Namespace) -> int:
     from .output import ProgressBar
     from .verbs import _open
 
-    bar = ProgressBar()
-    with _open(args) as project:
-        try:
-            report = import_coco(
-                project,
-                args.annotations,
-                args.images,
-                split=None if args.split == "none" else args.split,
-                options=_options(args),
-                replace=args.replace,
-                message=args.message,
-                progress=bar,
-            )
-        finally:
-            bar.close()
+    with _open(args) as project, ProgressBar() as bar:
+        report = import_coco(
+            project,
+            args.annotations,
+            args.images,
+            split=None if args.split == "none" else args.split,
+            options=_options(args),
+            replace=args.replace,
+            message=args.message,
+            progress=bar,
+        )
     return _print_import(report, args.json)
 
 
@@ -222,19 +218,15 @@ def cmd_import_yolo(args: argparse.Namespace) -> int:
     from .output import ProgressBar
     from .verbs import _open
 
-    bar = ProgressBar()
-    with _open(args) as project:
-        try:
-            report = import_yolo(
-                project,
-                args.source,
-                options=_options(args),
-                replace=args.replace,
-                message=args.message,
-                progress=bar,
-            )
-        finally:
-            bar.close()
+    with _open(args) as project, ProgressBar() as bar:
+        report = import_yolo(
+            project,
+            args.source,
+            options=_options(args),
+            replace=args.replace,
+            message=args.message,
+            progress=bar,
+        )
     return _print_import(report, args.json)
 
 
@@ -250,20 +242,16 @@ def _export(args: argparse.Namespace, fmt: str) -> int:
         from labeldesk.core.formats.yolo import export_yolo as export
 
         extra = {"portable": args.portable}
-    bar = ProgressBar()
-    with _open(args) as project:
-        try:
-            report = export(
-                project,
-                args.out,
-                args.ref,
-                link=args.link,
-                upright=not args.keep_orientation,
-                progress=bar,
-                **extra,
-            )
-        finally:
-            bar.close()
+    with _open(args) as project, ProgressBar() as bar:
+        report = export(
+            project,
+            args.out,
+            args.ref,
+            link=args.link,
+            upright=not args.keep_orientation,
+            progress=bar,
+            **extra,
+        )
     if args.json:
         emit_json(report.to_json())
         return 0

@@ -59,6 +59,12 @@ class ProgressBar:
         self.stream.flush()
         self.drawn = True
 
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # end the bar's line even when the work failed or was cancelled
+
     def close(self) -> None:
         if self.drawn:
             self.stream.write("\n")

@@ -366,11 +366,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from labeldesk.cli.verbs import _open
     from labeldesk.core.report import write_report
 
-    bar = ProgressBar()
-    with _open(args) as project:
-        try:
-            out = write_report(project, args.out, progress=bar)
-        finally:
-            bar.close()
+    with _open(args) as project, ProgressBar() as bar:
+        out = write_report(project, args.out, progress=bar)
     print(f"wrote {out}")
     return EXIT_OK

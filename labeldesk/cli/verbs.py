@@ -74,12 +74,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     from labeldesk.core.importer import add_images
 
-    bar = ProgressBar()
-    with _open(args) as project:
-        try:
-            report = add_images(project, args.paths, message=args.message, progress=bar)
-        finally:
-            bar.close()
+    with _open(args) as project, ProgressBar() as bar:
+        report = add_images(project, args.paths, message=args.message, progress=bar)
     if args.json:
         emit_json(report.to_json())
     else:
@@ -282,12 +278,8 @@ def cmd_revert(args: argparse.Namespace) -> int:
 def cmd_fsck(args: argparse.Namespace) -> int:
     from labeldesk.core.fsck import fsck
 
-    bar = ProgressBar()
-    with _open(args) as project:
-        try:
-            report = fsck(project, progress=bar)
-        finally:
-            bar.close()
+    with _open(args) as project, ProgressBar() as bar:
+        report = fsck(project, progress=bar)
     if args.json:
         emit_json(report.to_json())
         return 0 if report.ok else 1
