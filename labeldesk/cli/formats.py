@@ -176,7 +176,15 @@ def _print_notes(notes: list, limit: int = 20) -> None:
         print(f"  … and {len(notes) - limit} more (use --json for all)")
 
 
-def _print_import(report, as_json: bool) -> int:
+def _print_import(args: argparse.Namespace, report) -> int:
+    from .verbs import _after_commit
+
+    code = _show_import(report, args.json)
+    _after_commit(args, report.version)
+    return code
+
+
+def _show_import(report, as_json: bool) -> int:
     from .output import emit_json
 
     if as_json:
@@ -209,7 +217,7 @@ def cmd_import_coco(args: argparse.Namespace) -> int:
             message=args.message,
             progress=bar,
         )
-    return _print_import(report, args.json)
+    return _print_import(args, report)
 
 
 def cmd_import_yolo(args: argparse.Namespace) -> int:
@@ -227,7 +235,7 @@ def cmd_import_yolo(args: argparse.Namespace) -> int:
             message=args.message,
             progress=bar,
         )
-    return _print_import(report, args.json)
+    return _print_import(args, report)
 
 
 def _export(args: argparse.Namespace, fmt: str) -> int:

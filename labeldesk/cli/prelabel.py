@@ -1,4 +1,4 @@
-"""``labeldesk model add|list`` and ``labeldesk prelabel``.
+"""``labeldesk model add|list|watch|unwatch`` and ``labeldesk prelabel``.
 
 Only argparse is imported here; the handlers import core (and core imports torch) when they
 run, so ``labeldesk --help`` stays instant.
@@ -25,6 +25,19 @@ Examples:
   labeldesk model add runs/detect/train/weights/best.pt --name shapes-v2
   labeldesk model add best.onnx --name shapes-v2-onnx
   labeldesk model list
+"""
+
+WATCH_EPILOG = """\
+A watched model is evaluated on every version committed afterwards (by the review window, or
+in the background after `labeldesk add`, `import`, `revert`), with the settings given here.
+Each result is compared with the model's previous evaluation; a drop of the metric larger
+than --max-drop is recorded as a regression and shown by `labeldesk log` and the GUI.
+`labeldesk validate --watched` evaluates the watched models on main now (or on --version).
+
+Examples:
+  labeldesk model watch shapes-v2 --imgsz 320 --max-drop 0.01
+  labeldesk validate --watched
+  labeldesk model unwatch shapes-v2
 """
 
 PRELABEL_EPILOG = """\
@@ -65,6 +78,32 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s = msub.add_parser("list", help="list registered models and whether their files changed")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(handler=cmd_model_list)
+    s = msub.add_parser(
+        "watch",
+        help="evaluate the model on every new version; record regressions",
+        epilog=WATCH_EPILOG,
+        formatter_class=raw,
+    )
+    s.add_argument("name", metavar="NAME", help="registered model name or id")
+    s.add_argument("--metric", default="map50_95", help="figure compared (default: map50_95)")
+    s.add_argument(
+        "--max-drop",
+        type=float,
+        default=0.02,
+        help="largest drop below the previous evaluation that is not a regression (0.02)",
+    )
+    s.add_argument(
+        "--imgsz", type=int, default=640, help="inference size, a multiple of 32 (default 640)"
+    )
+    s.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
+    s.add_argument(
+        "--conf", type=float, default=0.25, help="operating point for precision/recall (0.25)"
+    )
+    s.add_argument("--trust", action="store_true", help=TRUST_HELP)
+    s.set_defaults(handler=cmd_model_watch)
+    s = msub.add_parser("unwatch", help="stop evaluating the model on new versions")
+    s.add_argument("name", metavar="NAME", help="registered model name or id")
+    s.set_defaults(handler=cmd_model_unwatch)
 
     s = sub.add_parser(
         "prelabel",
@@ -134,15 +173,26 @@ def cmd_model_list(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json, table
     from labeldesk.cli.verbs import _open, _when
     from labeldesk.core.models import file_state, list_models
+    from labeldesk.core.watch import watched
 
     with _open(args) as project:
         models = list_models(project.db)
+        watching = {m.id: s for m, s in watched(project.db)}
     states = [file_state(m) for m in models]
     if args.json:
-        emit_json([{**m.to_json(), "file": s} for m, s in zip(models, states, strict=True)])
+        emit_json(
+            [
+                {
+                    **m.to_json(),
+                    "file": s,
+                    "watch": w.to_json() if (w := watching.get(m.id)) else None,
+                }
+                for m, s in zip(models, states, strict=True)
+            ]
+        )
         return 0
     table(
-        ("name", "id", "format", "task", "classes", "trusted", "file", "added", "path"),
+        ("name", "id", "format", "task", "classes", "trusted", "watched", "file", "added", "path"),
         [
             (
                 m.name,
@@ -151,6 +201,9 @@ def cmd_model_list(args: argparse.Namespace) -> int:
                 m.task,
                 len(m.class_names),
                 "yes" if m.trusted else "no",
+                f"yes ({watching[m.id].metric}, max drop {watching[m.id].max_drop})"
+                if m.id in watching
+                else "no",
                 s,
                 _when(m.added_at),
                 m.path,
@@ -158,6 +211,38 @@ def cmd_model_list(args: argparse.Namespace) -> int:
             for m, s in zip(models, states, strict=True)
         ],
     )
+    return 0
+
+
+def cmd_model_watch(args: argparse.Namespace) -> int:
+    from labeldesk.cli.verbs import _open
+    from labeldesk.core.watch import WatchSettings, watch
+
+    settings = WatchSettings(
+        metric=args.metric,
+        max_drop=args.max_drop,
+        imgsz=args.imgsz,
+        iou=args.iou,
+        conf=args.conf,
+        trust=args.trust,
+    )
+    with _open(args) as project:
+        info = watch(project, args.name, settings)
+    print(
+        f"watching {info.name} ({info.short}): every new version is evaluated at imgsz "
+        f"{args.imgsz}; a drop of {args.metric} by more than {args.max_drop} is a regression"
+    )
+    print("`labeldesk validate --watched` evaluates it on main now")
+    return 0
+
+
+def cmd_model_unwatch(args: argparse.Namespace) -> int:
+    from labeldesk.cli.verbs import _open
+    from labeldesk.core.watch import unwatch
+
+    with _open(args) as project:
+        info = unwatch(project, args.name)
+    print(f"no longer watching {info.name} ({info.short}); its evaluations are kept")
     return 0
 
 

@@ -16,11 +16,21 @@ from typing import Any
 
 EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT = 0, 1, 2
 
+TRUST_HELP = (
+    "allow full unpickling of a model .pt that safe loading refuses (it can run code; "
+    "only for files whose origin you trust)"
+)
+
 VALIDATE_EPILOG = """\
 --predictions takes detections in the COCO results format: a JSON list of
 {"image_id", "category_id", "bbox": [x, y, w, h], "score"}. image_id is the id that
 `labeldesk export coco` gives the image in the evaluated version (a COCO-imported image keeps
 its id), or a file name; category_id is a class id of the version.
+
+--model runs a registered model on every image of the version (and of --baseline REF) at the
+COCO-standard confidence floor 0.001, caching the predictions: a second run predicts nothing.
+The evaluation records the model's sha256. --watched evaluates every watched model instead,
+each compared with its own previous evaluation (`labeldesk model watch`).
 
 Exit status: 0 pass (or no baseline), 1 a metric dropped more than --max-drop below the
 baseline on some row, 2 bad input or options (nothing is stored).
@@ -29,14 +39,10 @@ Examples:
   labeldesk validate --predictions preds.json --baseline v1.0 --max-drop 0.01
   labeldesk validate --predictions new.json --baseline-predictions old.json --by-split
   labeldesk validate --predictions preds.json --changed-since v1.0 --by-tag --json
+  labeldesk validate --model shapes-v2 --baseline v1.0 --imgsz 320
+  labeldesk validate --model shapes-v3 --baseline-model shapes-v2 --by-split
+  labeldesk validate --watched --version main
 """
-
-NOT_YET = (
-    "--model and --baseline-model are not available yet: evaluating a registered model needs "
-    "model inference, which arrives with its own issue. Run the model yourself, write its "
-    "detections in the COCO results format and pass them with --predictions FILE "
-    "(or --baseline-predictions FILE)."
-)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +56,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--predictions", metavar="FILE", help="detections, COCO results JSON")
-    src.add_argument("--model", metavar="NAME", help="a registered model (not available yet)")
+    src.add_argument(
+        "--model", metavar="NAME", help="a registered model, run on the version (cached)"
+    )
+    src.add_argument(
+        "--watched",
+        action="store_true",
+        help="every watched model, each against its previous evaluation (see `model watch`)",
+    )
     s.add_argument(
         "--version", dest="ref", default="main", metavar="REF", help="version (default: main)"
     )
@@ -59,7 +72,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     base.add_argument(
         "--baseline-predictions", metavar="FILE", help="other detections on the same version"
     )
-    base.add_argument("--baseline-model", metavar="NAME", help="(not available yet)")
+    base.add_argument(
+        "--baseline-model", metavar="NAME", help="another registered model on the same version"
+    )
     s.add_argument(
         "--metric", default="map50_95", help="figure the gate compares (default: map50_95)"
     )
@@ -80,6 +95,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="REF",
         help="evaluate only images whose labels changed since REF",
     )
+    s.add_argument(
+        "--imgsz",
+        type=int,
+        default=640,
+        help="inference size for --model/--baseline-model, a multiple of 32 (default 640)",
+    )
+    s.add_argument(
+        "--iou", type=float, default=0.7, help="NMS IoU threshold for models (default 0.7)"
+    )
+    s.add_argument("--trust", action="store_true", help=TRUST_HELP)
     s.add_argument("--by-split", action="store_true", help="add a row for each split")
     s.add_argument("--by-tag", action="store_true", help="add a row for each image tag")
     s.add_argument("--json", action="store_true", help="print JSON")
@@ -145,24 +170,34 @@ def _file_source(path: str | None) -> Any:
     return lambda index: predictions_source(path, index)
 
 
+def _model_source(project: Any, name: str | None, args: argparse.Namespace, bar: Any) -> Any:
+    if name is None:
+        return None
+    from labeldesk.core.model_eval import model_source
+
+    return model_source(
+        project, name, imgsz=args.imgsz, iou=args.iou, trust=args.trust, progress=bar
+    )
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    from labeldesk.cli.output import ProgressBar, emit_json, error, table
+    from labeldesk.cli.output import ProgressBar, emit_json, table
     from labeldesk.cli.verbs import _open
     from labeldesk.core import evaluation
     from labeldesk.core.errors import LabelDeskError
 
-    if args.model or args.baseline_model:
-        error(NOT_YET)
-        return EXIT_BAD_INPUT
+    if args.watched:
+        return _validate_watched(args)
     bar = ProgressBar()
     try:
         with _open(args) as project:
             report = evaluation.validate(
                 project,
-                _file_source(args.predictions),
+                _model_source(project, args.model, args, bar) or _file_source(args.predictions),
                 ref=args.ref,
                 baseline_ref=args.baseline,
-                baseline_source=_file_source(args.baseline_predictions),
+                baseline_source=_model_source(project, args.baseline_model, args, bar)
+                or _file_source(args.baseline_predictions),
                 metric=args.metric,
                 max_drop=args.max_drop,
                 conf=args.conf,
@@ -184,6 +219,52 @@ def cmd_validate(args: argparse.Namespace) -> int:
             sys.stderr.write(report.verdict() + "\n")
         return EXIT_REGRESSION
     return EXIT_OK
+
+
+def _validate_watched(args: argparse.Namespace) -> int:
+    """Evaluate every watched model on --version; 1 on a regression, 2 if one could not run."""
+    from labeldesk.cli.output import ProgressBar, emit_json
+    from labeldesk.cli.verbs import _open
+    from labeldesk.core.errors import LabelDeskError
+    from labeldesk.core.versions import resolve
+    from labeldesk.core.watch import evaluate_watched
+
+    unused = [
+        flag
+        for flag, value in (
+            ("--baseline", args.baseline),
+            ("--baseline-model", args.baseline_model),
+            ("--baseline-predictions", args.baseline_predictions),
+            ("--changed-since", args.changed_since),
+            ("--by-split", args.by_split),
+            ("--by-tag", args.by_tag),
+        )
+        if value
+    ]
+    if unused:
+        return _bad_input(
+            LabelDeskError(
+                f"--watched uses each model's own settings (`labeldesk model watch`) and its "
+                f"previous evaluation as baseline; drop {', '.join(unused)}"
+            )
+        )
+    try:
+        with _open(args) as project, ProgressBar() as bar:
+            version = resolve(project.db, args.ref)
+            results = evaluate_watched(project, version.id, progress=bar)
+    except LabelDeskError as e:
+        return _bad_input(e)
+    if args.json:
+        emit_json({"version": version.id, "results": [r.to_json() for r in results]})
+    elif not results:
+        print("no model is watched; `labeldesk model watch NAME` watches one")
+    else:
+        print(f"watched models on version {version.short} ({version.message}):")
+        for r in results:
+            print(f"  {r.line()}")
+    if any(r.regression for r in results):
+        return EXIT_REGRESSION
+    return EXIT_BAD_INPUT if any(r.error for r in results) else EXIT_OK
 
 
 def _print_validation(report: Any, table: Any) -> None:

@@ -61,6 +61,18 @@ def image_names(project: Project, shas: list[str]) -> dict[str, str]:
     return out
 
 
+def _after_commit(args: argparse.Namespace, version) -> None:
+    """Start evaluating the watched models on a version just committed (see cli/background)."""
+    if version is None:
+        return
+    from labeldesk.cli.background import evaluate_watched_later
+
+    with _open(args) as project:
+        note = evaluate_watched_later(project, version)
+    if note:  # on stderr under --json: stdout stays one JSON document
+        (sys.stderr if getattr(args, "json", False) else sys.stdout).write(note + "\n")
+
+
 # -- verbs -------------------------------------------------------------------------------------
 
 
@@ -94,19 +106,47 @@ def cmd_add(args: argparse.Namespace) -> int:
             print(f'committed version {v.short} "{v.message}" ({v.n_images} images)')
         else:
             print("nothing new to commit")
+    _after_commit(args, report.version)
     return 1 if not report.added and report.skipped else 0
 
 
 def cmd_log(args: argparse.Namespace) -> int:
     from labeldesk.core.versions import log
+    from labeldesk.core.watch import status_text, watch_status
 
     with _open(args) as project:
         versions = list(log(project.db, args.ref, args.limit))
+        watch = watch_status(project)
     if args.json:
-        emit_json([v.to_json() for v in versions])
+        emit_json(
+            [
+                v.to_json()
+                | {
+                    "watch": [
+                        {
+                            "model": e.source_name,
+                            "model_id": e.source_hash,
+                            "evaluation": e.id,
+                            "metric": e.metric,
+                            "value": e.value,
+                            "baseline_value": e.baseline_value,
+                            "drop": e.metric_drop,
+                            "regression": e.passed is False,
+                        }
+                        for e in watch.get(v.id, [])
+                    ]
+                }
+                for v in versions
+            ]
+        )
         return 0
-    rows = [
-        (
+    headers = ["version", "created", "author", "kind", "status", "images", "boxes", "tags"]
+    headers.append("message")
+    if watch:  # the column only once some model is watched: most projects have none
+        headers.append("watched models")
+    rows = []
+    for v in versions:
+        row = [
             v.short,
             _when(v.created),
             v.author,
@@ -116,13 +156,11 @@ def cmd_log(args: argparse.Namespace) -> int:
             v.n_boxes,
             ",".join(v.tags),
             v.message.splitlines()[0] if v.message else "",
-        )
-        for v in versions
-    ]
-    table(
-        ("version", "created", "author", "kind", "status", "images", "boxes", "tags", "message"),
-        rows,
-    )
+        ]
+        if watch:
+            row.append(status_text(watch.get(v.id, [])))
+        rows.append(row)
+    table(headers, rows)
     return 0
 
 
@@ -272,6 +310,7 @@ def cmd_revert(args: argparse.Namespace) -> int:
     with _open(args) as project:
         v = revert(project, args.ref, args.message)
     print(f'committed version {v.short} "{v.message}" ({v.n_images} images, {v.n_boxes} boxes)')
+    _after_commit(args, v)
     return 0
 
 

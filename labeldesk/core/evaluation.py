@@ -705,13 +705,13 @@ def validate(
     b_src = src if baseline_ref is not None else base_src
     with project.transaction():
         b_rows = [
-            _insert(project, run, "baseline", b_version, r, b_src, b_params, metric)
+            insert_evaluation(project, run, "baseline", b_version, r, b_src, b_params, metric)
             for r in baseline
             if b_version is not None and b_src is not None
         ]
         by_subset = {r.subset: r for r in b_rows}
         rows = [
-            _insert(
+            insert_evaluation(
                 project,
                 run,
                 "candidate",
@@ -760,7 +760,7 @@ def _bind_sources(
     return out[0], out[1]
 
 
-def _insert(
+def insert_evaluation(
     project: Project,
     run: str,
     role: str,
@@ -773,10 +773,15 @@ def _insert(
     baseline: Evaluation | None = None,
     max_drop: float | None = None,
 ) -> Evaluation:
+    """Store one subset's result (inside the caller's transaction), compared with ``baseline``.
+
+    The comparison uses the baseline row's figure for ``metric``, whatever metric that row was
+    gated on when it was stored.
+    """
     value = r.result.summary[metric]
     b_value = drop = passed = None
     if baseline is not None:
-        b_value = baseline.value
+        b_value = baseline.summary[metric]
         if value >= 0 and b_value >= 0:  # -1: undefined (no labels), not comparable
             drop = b_value - value
             passed = drop <= (max_drop or 0.0) + _DROP_SLACK

@@ -82,3 +82,22 @@ def load(db: Database, model: str, params: Mapping[str, Any], image: str) -> lis
     if row is None:
         return []
     return [Prediction(**d) for d in json.loads(row[0])]
+
+
+def load_many(
+    db: Database, model: str, params: Mapping[str, Any], images: Iterable[str]
+) -> dict[str, list[Prediction]]:
+    """Cached predictions of many images at once (images without any are left out)."""
+    key = params_key(params)
+    shas = list(images)
+    out: dict[str, list[Prediction]] = {}
+    for i in range(0, len(shas), 500):
+        chunk = shas[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for image, boxes in db.execute(
+            f"SELECT image, boxes FROM prediction WHERE model = ? AND params = ? "
+            f"AND image IN ({marks})",
+            [model, key, *chunk],
+        ):
+            out[image] = [Prediction(**d) for d in json.loads(boxes)]
+    return out

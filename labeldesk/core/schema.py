@@ -251,5 +251,12 @@ CREATE TABLE image_stats (
     db.executescript(_EVALUATION_TRIGGERS)
 
 
+@migrations()
+def m004_watch_settings(db: Database) -> None:
+    # How a watched model is evaluated on each new version (metric, allowed drop, inference
+    # size, trust): JSON, NULL while the model is not watched.
+    db.execute("ALTER TABLE model ADD COLUMN watch TEXT")
+
+
 #: The schema version this code writes: one per migration.
 SCHEMA_VERSION = len(migrations._migrations)

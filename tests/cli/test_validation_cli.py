@@ -139,10 +139,12 @@ def test_bad_input_exits_2_and_stores_nothing(capsys, proj, tmp_path) -> None:
     code, _, err = run(capsys, *p, "validate", "--predictions", str(good), "--version", "nope")
     assert code == 2 and "unknown ref" in err
     code, _, err = run(capsys, *p, "validate", "--model", "yolo")
-    assert code == 2 and "not available yet" in err
+    assert code == 2 and "no model 'yolo'" in err
     args = ["validate", "--predictions", str(good), "--baseline-model", "old"]
     code, _, err = run(capsys, *p, *args)
-    assert code == 2 and "--predictions FILE" in err
+    assert code == 2 and "no model 'old'" in err
+    code, _, err = run(capsys, *p, "validate", "--watched", "--by-split")
+    assert code == 2 and "drop --by-split" in err
     code, out, _ = run(capsys, *p, "evaluations", "--json")
     assert json.loads(out) == []
 

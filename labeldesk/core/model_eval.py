@@ -1,0 +1,87 @@
+"""Detections of a registered model, as an evaluation :class:`~.evaluation.Source`.
+
+Why it is built this way:
+
+* The model is run through the pre-labelling path (:func:`.prelabel.prelabel`), so images are
+  seen upright exactly as reviewers see them, and predictions land in the same cache keyed by
+  (model, parameters, image): evaluating again, on another version that shares most images,
+  or after a crash, only predicts what is missing.
+* Evaluation needs the whole precision/recall curve, so the model runs at the COCO-standard
+  low confidence (0.001, as Ultralytics' own ``val`` does); the ``--conf`` of ``validate`` only
+  picks the operating point for precision and recall. These predictions are a different cache
+  entry from a pre-labelling run at 0.25, so the two never mix.
+* The model's class *names* map to the version's class ids by name, the same rule as
+  pre-labelling; boxes of a class the version does not have cannot match any label, so they are
+  left out (the model's class names are in the source's parameters, for the record).
+* The source's identity is the model's id, the sha256 of its weights: an evaluation says which
+  bytes were judged, whatever name the model had.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .evaluation import Detections, ImageIndex, Source
+from .models import get_model
+from .predictions import load_many
+from .prelabel import DEFAULT_IMGSZ, DEFAULT_IOU, prelabel, prelabel_params
+from .progress import CancelFn, ProgressFn
+from .project import Project
+
+#: The confidence floor predictions are made at for evaluation (COCO / Ultralytics val).
+EVAL_CONF = 0.001
+
+
+def model_source(
+    project: Project,
+    name_or_id: str,
+    *,
+    imgsz: int = DEFAULT_IMGSZ,
+    iou: float = DEFAULT_IOU,
+    trust: bool = False,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> Source:
+    """A :class:`Source` whose detections are ``name_or_id``'s predictions on any version.
+
+    The model is checked now (registered, file unchanged); it is loaded and run only when
+    detections are asked for, and only for images without cached predictions. ``trust``
+    allows full unpickling of a ``.pt`` that safe loading refuses (it can run code).
+    """
+    info = get_model(project, name_or_id)
+    predict = prelabel_params(EVAL_CONF, iou, imgsz)
+    params: dict[str, Any] = {
+        "model": info.name,
+        "model_id": info.id,
+        "format": info.format,
+        "predict": predict,
+        "class_names": info.class_names,  # matched to the version's classes by name
+    }
+
+    def detections(index: ImageIndex) -> Detections:
+        version = index.version
+        prelabel(
+            project,
+            info,
+            version.id,
+            conf=predict["conf"],
+            iou=predict["iou"],
+            imgsz=predict["imgsz"],
+            progress=progress,
+            cancel=cancel,
+            trust=trust,
+        )
+        ids = {str(c["name"]): int(c["id"]) for c in version.classes}
+        out: Detections = {}
+        for sha, preds in load_many(project.db, info.id, predict, index.shas).items():
+            kept = [p for p in preds if p.name in ids]
+            out[sha] = (
+                np.asarray([(p.x, p.y, p.w, p.h) for p in kept], dtype=np.float64).reshape(-1, 4),
+                np.asarray([ids[p.name] for p in kept], dtype=np.int64),
+                np.asarray([p.score for p in kept], dtype=np.float64),
+            )
+        return out
+
+    return Source("model", info.id, info.name, params, detections)
