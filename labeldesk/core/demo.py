@@ -5,7 +5,8 @@ true boxes standing in for a first human labelling pass. The demo then plays a s
 that corrects some labels, tags and approves a release, diffs the two, imports a fresh batch
 of unlabelled images, pre-labels it with the small detector shipped in
 ``resources/models/demo-shapes.pt`` (trained on scenes of the same kind by
-``resources/train_demo_model.py``), and opens a review session that shows those pre-labels.
+``resources/train_demo_model.py``), watches the model (evaluated on both labelled versions,
+and then on every version committed), and opens a review session that shows those pre-labels.
 The model is good but not perfect on purpose, so the review has misses and false positives
 to find.
 """
@@ -29,6 +30,7 @@ from .project import DB_NAME, Project
 from .sessions import ReviewSession
 from .synth import CLASSES, SynthBox, write_images
 from .versions import decide, diff, log, tag
+from .watch import WatchSettings, evaluate_watched, status_text, watch, watch_status
 
 Say = Callable[[str], None]
 
@@ -208,22 +210,36 @@ def build_demo(
         f"{objects} objects (right class, IoU >= 0.5) and proposed {extra} boxes that match "
         "nothing: work for the reviewer"
     )
+    watch(project, model.id, WatchSettings(imgsz=DEMO_IMGSZ))
+    figures = []
+    for ref in (v1.id, v2.id):
+        (result,) = evaluate_watched(project, ref, progress=progress)
+        if result.evaluation is None:
+            raise LabelDeskError(f"the demo model could not be evaluated: {result.error}")
+        figures.append(result.evaluation.summary["map50_95"])
+    say(
+        f"11. labeldesk model watch {model.name}: it is evaluated on every new version. "
+        f"mAP50-95 on v1.0 {figures[0]:.3f}, on the QA version {figures[1]:.3f} "
+        "(QA fixed labels the model had right)"
+    )
     session = ReviewSession.start(project)
     show_in_session(project, session.id, model.id, params)
     say(
-        f"11. Review session {session.id} is open on main: the {n_new} new images show the "
+        f"12. Review session {session.id} is open on main: the {n_new} new images show the "
         "model's boxes as pending pre-labels to accept, fix or reject"
     )
-    say("12. labeldesk log:")
+    say("13. labeldesk log:")
+    watched_figures = watch_status(project)
     for v in log(project.db):
         tags = f" [{', '.join(v.tags)}]" if v.tags else ""
+        figure = status_text(watched_figures.get(v.id, []))
         say(
             f"     {v.short} {v.kind:<7} {v.status:<9} {v.n_images:>4} img {v.n_boxes:>5} box"
-            f"  {v.message}{tags}"
+            f"  {v.message}{tags}" + (f"  ({figure})" if figure else "")
         )
     report_fsck = fsck(project)
     say(
-        f"13. labeldesk fsck: {'OK' if report_fsck.ok else 'PROBLEMS'} "
+        f"14. labeldesk fsck: {'OK' if report_fsck.ok else 'PROBLEMS'} "
         f"({report_fsck.objects_checked} objects re-hashed)"
     )
     say(
@@ -231,6 +247,8 @@ def build_demo(
         f"  labeldesk -p {project.root} diff v1.0 main\n  labeldesk -p {project.root} fsck\n"
         f"  labeldesk -p {project.root} model list\n"
         f"  labeldesk -p {project.root} prelabel --model {model.name} --imgsz {DEMO_IMGSZ}"
-        "   (cached: returns at once)"
+        "   (cached: returns at once)\n"
+        f"  labeldesk -p {project.root} validate --watched   (after you commit the review)\n"
+        f"  labeldesk -p {project.root} report --out report.html"
     )
     return project

@@ -163,3 +163,7 @@ def test_demo_runs_end_to_end_in_a_real_process(tmp_path) -> None:
     assert [v["kind"] for v in log] == ["import", "review", "review", "import"]
     assert log[2]["status"] == "approved" and log[2]["tags"] == ["v1.0"]
     assert "labeldesk prelabel --model demo-shapes" in r_demo.stdout
+    # the demo model is watched, and was evaluated on both labelled versions
+    evaluated = [bool(v["watch"]) for v in log]
+    assert evaluated == [False, True, True, False]
+    assert log[1]["watch"][0]["model"] == "demo-shapes" and log[2]["watch"][0]["drop"] is None
