@@ -76,12 +76,12 @@ class ImageIndex:
     @classmethod
     def build(cls, project: Project, ref: str, cancel: CancelFn | None = None) -> ImageIndex:
         # The numbering must be the exporter's own, not a copy of it that could drift apart.
-        from .formats.coco import _coco_ids
+        from .formats.coco import coco_image_ids
         from .formats.plan import load_plan, unique_names
 
         plan = load_plan(project, ref, cancel)
         names, _ = unique_names(plan.images, key=str.casefold)
-        ids, _ = _coco_ids(plan.images, names)
+        ids, _ = coco_image_ids(plan.images, names)
         shas = [im.sha for im in plan.images]
         aliases: dict[str, str | None] = {}
         exported = set(names.values())

@@ -109,6 +109,9 @@ def _png(
 
 
 def _versions_section(project: Project, versions: list[Version]) -> str:
+    from .watch import status_text, watch_status
+
+    watched = watch_status(project)
     rows = []
     for v in reversed(versions):
         status = f'<span class="{esc(v.status)}">{esc(v.status)}</span>'
@@ -126,6 +129,7 @@ def _versions_section(project: Project, versions: list[Version]) -> str:
                 esc(v.message),
                 v.n_images,
                 v.n_boxes,
+                _watch_cell(status_text(watched.get(v.id, []))),
             ]
         )
     out = "<h2>Versions</h2>" + _table(
@@ -140,6 +144,7 @@ def _versions_section(project: Project, versions: list[Version]) -> str:
             "message",
             "images",
             "boxes",
+            "watched models",
         ],
         rows,
         {1, 8, 9},
@@ -165,8 +170,21 @@ def _versions_section(project: Project, versions: list[Version]) -> str:
     return out
 
 
+def _watch_cell(text: str) -> str:
+    """A version's watched-model figures, regressions in the failure colour."""
+    return "<br>".join(
+        f"<span class='fail'>{esc(t)}</span>" if "REGRESSION" in t else esc(t)
+        for t in text.split("; ")
+        if t
+    )
+
+
 def _source_label(e: Evaluation) -> str:
-    return f"{e.source_kind} {Path(e.source_name).name} ({e.source_hash[:8]})"
+    label = f"{e.source_kind} {Path(e.source_name).name} ({e.source_hash[:8]})"
+    predict = e.params.get("source", {}).get("predict")
+    if e.source_kind == "model" and isinstance(predict, dict):  # one model, several sizes
+        label += f" @{predict.get('imgsz')}"
+    return label
 
 
 def _evaluations_section(versions: list[Version], evals: list[Evaluation]) -> str:
