@@ -17,6 +17,15 @@ from labeldesk.core.project import Project
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "resources" / "models" / "demo-shapes.pt"
 
 
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run ``labeldesk ARGV`` in this process: exit status, stdout, stderr."""
+    from labeldesk.cli.main import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def write_image(
     path: Path, seed: int = 0, size: tuple[int, int] = (64, 48), fmt: str = "PNG", **save: object
 ) -> Path:

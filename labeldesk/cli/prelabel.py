@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from labeldesk.cli.validation import add_model_eval_options
+
 TRUST_HELP = (
     "load a .pt by full unpickling even if safe loading refuses it. A .pt file is a pickle: "
     "loading it can run any code it contains. Use only for files whose origin you trust "
@@ -85,21 +87,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         formatter_class=raw,
     )
     s.add_argument("name", metavar="NAME", help="registered model name or id")
-    s.add_argument("--metric", default="map50_95", help="figure compared (default: map50_95)")
-    s.add_argument(
-        "--max-drop",
-        type=float,
-        default=0.02,
-        help="largest drop below the previous evaluation that is not a regression (0.02)",
-    )
-    s.add_argument(
-        "--imgsz", type=int, default=640, help="inference size, a multiple of 32 (default 640)"
-    )
-    s.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
-    s.add_argument(
-        "--conf", type=float, default=0.25, help="operating point for precision/recall (0.25)"
-    )
-    s.add_argument("--trust", action="store_true", help=TRUST_HELP)
+    add_model_eval_options(s, baseline="the previous evaluation")
     s.set_defaults(handler=cmd_model_watch)
     s = msub.add_parser("unwatch", help="stop evaluating the model on new versions")
     s.add_argument("name", metavar="NAME", help="registered model name or id")

@@ -45,6 +45,32 @@ Examples:
 """
 
 
+def add_model_eval_options(s: argparse.ArgumentParser, baseline: str) -> None:
+    """The gate (--metric, --max-drop, --conf) and how a model is run (--imgsz, --iou,
+    --trust): shared by ``validate`` and ``model watch``, which store the same settings."""
+    s.add_argument("--metric", default="map50_95", help="figure compared (default: map50_95)")
+    s.add_argument(
+        "--max-drop",
+        type=float,
+        default=0.02,
+        help=f"largest drop of --metric below {baseline} that passes (default: 0.02)",
+    )
+    s.add_argument(
+        "--conf",
+        type=float,
+        default=0.25,
+        help="score threshold for precision/recall/TP/FP/FN (default: 0.25)",
+    )
+    s.add_argument(
+        "--imgsz",
+        type=int,
+        default=640,
+        help="model inference size, a multiple of 32 (default 640)",
+    )
+    s.add_argument("--iou", type=float, default=0.7, help="model NMS IoU threshold (default 0.7)")
+    s.add_argument("--trust", action="store_true", help=TRUST_HELP)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register the validation verbs on ``sub``."""
     raw = argparse.RawDescriptionHelpFormatter
@@ -75,36 +101,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     base.add_argument(
         "--baseline-model", metavar="NAME", help="another registered model on the same version"
     )
-    s.add_argument(
-        "--metric", default="map50_95", help="figure the gate compares (default: map50_95)"
-    )
-    s.add_argument(
-        "--max-drop",
-        type=float,
-        default=0.02,
-        help="largest drop of --metric below the baseline that passes (default: 0.02)",
-    )
-    s.add_argument(
-        "--conf",
-        type=float,
-        default=0.25,
-        help="score threshold for precision/recall/TP/FP/FN (default: 0.25)",
-    )
+    add_model_eval_options(s, baseline="the baseline")
     s.add_argument(
         "--changed-since",
         metavar="REF",
         help="evaluate only images whose labels changed since REF",
     )
-    s.add_argument(
-        "--imgsz",
-        type=int,
-        default=640,
-        help="inference size for --model/--baseline-model, a multiple of 32 (default 640)",
-    )
-    s.add_argument(
-        "--iou", type=float, default=0.7, help="NMS IoU threshold for models (default 0.7)"
-    )
-    s.add_argument("--trust", action="store_true", help=TRUST_HELP)
     s.add_argument("--by-split", action="store_true", help="add a row for each split")
     s.add_argument("--by-tag", action="store_true", help="add a row for each image tag")
     s.add_argument("--json", action="store_true", help="print JSON")

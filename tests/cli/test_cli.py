@@ -10,17 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import run_cli as run
 from helpers import write_image
 
-from labeldesk.cli.main import main
-
 LABELDESK = [sys.executable, "-m", "labeldesk.cli.main"]
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

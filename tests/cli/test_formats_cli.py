@@ -8,18 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_cli as run
 from helpers import snapshot, write_image
 
 from labeldesk.cli import output
 from labeldesk.cli.main import main
 from labeldesk.core.project import Project
 from labeldesk.core.synth import write_yolo_dataset
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -12,19 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_cli as run
 
-from labeldesk.cli.main import main
 from labeldesk.core.project import Project, now_iso
 from labeldesk.core.synth import write_images
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "resources" / "models" / "demo-shapes.pt"
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 class Payload:

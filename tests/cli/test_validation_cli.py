@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_cli as run
 from helpers import write_image
 from PIL import Image
 
-from labeldesk.cli.main import build_parser, main
+from labeldesk.cli.main import build_parser
 from labeldesk.core import predictions
 from labeldesk.core.boxes import Box
 from labeldesk.core.importer import Staging
@@ -20,12 +21,6 @@ from labeldesk.core.project import Project, now_iso
 from labeldesk.core.sessions import ReviewSession
 
 CLASSES = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def labelled(project: Project, paths: list[Path], message: str = "labelled") -> None:

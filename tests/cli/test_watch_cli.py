@@ -8,17 +8,11 @@ from pathlib import Path
 
 import pytest
 from helpers import DEMO_MODEL, label_truth, write_image
+from helpers import run_cli as run
 
-from labeldesk.cli.main import main
 from labeldesk.core.evaluation import list_evaluations
 from labeldesk.core.models import add_model
 from labeldesk.core.project import Project
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
