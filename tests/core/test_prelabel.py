@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import STORED
 from PIL import Image
 
 from labeldesk.core import models, predictions
@@ -32,18 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "resources" / "models" / "demo-shapes.pt"
 IMGSZ = 320  # what the demo model was trained at; quick on two CPU cores
 PARAMS = prelabel_params(imgsz=IMGSZ)
-
-#: How to store an upright image so that EXIF orientation ``o`` shows it upright again
-#: (the inverse of what Pillow's exif_transpose applies for ``o``).
-STORE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
 
 
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -104,7 +93,7 @@ def test_rotated_photos_are_predicted_upright(project, model, tmp_path) -> None:
     folder = tmp_path / "rotated"
     folder.mkdir()
     for o in range(1, 9):
-        stored = upright.transpose(STORE[o]) if o in STORE else upright
+        stored = upright if STORED[o] is None else upright.transpose(STORED[o])
         exif = Image.Exif()
         exif[0x0112] = o
         stored.save(folder / f"o{o}.jpg", quality=95, exif=exif.tobytes())

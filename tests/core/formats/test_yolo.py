@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import snapshot, write_image
-from PIL import Image
+from helpers import red_fraction, snapshot, write_image, write_oriented
 
 from labeldesk.core.errors import CancelledError, InputError
 from labeldesk.core.formats import ImportOptions, export_coco, export_yolo, import_coco, import_yolo
@@ -353,38 +352,6 @@ def test_one_epoch_of_ultralytics_training_completes_on_the_export(project, tmp_
 
 
 # -- EXIF helpers -------------------------------------------------------------------------------
-
-STORED = {
-    1: None,
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
-
-
-def write_oriented(path: Path, orientation: int, box, size=(80, 60)) -> Path:
-    """A JPEG that shows, upright, a red rectangle at ``box`` (x, y, w, h) on grey."""
-    up = np.full((size[1], size[0], 3), 100 + 5 * orientation, np.uint8)
-    x, y, w, h = box
-    up[y : y + h, x : x + w] = (255, 0, 0)
-    im = Image.fromarray(up)
-    stored = im if STORED[orientation] is None else im.transpose(STORED[orientation])
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stored.save(path, "JPEG", quality=95, exif=exif.tobytes())
-    return path
-
-
-def red_fraction(rgb: np.ndarray, box) -> float:
-    x, y, w, h = (round(float(v)) for v in box)
-    patch = rgb[y + 2 : y + h - 2, x + 2 : x + w - 2].astype(int)
-    return float(((patch[..., 0] > 200) & (patch[..., 1] < 60)).mean()) if patch.size else 0.0
-
 
 # -- bad input ----------------------------------------------------------------------------------
 
