@@ -3,7 +3,9 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshots.py
 
 Builds the demo project in a temporary folder, opens the review window on it, and saves
-docs/images/main-window.png and docs/images/diff-view.png.
+docs/images/main-window.png and docs/images/diff-view.png; then reviews the pre-labelled batch
+(keeping the confident pre-labels, rejecting the others), commits it, waits for the watched
+demo model to be evaluated on the new version, and saves docs/images/validation.png.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
@@ -55,9 +59,51 @@ def main() -> None:
     QTest.qWait(800)
     dialog.grab().save(str(OUT / "diff-view.png"))
     dialog.close()
+    validation_shot(app, w)
     w.close()
-    print(f"wrote {OUT / 'main-window.png'} and {OUT / 'diff-view.png'}")
+    print(f"wrote {OUT / 'main-window.png'}, {OUT / 'diff-view.png'}, {OUT / 'validation.png'}")
     os._exit(0)
+
+
+def wait_for(app: QApplication, done, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out waiting for the window")
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def validation_shot(app: QApplication, w) -> None:
+    """Review the pre-labels, commit (the watched model is evaluated), show the panel."""
+    for i, row in enumerate(list(w.ws.rows)):
+        if row.min_score is None:
+            continue
+        w.show_row(i)
+        boxes = w.boxes_of(w.current)
+        kept = [
+            b.with_(state="accepted" if (b.score or 0) >= 0.5 else "rejected", author=w.user)
+            if b.state == "pending"
+            else b
+            for b in boxes
+        ]
+        w.edit(kept, "review")
+    evaluated = []
+    w.watched.evaluated.connect(lambda version, results: evaluated.append(version))
+    w.commit_version("review of the pre-labelled batch")
+    wait_for(app, lambda: bool(evaluated))
+    if w.watched.notice is not None:
+        w.watched.notice.close()
+    loaded = []
+    w.validation.loaded.connect(lambda: loaded.append(True))
+    w.show_validation()
+    w.resizeDocks([w.validation_dock], [560], Qt.Orientation.Vertical)
+    wait_for(app, lambda: bool(loaded) and w.validation.data is not None)
+    panel = w.validation
+    newest = next(e for e in reversed(panel.data.evaluations) if e.role == "candidate")
+    panel.select_evaluation(newest.id)
+    QTest.qWait(800)
+    w.validation_dock.grab().save(str(OUT / "validation.png"))
 
 
 if __name__ == "__main__":

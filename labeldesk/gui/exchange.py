@@ -68,6 +68,8 @@ def import_dataset(window, fmt: str, args: tuple | None = None):
     def done(report) -> None:
         _inform(window, "Import finished", _report_text(report))
         window.versions.refresh()
+        if report.version is not None:
+            window.committed.emit(report.version)
         window.start_session()
 
     return run_job(window, f"Importing {fmt.upper()}", work, on_done=done)

@@ -90,6 +90,8 @@ class MainWindow(QMainWindow):
 
     sessionLoaded = Signal()
     editSaved = Signal(str)
+    #: a new version made from this window: a review commit, an import, added images, a revert
+    #: (watched models are evaluated on each)
     committed = Signal(object)
 
     def __init__(self, project_root: Path | None = None, user: str | None = None) -> None:
@@ -188,6 +190,20 @@ class MainWindow(QMainWindow):
         self.versions_dock = self._dock(
             "Versions", self.versions, Qt.DockWidgetArea.BottomDockWidgetArea
         )
+        from .validation_panel import ValidationPanel
+        from .watch_jobs import WatchedEvaluations
+
+        # Tabbed behind Versions: it loads (and imports matplotlib) only once it is shown.
+        self.validation = ValidationPanel(self)
+        self.validation_dock = self._dock(
+            "Validation", self.validation, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
+        self.validation_dock.visibilityChanged.connect(self.validation.set_on_screen)
+        self.tabifyDockWidget(self.versions_dock, self.validation_dock)
+        self.versions_dock.show()
+        self.versions_dock.raise_()  # Versions in front
+        self.watched = WatchedEvaluations(self)
+        self.committed.connect(self.watched.version_committed)
 
         toolbar = self.addToolBar("Review")
         toolbar.setObjectName("review-toolbar")
@@ -247,6 +263,13 @@ class MainWindow(QMainWindow):
         act.triggered.connect(self.prelabel_dialog)
         menus["Review"].addSeparator()
         menus["Review"].addAction(act)
+        menus["View"].addSeparator()
+        act = QAction("&Validation panel", self)
+        act.triggered.connect(self.show_validation)
+        menus["View"].addAction(act)
+        panels = menus["View"].addMenu("&Panels")
+        for dock in self.findChildren(QDockWidget):
+            panels.addAction(dock.toggleViewAction())
         for n in range(1, 10):
             act = QAction(f"Class {n}", self)
             act.setShortcut(QKeySequence(str(n)))
@@ -271,6 +294,7 @@ class MainWindow(QMainWindow):
         if self.centralWidget() is not self.canvas:
             self.setCentralWidget(self.canvas)
         self.versions.set_project(project)
+        self.validation.set_project(project)
         self.start_session()
 
     def start_session(self) -> None:
@@ -307,6 +331,8 @@ class MainWindow(QMainWindow):
         self.sessionLoaded.emit()
 
     def close_project(self) -> None:
+        self.watched.close_project()
+        self.validation.close_project()
         for runner in (self.writer, self.worker):
             if runner is not None:
                 runner.shutdown()
@@ -779,6 +805,14 @@ class MainWindow(QMainWindow):
         if current is not None and self.ws is not None and current in self.ws.index:
             self.show_row(self.ws.index[current])
 
+    def show_validation(self) -> None:
+        """Bring the validation panel forward (it is tabbed behind Versions at start)."""
+        dock = self.validation_dock
+        dock.show()
+        dock.raise_()
+        if not dock.isFloating() and dock.height() < 360:
+            self.resizeDocks([dock], [420], Qt.Orientation.Vertical)
+
     def _exchange(self, what: str, fmt: str) -> None:
         from . import exchange
 
@@ -810,6 +844,8 @@ class MainWindow(QMainWindow):
             lines += [f"• {p.where}: {p.reason}" for p in report.skipped[:30]]
             QMessageBox.information(self, "Images added", "\n".join(lines))
             self.versions.refresh()
+            if report.version is not None:
+                self.committed.emit(report.version)
             self.start_session()
 
         run_job(self, "Adding images", add, on_done=done)

@@ -1,10 +1,14 @@
-"""Qt item models over the review workspace: images, boxes, classes, versions.
+"""Qt item models over the review workspace: images, boxes, classes, versions, records.
 
 They are thin views of plain Python lists owned elsewhere; a change is announced by exactly the
 rows that changed so views stay fast with 100,000 images.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from PySide6.QtCore import (
     QAbstractListModel,
@@ -22,6 +26,7 @@ from .colors import class_color
 
 STATE_COLORS = {TODO: "#9aa0a6", REVIEWED: "#34a853", EDITED: "#fbbc04", CONFLICT: "#ea4335"}
 STATE_MARKS = {TODO: "○", REVIEWED: "●", EDITED: "◆", CONFLICT: "✖"}
+FAIL_COLOR = "#d93025"
 RowRole = Qt.ItemDataRole.UserRole + 1
 
 
@@ -179,6 +184,41 @@ class ClassListModel(QAbstractListModel):
         return self.classes[number - 1][0] if 1 <= number <= len(self.classes) else None
 
 
+def _fmt_figure(value: float) -> str:
+    return "n/a" if value < 0 else f"{value:.3f}"
+
+
+def watch_text(rows: Sequence[Any]) -> str:
+    """A version's watched-model figures in a few words: ``demo 0.412`` per model, and
+    ``▼ demo −0.031`` (the drop) for a regression; ``rows`` are ``evaluation.Evaluation``s."""
+    parts = []
+    for e in rows:
+        if e.passed is False and e.metric_drop is not None:
+            parts.append(f"▼ {e.source_name} −{e.metric_drop:.3f}")
+        else:
+            parts.append(f"{e.source_name} {_fmt_figure(e.value)}")
+    return "; ".join(parts)
+
+
+def watch_tooltip(rows: Sequence[Any]) -> str:
+    """Every figure behind :func:`watch_text`: value, previous value, drop and limit."""
+    lines = []
+    for e in rows:
+        line = f"{e.source_name}: {e.metric} {_fmt_figure(e.value)}"
+        if e.baseline_value is None:
+            line += ", first evaluation (nothing to compare with)"
+        elif e.metric_drop is None:
+            line += ", not comparable (no labels)"
+        else:
+            verdict = "REGRESSION" if e.passed is False else "ok"
+            line += (
+                f", previously {_fmt_figure(e.baseline_value)}: {-e.metric_drop:+.4f} "
+                f"(limit −{e.max_drop or 0.0:.4f}) {verdict}"
+            )
+        lines.append(f"{line}\nevaluated {e.created[:16].replace('T', ' ')} by {e.author}")
+    return "\n".join(lines)
+
+
 class VersionTableModel(_RowsTable):
     HEADERS = (
         "version",
@@ -189,8 +229,15 @@ class VersionTableModel(_RowsTable):
         "images",
         "boxes",
         "tags",
+        "watch",
         "message",
     )
+    WATCH_COLUMN = 8
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        # version id -> the newest watched-model evaluation rows on it (core.watch.watch_status)
+        self.watch: dict[str, list[Any]] = {}
 
     @property
     def versions(self) -> list:
@@ -200,6 +247,13 @@ class VersionTableModel(_RowsTable):
         self.beginResetModel()
         self.items = list(versions)
         self.endResetModel()
+
+    def set_watch(self, status: dict[str, list[Any]]) -> None:
+        """Show new watched-model figures; only the watch column changes."""
+        self.watch = dict(status)
+        if self.items:
+            col = self.WATCH_COLUMN
+            self.dataChanged.emit(self.index(0, col), self.index(len(self.items) - 1, col))
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
         v = self.item(index)
@@ -215,12 +269,67 @@ class VersionTableModel(_RowsTable):
                 v.n_images,
                 v.n_boxes,
                 ", ".join(v.tags),
+                watch_text(self.watch.get(v.id, ())),
                 v.message.splitlines()[0] if v.message else "",
             )[index.column()]
+        if index.column() == self.WATCH_COLUMN and v.id in self.watch:
+            rows = self.watch[v.id]
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return watch_tooltip(rows)
+            if role == Qt.ItemDataRole.ForegroundRole and any(e.passed is False for e in rows):
+                return QBrush(QColor(FAIL_COLOR))
         if role == Qt.ItemDataRole.ForegroundRole and index.column() == 4:
             return QBrush(
                 QColor({"approved": "#34a853", "rejected": "#ea4335"}.get(v.status, "#9aa0a6"))
             )
         if role == RowRole:
             return v
+        return None
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a :class:`RecordTableModel`: its header and how a record shows in it."""
+
+    header: str
+    text: Callable[[Any], Any]
+    numeric: bool = False  # right-aligned, so figures line up
+    tooltip: Callable[[Any], str | None] | None = None
+    color: Callable[[Any], str | None] | None = None
+
+
+class RecordTableModel(_RowsTable):
+    """A read-only table of records (dataclasses, dicts) whose columns are :class:`Column`s.
+
+    The validation panel shows several such tables; describing each by its columns keeps them
+    one class instead of one model subclass per table.
+    """
+
+    def __init__(self, columns: Sequence[Column], parent=None) -> None:
+        super().__init__(parent)
+        self.columns = tuple(columns)
+        self.HEADERS = tuple(c.header for c in self.columns)
+
+    def set_items(self, items: Sequence[Any]) -> None:
+        self.beginResetModel()
+        self.items = list(items)
+        self.endResetModel()
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        item = self.item(index)
+        if item is None or not 0 <= index.column() < len(self.columns):
+            return None
+        col = self.columns[index.column()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            value = col.text(item)
+            return "" if value is None else value
+        if role == Qt.ItemDataRole.TextAlignmentRole and col.numeric:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole and col.tooltip is not None:
+            return col.tooltip(item)
+        if role == Qt.ItemDataRole.ForegroundRole and col.color is not None:
+            color = col.color(item)
+            return QBrush(QColor(color)) if color else None
+        if role == RowRole:
+            return item
         return None

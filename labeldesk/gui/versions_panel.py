@@ -6,6 +6,7 @@ convenience, not the guard.
 
 from __future__ import annotations
 
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -34,7 +35,15 @@ def _revert(project: Project, vid: str):
     return V.revert(project, vid)
 
 
+def _watch_status(project: Project) -> dict:
+    from labeldesk.core.watch import watch_status
+
+    return watch_status(project)
+
+
 class VersionsPanel(QWidget):
+    watchShown = Signal()  # the watch column shows fresh figures
+
     def __init__(self, window) -> None:
         super().__init__(window)
         self.window_ = window
@@ -80,6 +89,21 @@ class VersionsPanel(QWidget):
         self.model.set_versions(versions)
         self.table.resizeColumnsToContents()
         self.table.resizeRowsToContents()
+        self._refresh_watch()
+
+    def _refresh_watch(self) -> None:
+        """The watched-model column, read on the worker (it reads every stored evaluation)."""
+        worker, project = self.window_.worker, self.project
+        if worker is None or project is None:
+            return
+
+        def show(status: dict) -> None:
+            if project is self.project:
+                self.model.set_watch(status)
+                self.table.resizeColumnToContents(self.model.WATCH_COLUMN)
+                self.watchShown.emit()
+
+        worker.submit(_watch_status, on_done=show, on_error=self.window_.show_error)
 
     def selected(self) -> list:
         rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
@@ -90,9 +114,10 @@ class VersionsPanel(QWidget):
         if writer is None:
             return
 
-        def done(_value) -> None:
+        def done(value) -> None:
             self.refresh()
             if fn is _revert:
+                self.window_.committed.emit(value)  # a revert is a new version
                 self.window_.start_session()
 
         writer.submit(fn, *args, on_done=done, on_error=self.window_.show_error)

@@ -96,7 +96,9 @@ def test_annotators_do_not_see_lead_actions_and_core_refuses(review_project, qtb
     annie.close()
 
 
-def test_window_opens_without_importing_torch(review_project, tmp_path) -> None:
+def test_window_opens_without_importing_torch_or_matplotlib(review_project, tmp_path) -> None:
+    """Start-up stays fast: the model stack loads for inference only, matplotlib once the
+    validation panel is shown (it starts tabbed behind Versions)."""
     root, _ = review_project
     code = textwrap.dedent(f"""
         import sys
@@ -108,8 +110,11 @@ def test_window_opens_without_importing_torch(review_project, tmp_path) -> None:
         w.show()
         while w.ws is None or w.current is None:
             app.processEvents()
+        w.worker.wait()  # its reads (the versions' watch column) have run too
+        app.processEvents()
         w.close()
-        print("TORCH" if "torch" in sys.modules or "ultralytics" in sys.modules else "CLEAN")
+        heavy = [m for m in ("torch", "ultralytics", "matplotlib") if m in sys.modules]
+        print("LOADED " + str(heavy) if heavy else "CLEAN")
     """)
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)}
     r = subprocess.run(
