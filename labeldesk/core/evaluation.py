@@ -536,11 +536,27 @@ def list_evaluations(
     version: str | None = None,
     source_hash: str | None = None,
     run: str | None = None,
+    role: str | None = None,
+    subset: str | None = None,
+    trigger: str | None = None,
     limit: int | None = None,
 ) -> list[Evaluation]:
-    """Stored evaluations, oldest first (optionally of one version, source or run)."""
+    """Stored evaluations, oldest first (optionally of one version, source, run, role, subset
+    or ``params.trigger``).
+
+    The filters run in SQL so that only the rows asked for have their metrics JSON parsed: on a
+    long history that parsing, not the query, is what costs.
+    """
     sql, args = f"SELECT {_EVAL_COLUMNS} FROM evaluation WHERE 1", []
-    for col, value in (("version", version), ("source_hash", source_hash), ("run", run)):
+    filters = (
+        ("version", version),
+        ("source_hash", source_hash),
+        ("run", run),
+        ("role", role),
+        ("subset", subset),
+        ("json_extract(params, '$.trigger')", trigger),
+    )
+    for col, value in filters:
         if value is not None:
             sql += f" AND {col} = ?"
             args.append(value)

@@ -185,16 +185,17 @@ def _same_setup(e: Evaluation, predict: dict[str, Any], conf: float) -> bool:
     return e.params.get("source", {}).get("predict") == predict and e.params.get("conf") == conf
 
 
-def _is_watch_row(e: Evaluation) -> bool:
-    return e.role == "candidate" and e.subset == "all" and e.params.get("trigger") == TRIGGER
+def _watch_rows(project: Project, **where: str) -> list[Evaluation]:
+    """Stored watched evaluations (of the model on all images), oldest first."""
+    return list_evaluations(project, role="candidate", subset="all", trigger=TRIGGER, **where)
 
 
 def _existing(
     project: Project, model: str, version: str, predict: dict[str, Any], conf: float
 ) -> Evaluation | None:
     """The watched evaluation of ``model`` on ``version`` under this setup, if stored."""
-    rows = list_evaluations(project, version=version, source_hash=model)
-    mine = (e for e in reversed(rows) if _is_watch_row(e) and _same_setup(e, predict, conf))
+    rows = _watch_rows(project, version=version, source_hash=model)
+    mine = (e for e in reversed(rows) if _same_setup(e, predict, conf))
     return next(mine, None)
 
 
@@ -205,9 +206,9 @@ def previous_evaluation(
     seqs = dict(project.db.execute("SELECT id, seq FROM version").fetchall())
     best: tuple[int, int] | None = None
     found = None
-    for e in list_evaluations(project, source_hash=model):
+    for e in list_evaluations(project, source_hash=model, role="candidate", subset="all"):
         seq = seqs.get(e.version)
-        if seq is None or seq >= version.seq or e.role != "candidate" or e.subset != "all":
+        if seq is None or seq >= version.seq:
             continue
         if _same_setup(e, predict, conf) and (best is None or (seq, e.id) > best):
             best, found = (seq, e.id), e
@@ -314,9 +315,8 @@ def _version_of(project: Project, evaluation_id: int | None) -> str | None:
 def watch_status(project: Project) -> dict[str, list[Evaluation]]:
     """version id -> the newest watched evaluation of each model on it (model name order)."""
     newest: dict[tuple[str, str], Evaluation] = {}
-    for e in list_evaluations(project):
-        if _is_watch_row(e):
-            newest[(e.version, e.source_hash)] = e  # oldest first: the last one wins
+    for e in _watch_rows(project):
+        newest[(e.version, e.source_hash)] = e  # oldest first: the last one wins
     out: dict[str, list[Evaluation]] = {}
     for (vid, _), e in sorted(newest.items(), key=lambda kv: kv[1].source_name):
         out.setdefault(vid, []).append(e)

@@ -139,6 +139,14 @@ def test_watched_model_records_regressions_against_its_previous_evaluation(proje
     (again,) = evaluate_watched(project)  # idempotent: nothing new is stored
     assert again.skipped and again.evaluation.id == first.evaluation.id
     assert len(list_evaluations(project)) == 1
+    # An ordinary `validate --model` of the same model is not a watched evaluation
+    manual = validate(project, model_source(project, "demo", imgsz=IMGSZ)).rows[0]
+    assert "trigger" not in manual.params
+    assert [e.id for e in list_evaluations(project, trigger="watch")] == [first.evaluation.id]
+    assert [e.id for e in list_evaluations(project, source_hash=m.id)] == [
+        first.evaluation.id,
+        manual.id,
+    ]
 
     v2 = shift_boxes(project, 0.5)
     predicted = n_predictions(project)
@@ -146,8 +154,10 @@ def test_watched_model_records_regressions_against_its_previous_evaluation(proje
     assert n_predictions(project) == predicted  # same images: no inference
     e2 = second.evaluation
     assert second.regression and e2.passed is False
-    assert e2.baseline == first.evaluation.id and second.baseline_version == shapes
-    assert e2.metric_drop == pytest.approx(first.evaluation.value - e2.value)
+    # the newest evaluation of the same setup on an earlier version, watched or by hand
+    assert e2.baseline == manual.id and second.baseline_version == shapes
+    assert e2.metric_drop == pytest.approx(manual.value - e2.value)
+    assert manual.value == pytest.approx(first.evaluation.value)
     assert e2.metric_drop > 0.02
     assert "REGRESSION" in second.line()
 
