@@ -215,6 +215,9 @@ class MainWindow(QMainWindow):
         toolbar.addWidget(self.conf_slider)
         self.conf_label = QLabel(" 0.00 ")
         toolbar.addWidget(self.conf_label)
+        from .status_bar import StatusBar
+
+        self.setStatusBar(StatusBar(self))  # messages stay readable while jobs come and go
         self.status_label = QLabel()
         self.statusBar().addWidget(self.status_label, 1)
         self.save_label = QLabel()

@@ -214,3 +214,21 @@ def test_conflicting_commit_shows_both_sides_and_applies_the_choice(
         store = ManifestStore(p.db)
         entry = store.entry(store.tree(resolve(p.db, "main").tree), shas[0])
         assert load_annotation_set(p.db, entry.annset) == [Box(1, 1, 1, 5, 5)]
+
+
+def test_a_status_message_stays_readable_while_a_job_comes_and_goes(window, qtbot) -> None:
+    # QStatusBar re-shows its normal widgets whenever its layout is rebuilt (a job's progress
+    # widget added or removed); the window's status text then drew over the message.
+    from labeldesk.gui.jobs import StatusJob
+
+    bar, label = window.statusBar(), window.status_label
+    assert label.isVisible()
+    bar.showMessage("Watched models on abc: ok")
+    assert not label.isVisible()
+    job = StatusJob(window, "a short job", lambda progress, cancel: 42)
+    with qtbot.waitSignal(job.finished, timeout=5000):
+        pass
+    qtbot.wait(50)  # the layout's queued re-show, then the status bar's own settling
+    assert not label.isVisible() and bar.currentMessage() == "Watched models on abc: ok"
+    bar.clearMessage()
+    assert label.isVisible()
