@@ -221,6 +221,7 @@ class MainWindow(QMainWindow):
         self.status_label = QLabel()
         self.statusBar().addWidget(self.status_label, 1)
         self.save_label = QLabel()
+        self._unsaved = 0  # edits handed to the writer and not yet written
         self.statusBar().addPermanentWidget(self.save_label)
 
     def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
@@ -446,6 +447,7 @@ class MainWindow(QMainWindow):
         row = self.ws.refresh_row(sha, boxes)
         self.image_model.row_changed(self.ws.index[sha])
         del row
+        self._unsaved += 1
         self.save_label.setText("saving…")
         self.writer.submit(
             _save_edit,
@@ -453,7 +455,7 @@ class MainWindow(QMainWindow):
             sha,
             list(boxes),
             on_done=self._saved,
-            on_error=self.show_error,
+            on_error=self._save_failed,
         )
         if sha != self.current:
             self.show_row(self.ws.index[sha])
@@ -461,9 +463,17 @@ class MainWindow(QMainWindow):
         self._update_status()
 
     def _saved(self, sha: str) -> None:
-        if self.writer is not None and self.writer.pending <= 0:
+        # Counted here, not by the writer's queue: a commit queued behind the last edit must
+        # not leave "saving…" up for good.
+        self._unsaved = max(0, self._unsaved - 1)
+        if self._unsaved == 0:
             self.save_label.setText("all edits saved")
         self.editSaved.emit(sha)
+
+    def _save_failed(self, error: BaseException) -> None:
+        self._unsaved = max(0, self._unsaved - 1)
+        self.save_label.setText("an edit was NOT saved")
+        self.show_error(error)
 
     def edit(self, after: list[Box], text: str, select: int = -1) -> None:
         if self.current is None:

@@ -128,6 +128,8 @@ def test_commit_gives_the_expected_version(window, review_project, qtbot) -> Non
     with qtbot.waitSignal(window.committed, timeout=10000) as sig:
         window.commit_version("reviewed two images")
     version = sig.args[0]
+    # the commit queued behind the last edit does not leave "saving…" up
+    assert window.save_label.text() == "all edits saved"
     assert version.provenance["method"] == "semi-automatic"
     assert version.provenance["model"] == "m1"
     with Project.open(root) as p:
