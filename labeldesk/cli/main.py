@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from labeldesk.cli import formats, prelabel, validation  # argparse only: --help stays instant
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
+
 EPILOG = """\
 REF names a version: main, a tag, a version id (or a unique prefix of at least 4 hex digits),
 each optionally followed by ~N for its N-th first-parent ancestor (main~1 is the one before main).
@@ -119,7 +121,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args([*(argv or sys.argv[1:]), "gui"])
     from labeldesk.cli import verbs
 
-    return verbs.run(args)
+    try:
+        code = verbs.run(args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
+    except BrokenPipeError:
+        # `labeldesk log | head`: the reader has gone. Say nothing more (as git and cat do);
+        # stdout goes to /dev/null so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
 
 
 if __name__ == "__main__":

@@ -72,6 +72,19 @@ def test_init_add_log_show(proj, tmp_path, capsys) -> None:
     assert v["id"][:12] in out and "Add 3 images" in out
 
 
+def test_a_closed_pipe_ends_quietly(proj, tmp_path, capsys) -> None:
+    # `labeldesk log | head -1`: the reader leaves early; no traceback, status as if by SIGPIPE
+    write_image(tmp_path / "src" / "a.png")
+    assert run(capsys, "-p", str(proj), "add", str(tmp_path / "src"))[0] == 0
+    r_fd, w_fd = os.pipe()
+    os.close(r_fd)  # the reader is gone before anything is written
+    with open(w_fd, "wb") as out:
+        r = subprocess.run(
+            [*LABELDESK, "-p", str(proj), "log"], stdout=out, stderr=subprocess.PIPE, text=True
+        )
+    assert r.stderr == "" and r.returncode == 141
+
+
 def test_add_only_bad_files_exits_non_zero(proj, tmp_path, capsys) -> None:
     (tmp_path / "x.jpg").write_bytes(b"")
     code, out, _ = run(capsys, "-p", str(proj), "add", str(tmp_path / "x.jpg"))
