@@ -94,7 +94,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--version", dest="ref", default="main", metavar="REF", help="version (default: main)"
     )
     base = s.add_mutually_exclusive_group()
-    base.add_argument("--baseline", metavar="REF", help="the same detections on version REF")
+    base.add_argument(
+        "--baseline", metavar="REF", help="the same model or detections on version REF"
+    )
     base.add_argument(
         "--baseline-predictions", metavar="FILE", help="other detections on the same version"
     )
@@ -275,7 +277,8 @@ def _print_validation(report: Any, table: Any) -> None:
     print(f"version {v.short} ({v.message}); {src.kind} {src.name} (sha256 {src.hash[:12]})")
     if report.baseline_version is not None:
         b = report.baseline_source
-        what = f"{b.kind} {b.name}" if b else "the same detections"
+        same = "the same model" if src.kind == "model" else "the same detections"
+        what = f"{b.kind} {b.name}" if b else same
         print(f"baseline: {what} on version {report.baseline_version.short}")
     compared = report.compared
     headers = ["subset", "images", "labels", "mAP50-95", "mAP50", "mAP75", "P", "R", "TP"]
@@ -287,7 +290,7 @@ def _print_validation(report: Any, table: Any) -> None:
         m = r.metrics
         s = m["summary"]
         row = [
-            r.subset,
+            r.subset_label,
             r.n_images,
             sum(c["labels"] for c in m["per_class"]),
             _fmt(s["map50_95"]),
@@ -334,7 +337,7 @@ def cmd_evaluations(args: argparse.Namespace) -> int:
                 r.id,
                 _when(r.created),
                 r.version[:12],
-                r.subset,
+                r.subset_label,
                 f"{r.source_kind}:{r.source_name}",
                 r.source_hash[:12],
                 _fmt(r.summary["map50_95"]),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -512,8 +513,16 @@ class Evaluation:
     def summary(self) -> dict[str, float]:
         return self.metrics["summary"]
 
+    @property
+    def subset_label(self) -> str:
+        """The subset for people: ``changed-since=<64 hex>`` stored (the lineage), shown short."""
+        return _FULL_ID.sub(lambda m: m.group(0)[:12], self.subset)
+
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+_FULL_ID = re.compile(r"\b[0-9a-f]{64}\b")
 
 
 _EVAL_COLUMNS = (

@@ -220,7 +220,7 @@ def _evaluations_section(versions: list[Version], evals: list[Evaluation]) -> st
                 e.id,
                 esc(e.created),
                 f"<code>{esc(e.version[:12])}</code>",
-                esc(e.subset),
+                esc(e.subset_label),
                 esc(_source_label(e))
                 + (" <span class='muted'>(baseline)</span>" if e.role == "baseline" else ""),
                 e.n_images,
@@ -240,7 +240,7 @@ def _evaluations_section(versions: list[Version], evals: list[Evaluation]) -> st
     )
     last = next((e for e in reversed(evals) if e.role == "candidate"), evals[-1])
     out += (
-        f"<h3>Per class: evaluation {last.id} ({esc(last.subset)}, "
+        f"<h3>Per class: evaluation {last.id} ({esc(last.subset_label)}, "
         f"<code>{esc(last.version[:12])}</code>, {esc(_source_label(last))})</h3>"
     )
     out += _table(

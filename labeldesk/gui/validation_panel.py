@@ -75,7 +75,7 @@ def _eval_tooltip(e: Any) -> str:
     lines = [
         f"evaluation {e.id} (run {e.run[:8]}), {e.role}, by {e.author} at {e.created}",
         f"source: {e.source_kind} {e.source_name} ({e.source_hash[:12]})",
-        f"version {e.version[:12]}, subset {e.subset}, {e.n_images} images",
+        f"version {e.version[:12]}, subset {e.subset_label}, {e.n_images} images",
     ]
     if e.baseline is not None:
         lines.append(
@@ -151,7 +151,7 @@ class ValidationPanel(QWidget):
                 Column("id", lambda e: e.id, numeric=True, tooltip=_eval_tooltip),
                 Column("created", lambda e: e.created[:16].replace("T", " ")),
                 Column("version", lambda e: self._version_text(e.version)),
-                Column("subset", lambda e: e.subset),
+                Column("subset", lambda e: e.subset_label),
                 Column("kind", lambda e: e.source_kind),
                 Column("source", vd.source_label, tooltip=_eval_tooltip),
                 Column("mAP50-95", lambda e: vd.fmt(e.summary.get("map50_95")), numeric=True),
@@ -420,8 +420,8 @@ class ValidationPanel(QWidget):
             return
         self.class_title.setText(
             f"Per class: evaluation {e.id}, {vd.source_label(e)} on "
-            f"{self._version_text(e.version)} ({e.subset}, {e.n_images} images; P/R/TP/FP/FN at "
-            f"score ≥ {e.metrics.get('conf', 0):.2f}, IoU 0.5)"
+            f"{self._version_text(e.version)} ({e.subset_label}, {e.n_images} images; "
+            f"P/R/TP/FP/FN at score ≥ {e.metrics.get('conf', 0):.2f}, IoU 0.5)"
         )
         self.class_model.set_items(e.metrics.get("per_class", []))
         self.class_table.resizeColumnsToContents()

@@ -288,6 +288,11 @@ def test_baseline_ref_judges_the_same_file_on_an_earlier_version(project, tmp_pa
     assert sub.rows[0].n_images == 3
     assert sub.rows[0].params["changed_since"] == v1.id
     assert all(r.subset.startswith(f"changed-since={v1.id},split=") for r in sub.rows[1:])
+    # stored with the full id (lineage), shown with the short one
+    assert [r.subset_label for r in sub.rows] == [
+        r.subset.replace(v1.id, v1.id[:12]) for r in sub.rows
+    ]
+    assert sub.rows[1].subset_label.startswith(f"changed-since={v1.id[:12]},split=")
     assert sum(r.n_images for r in sub.rows[1:]) == 3
 
 
