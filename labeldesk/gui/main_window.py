@@ -38,7 +38,7 @@ from labeldesk.core.sessions import ReviewSession
 from .canvas import Canvas
 from .help import HelpOverlay
 from .loader import ImageLoader
-from .models import BoxTableModel, ClassListModel, ImageFilter, ImageListModel, RowRole
+from .models import BoxTableModel, ClassListModel, ImageListModel, RowRole, ViewCache
 from .shortcuts import SHORTCUTS
 from .tasks import ProjectRunner
 
@@ -127,11 +127,10 @@ class MainWindow(QMainWindow):
         self.canvas.selectionChangedTo.connect(self._canvas_selection)
         self.canvas.zoomChanged.connect(lambda _z: self._update_status())
 
-        self.image_model = ImageListModel(self)
-        self.image_filter = ImageFilter(self)
-        self.image_filter.setSourceModel(self.image_model)
+        self.image_model = ImageListModel(self)  # every image; shows those the filters pass
+        self.image_rows = ViewCache(self.image_model, self)  # same rows, C++ indexes for the view
         self.image_list = QListView()
-        self.image_list.setModel(self.image_filter)
+        self.image_list.setModel(self.image_rows)
         self.image_list.setUniformItemSizes(True)
         self.image_list.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.image_list.selectionModel().currentChanged.connect(self._list_current_changed)
@@ -351,16 +350,10 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
     # -- navigation ----------------------------------------------------------------------------
-    def _visible_rows(self) -> list[int]:
-        return [
-            self.image_filter.mapToSource(self.image_filter.index(i, 0)).row()
-            for i in range(self.image_filter.rowCount())
-        ]
-
     def show_row(self, source_row: int) -> None:
-        proxy = self.image_filter.mapFromSource(self.image_model.index(source_row))
-        if proxy.isValid():
-            self.image_list.setCurrentIndex(proxy)
+        shown = self.image_rows.mapFromSource(self.image_model.view_index(source_row))
+        if shown.isValid():
+            self.image_list.setCurrentIndex(shown)
         else:
             self._show_image(self.image_model.rows[source_row].sha)
 
@@ -403,11 +396,11 @@ class MainWindow(QMainWindow):
         if self.ws is None or not self.ws.rows:
             return
         idx = self.image_list.currentIndex()
-        n = self.image_filter.rowCount()
+        n = self.image_rows.rowCount()
         if n == 0:
             return
         target = 0 if not idx.isValid() else max(0, min(n - 1, idx.row() + delta))
-        self.image_list.setCurrentIndex(self.image_filter.index(target, 0))
+        self.image_list.setCurrentIndex(self.image_rows.index(target, 0))
 
     def next_image(self) -> None:
         self._step(+1)
@@ -674,7 +667,7 @@ class MainWindow(QMainWindow):
 
     def _apply_filter(self) -> None:
         state = self.state_filter.currentText()
-        self.image_filter.set_filter(
+        self.image_model.set_filter(
             state=None if state == "all images" else state,
             below=self.below_spin.value() if self.below_check.isChecked() else None,
             cls=self.class_filter.currentData(),

@@ -6,6 +6,7 @@ rows that changed so views stay fast with 100,000 images.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,22 +32,100 @@ RowRole = Qt.ItemDataRole.UserRole + 1
 
 
 class ImageListModel(QAbstractListModel):
+    """The images of the session, filtered: by state, pre-labels below a confidence, a class.
+
+    ``rows`` holds every image (``ReviewWorkspace.rows``, indexed by *source row*); the model
+    shows ``visible``, the source rows that pass the filters, ascending. It filters itself
+    rather than through a QSortFilterProxyModel's ``filterAcceptsRow``, which the proxy calls
+    once per row through the binding: about a second per filter change at 100,000 images, on
+    the GUI thread, against tens of milliseconds for one list comprehension here. Views show it
+    through :class:`ViewCache`.
+    """
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.rows: list[ImageRow] = []
+        self.visible: list[int] = []  # source rows shown, ascending
+        self.state: str | None = None
+        self.below: float | None = None
+        self.cls: int | None = None
+
+    # -- filtering -----------------------------------------------------------------------------
+    def accepts(self, row: ImageRow) -> bool:
+        if self.state is not None and row.state != self.state:
+            return False
+        if self.below is not None and (row.min_score is None or row.min_score >= self.below):
+            return False
+        return self.cls is None or self.cls in row.classes
+
+    def _compute(self) -> list[int]:
+        if self.state is None and self.below is None and self.cls is None:
+            return list(range(len(self.rows)))
+        accepts = self.accepts
+        return [i for i, row in enumerate(self.rows) if accepts(row)]
 
     def set_rows(self, rows: list[ImageRow]) -> None:
         self.beginResetModel()
         self.rows = rows
+        self.visible = self._compute()
         self.endResetModel()
 
+    def set_filter(
+        self, state: str | None = None, below: float | None = None, cls: int | None = None
+    ) -> None:
+        """Apply new filters; the current and selected images stay so if they still show."""
+        self.state, self.below, self.cls = state, below, cls
+        self.layoutAboutToBeChanged.emit()
+        old = self.persistentIndexList()  # the view's current and selected rows: a handful
+        sources = [self.visible[i.row()] for i in old]
+        self.visible = self._compute()
+        self.changePersistentIndexList(old, [self.view_index(s) for s in sources])
+        self.layoutChanged.emit()
+
+    # -- source rows and shown rows ------------------------------------------------------------
+    def view_index(self, source_row: int) -> QModelIndex:
+        """Where source row ``source_row`` shows; invalid when the filters hide it."""
+        i = bisect_left(self.visible, source_row)
+        if i < len(self.visible) and self.visible[i] == source_row:
+            return self.index(i)
+        return QModelIndex()
+
+    def source_row(self, view_row: int) -> int:
+        return self.visible[view_row]
+
+    #: what an edit can change (naming them spares other views a full refresh)
+    CHANGED_ROLES = (
+        Qt.ItemDataRole.DisplayRole,
+        Qt.ItemDataRole.ToolTipRole,
+        Qt.ItemDataRole.ForegroundRole,
+        RowRole,
+    )
+
+    def row_changed(self, source_row: int) -> None:
+        """Source row ``source_row`` changed: repaint it, or show or hide it per the filters."""
+        i = bisect_left(self.visible, source_row)
+        shown = i < len(self.visible) and self.visible[i] == source_row
+        wanted = self.accepts(self.rows[source_row])
+        if shown and wanted:
+            idx = self.index(i)
+            self.dataChanged.emit(idx, idx, list(self.CHANGED_ROLES))
+        elif shown:
+            self.beginRemoveRows(QModelIndex(), i, i)
+            del self.visible[i]
+            self.endRemoveRows()
+        elif wanted:
+            self.beginInsertRows(QModelIndex(), i, i)
+            self.visible.insert(i, source_row)
+            self.endInsertRows()
+
+    # -- the model -----------------------------------------------------------------------------
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.rows)
+        return 0 if parent.isValid() else len(self.visible)
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or not 0 <= index.row() < len(self.rows):
+        if not index.isValid() or not 0 <= index.row() < len(self.visible):
             return None
-        row = self.rows[index.row()]
+        row = self.rows[self.visible[index.row()]]
         if role == Qt.ItemDataRole.DisplayRole:
             return f"{STATE_MARKS[row.state]}  {row.name}"
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -58,38 +137,22 @@ class ImageListModel(QAbstractListModel):
             return row
         return None
 
-    def row_changed(self, row_index: int) -> None:
-        idx = self.index(row_index)
-        self.dataChanged.emit(idx, idx)
 
+class ViewCache(QSortFilterProxyModel):
+    """Stands between a large Python list model and its QListView, and filters nothing.
 
-class ImageFilter(QSortFilterProxyModel):
-    """Filters: by state, pre-labels below a confidence, images containing a class."""
+    QListView lays out every row again after any change, even a repaint of one row
+    (``QListModeViewBase::dataChanged``), asking the model for an index per row, and
+    ``QAbstractListModel.index`` asks ``rowCount``. With ``rowCount`` in Python that is 200,000
+    calls through the binding per edit at 100,000 images (about half a second); this proxy
+    answers from its own C++ row mapping instead (about 20 ms), and passes every change
+    through, rows inserted, removed and moved included.
+    """
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, source: QAbstractListModel, parent=None) -> None:
         super().__init__(parent)
-        self.state: str | None = None
-        self.below: float | None = None
-        self.cls: int | None = None
-
-    def set_filter(
-        self, state: str | None = None, below: float | None = None, cls: int | None = None
-    ) -> None:
-        if hasattr(self, "beginFilterChange"):  # Qt >= 6.10: invalidateFilter is deprecated
-            self.beginFilterChange()
-            self.state, self.below, self.cls = state, below, cls
-            self.endFilterChange()
-        else:
-            self.state, self.below, self.cls = state, below, cls
-            self.invalidateFilter()
-
-    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
-        row: ImageRow = self.sourceModel().rows[source_row]
-        if self.state is not None and row.state != self.state:
-            return False
-        if self.below is not None and (row.min_score is None or row.min_score >= self.below):
-            return False
-        return self.cls is None or self.cls in row.classes
+        self.setDynamicSortFilter(False)  # nothing to sort or filter: changes pass straight on
+        self.setSourceModel(source)
 
 
 class _RowsTable(QAbstractTableModel):

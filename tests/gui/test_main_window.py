@@ -157,19 +157,19 @@ def test_help_overlay_lists_every_shortcut(window) -> None:
 def test_filters(window, review_project) -> None:
     window.below_check.setChecked(True)
     window.below_spin.setValue(0.5)
-    assert window.image_filter.rowCount() == 4  # every image has a bus at 0.3
+    assert window.image_model.rowCount() == 4  # every image has a bus at 0.3
     window.below_check.setChecked(False)
     window.class_filter.setCurrentIndex(window.class_filter.findText("with bus"))
-    assert window.image_filter.rowCount() == 4
+    assert window.image_model.rowCount() == 4
     window.class_filter.setCurrentIndex(0)
     key(window, Qt.Key.Key_Space)
     window.state_filter.setCurrentText("reviewed")
-    assert window.image_filter.rowCount() == 1
+    assert window.image_model.rowCount() == 1
     window.state_filter.setCurrentText("not reviewed")
-    assert window.image_filter.rowCount() == 3
+    assert window.image_model.rowCount() == 3
     window.state_filter.setCurrentText("all images")
     window.below_check.setChecked(True)
-    assert window.image_filter.rowCount() == 3  # image 0's pre-labels were all accepted
+    assert window.image_model.rowCount() == 3  # image 0's pre-labels were all accepted
 
 
 def test_models_pass_the_model_tester(window, qtmodeltester) -> None:

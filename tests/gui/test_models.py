@@ -23,3 +23,68 @@ def test_binding_keeps_references_to_none(qtbot) -> None:
         index.data(Qt.ItemDataRole.DecorationRole)
         model.set_boxes([Box(1, 0, 0, 5, 5)], {1: "car"})
     assert sys.getrefcount(None) >= before - 50  # some churn is fine; 6.12.0 lost ~6000
+
+
+def _rows(n: int) -> list:
+    from labeldesk.app.review import REVIEWED, TODO, ImageRow
+
+    return [
+        ImageRow(
+            f"{i:064x}",
+            f"img_{i:03d}.jpg",
+            64,
+            48,
+            state=TODO if i % 3 else REVIEWED,
+            min_score=0.1 * (i % 10) if i % 2 else None,
+            classes=frozenset({i % 4}),
+        )
+        for i in range(n)
+    ]
+
+
+def test_the_image_list_filters_itself_and_follows_edits(qtbot, qtmodeltester) -> None:
+    from PySide6.QtCore import QPersistentModelIndex
+    from PySide6.QtWidgets import QListView
+
+    from labeldesk.app.review import EDITED, TODO
+    from labeldesk.gui.models import ImageListModel, RowRole, ViewCache
+
+    rows = _rows(30)
+    model = ImageListModel()
+    cache = ViewCache(model)  # as the window shows it
+    view = QListView()
+    qtbot.addWidget(view)
+    view.setModel(cache)
+    model.set_rows(rows)
+    assert model.rowCount() == 30
+
+    def shown() -> list[int]:
+        return [rows.index(model.index(i).data(RowRole)) for i in range(model.rowCount())]
+
+    view.setCurrentIndex(cache.mapFromSource(model.view_index(5)))  # TODO, score 0.5, class 1
+    current = QPersistentModelIndex(view.currentIndex())
+    model.set_filter(state=TODO)
+    assert shown() == [i for i in range(30) if i % 3]
+    assert cache.rowCount() == model.rowCount() and view.currentIndex() == current
+    assert model.source_row(current.row()) == 5  # still current
+    model.set_filter(state=TODO, below=0.45, cls=1)
+    assert shown() == [i for i in range(30) if i % 3 and i % 2 and (i % 10) < 4.5 and i % 4 == 1]
+    assert not current.isValid() and not model.view_index(5).isValid()  # filtered out
+    qtmodeltester.check(model)
+
+    model.set_filter(state=TODO)
+    rows[7].state = EDITED  # an edit takes a row out of "not reviewed" ...
+    model.row_changed(7)
+    assert 7 not in shown() and shown() == sorted(shown())
+    assert cache.rowCount() == model.rowCount() == 19
+    rows[7].state = TODO  # ... and undo puts it back in its place
+    model.row_changed(7)
+    assert shown() == [i for i in range(30) if i % 3]
+    changed = []
+    model.dataChanged.connect(lambda a, b, roles: changed.append((a.row(), b.row())))
+    model.row_changed(8)  # still shown: repainted where it shows
+    assert changed == [(model.view_index(8).row(),) * 2]
+    model.set_filter()
+    assert shown() == list(range(30)) and cache.rowCount() == 30
+    qtmodeltester.check(model)
+    qtmodeltester.check(cache)
