@@ -200,42 +200,38 @@ def _show_import(report, as_json: bool) -> int:
     return 0
 
 
-def cmd_import_coco(args: argparse.Namespace) -> int:
-    from labeldesk.core.formats.coco import import_coco
-
+def _import(args: argparse.Namespace, fmt: str) -> int:
     from .output import ProgressBar
     from .verbs import _open
 
+    if fmt == "coco":
+        from labeldesk.core.formats.coco import import_coco as run
+
+        where = (args.annotations, args.images)
+        extra = {"split": None if args.split == "none" else args.split}
+    else:
+        from labeldesk.core.formats.yolo import import_yolo as run
+
+        where, extra = (args.source,), {}
     with _open(args) as project, ProgressBar() as bar:
-        report = import_coco(
+        report = run(
             project,
-            args.annotations,
-            args.images,
-            split=None if args.split == "none" else args.split,
+            *where,
             options=_options(args),
             replace=args.replace,
             message=args.message,
             progress=bar,
+            **extra,
         )
     return _print_import(args, report)
+
+
+def cmd_import_coco(args: argparse.Namespace) -> int:
+    return _import(args, "coco")
 
 
 def cmd_import_yolo(args: argparse.Namespace) -> int:
-    from labeldesk.core.formats.yolo import import_yolo
-
-    from .output import ProgressBar
-    from .verbs import _open
-
-    with _open(args) as project, ProgressBar() as bar:
-        report = import_yolo(
-            project,
-            args.source,
-            options=_options(args),
-            replace=args.replace,
-            message=args.message,
-            progress=bar,
-        )
-    return _print_import(args, report)
+    return _import(args, "yolo")
 
 
 def _export(args: argparse.Namespace, fmt: str) -> int:

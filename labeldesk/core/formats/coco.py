@@ -367,17 +367,6 @@ def export_coco(
         )
         if writer.bad:
             raise unknown_classes_error(version, writer.bad)
-    if writer.clipped:
-        notes.append(
-            Problem("boxes", f"{writer.clipped} boxes reached outside their image; clipped")
-        )
-    if writer.dropped:
-        notes.append(Problem("boxes", f"{writer.dropped} boxes lay outside their image; left out"))
     report.n_boxes = writer.ann_id - 1
-    report.reencoded, report.linked, report.copied = (
-        counts.reencoded,
-        counts.linked,
-        counts.copied,
-    )
-    report.notes = notes
+    report.finish(counts, notes, clipped=writer.clipped, dropped=writer.dropped)
     return report

@@ -86,6 +86,16 @@ class ExportReport:
     copied: int = 0
     notes: list[Problem] = field(default_factory=list)
 
+    def finish(self, counts: Any, notes: list[Problem], *, clipped: int, dropped: int) -> None:
+        """Take the image counts of ``files.write_files`` and the notes, plus one note each
+        for boxes clipped to or dropped outside their image (every format repairs them alike)."""
+        if clipped:
+            notes.append(Problem("boxes", f"{clipped} boxes reached outside their image; clipped"))
+        if dropped:
+            notes.append(Problem("boxes", f"{dropped} boxes lay outside their image; left out"))
+        self.reencoded, self.linked, self.copied = counts.reencoded, counts.linked, counts.copied
+        self.notes = notes
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": self.format,

@@ -223,21 +223,11 @@ def export_yolo(
             encoding="utf-8",
             newline="\n",
         )
-    clipped, dropped, unlabelled = stats["clipped"], stats["dropped"], stats["unlabelled"]
-    if clipped:
-        notes.append(Problem("boxes", f"{clipped} boxes reached outside their image; clipped"))
-    if dropped:
-        notes.append(Problem("boxes", f"{dropped} boxes lay outside their image; left out"))
-    if unlabelled:
+    if unlabelled := stats["unlabelled"]:
         notes.append(
             Problem("images", f"{unlabelled} images tagged {UNLABELLED_TAG!r}: no label file")
         )
-    report.reencoded, report.linked, report.copied = (
-        counts.reencoded,
-        counts.linked,
-        counts.copied,
-    )
-    report.notes = notes
+    report.finish(counts, notes, clipped=stats["clipped"], dropped=stats["dropped"])
     return report
 
 
