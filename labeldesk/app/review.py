@@ -195,6 +195,16 @@ class Workspace:
         return head(self.project.db) != self.session.base_id
 
 
+def last_prelabel_params(project: Project) -> dict[str, dict]:
+    """model id -> the parameters (conf, iou, imgsz) of the newest session that showed its
+    pre-labels: what to offer next time, since a model is usually run the way it was trained."""
+    rows = project.db.execute(
+        "SELECT prelabel_model, prelabel_params FROM review_session "
+        "WHERE prelabel_model IS NOT NULL AND prelabel_params IS NOT NULL ORDER BY id"
+    ).fetchall()
+    return {model: json.loads(params) for model, params in rows}  # the newest one wins
+
+
 def set_prelabel_source(
     project: Project, session_id: int, model: str | None, params: dict | None
 ) -> None:

@@ -40,17 +40,24 @@ class EvaluateChoice:
 
 class EvaluateDialog(QDialog):
     def __init__(
-        self, parent, models: list[ModelInfo], versions: list[Version], head: str | None
+        self,
+        parent,
+        models: list[ModelInfo],
+        versions: list[Version],
+        head: str | None,
+        imgsz_of: dict[str, int] | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Evaluate a model")
         self.models, self.head = models, head
+        self.imgsz_of = imgsz_of or {}  # model id -> the size it is usually judged at
         self.versions = sorted(versions, key=lambda v: v.seq, reverse=True)  # newest first
         form = QFormLayout(self)
         self.model = QComboBox()
         for m in models:
             self.model.addItem(f"{m.name}  ({m.format}, {len(m.class_names)} classes)", m.id)
         self.model.currentIndexChanged.connect(self._fill_baselines)
+        self.model.currentIndexChanged.connect(self._model_chosen)
         form.addRow("Model", self.model)
         self.version = QComboBox()
         for v in self.versions:
@@ -85,6 +92,10 @@ class EvaluateDialog(QDialog):
         )
         form.addRow(buttons)
         self._fill_baselines()
+        self._model_chosen()
+
+    def _model_chosen(self) -> None:
+        self.imgsz.setValue(self.imgsz_of.get(self.model.currentData(), DEFAULT_IMGSZ))
 
     def _fill_baselines(self) -> None:
         """Earlier versions of the chosen one, then the other models."""

@@ -765,13 +765,15 @@ class MainWindow(QMainWindow):
         run_job(self, "Building the demo project", build, on_done=self.open_project)
 
     def prelabel_dialog(self) -> None:
+        from labeldesk.app.review import last_prelabel_params
         from labeldesk.core.models import list_models
 
         from .prelabel_dialog import PrelabelDialog, start_prelabel
 
         if self.project is None or self.ws is None:
             return
-        dialog = PrelabelDialog(self, list_models(self.project.db))
+        db = self.project.db
+        dialog = PrelabelDialog(self, list_models(db), last_prelabel_params(self.project))
         if dialog.exec():
             start_prelabel(self, *dialog.choice())
 

@@ -19,15 +19,20 @@ from PySide6.QtWidgets import (
 
 from labeldesk.core.project import Project
 
+DEFAULTS = {"conf": 0.25, "iou": 0.7, "imgsz": 640}  # Ultralytics' own
+
 
 class PrelabelDialog(QDialog):
-    def __init__(self, parent, models: list) -> None:
+    def __init__(self, parent, models: list, last: dict[str, dict] | None = None) -> None:
+        """``last``: model id -> the parameters it was last run with (offered again)."""
         super().__init__(parent)
         self.setWindowTitle("Pre-label with a model")
+        self.last = last or {}
         form = QFormLayout(self)
         self.model = QComboBox()
         for m in models:
             self.model.addItem(f"{m.name}  ({m.format}, {len(m.class_names)} classes)", m.id)
+        self.model.currentIndexChanged.connect(self._model_chosen)
         form.addRow("Model", self.model)
         self.conf = QDoubleSpinBox()
         self.conf.setRange(0.01, 1.0)
@@ -53,6 +58,13 @@ class PrelabelDialog(QDialog):
         buttons.rejected.connect(self.reject)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(models))
         form.addRow(buttons)
+        self._model_chosen()
+
+    def _model_chosen(self) -> None:
+        params = {**DEFAULTS, **self.last.get(self.model.currentData(), {})}
+        self.conf.setValue(params["conf"])
+        self.iou.setValue(params["iou"])
+        self.imgsz.setValue(params["imgsz"])
 
     def choice(self) -> tuple[str, float, float, int]:
         return self.model.currentData(), self.conf.value(), self.iou.value(), self.imgsz.value()

@@ -101,6 +101,20 @@ def source_label(e: Evaluation) -> str:
     return f"{name} @{size}" if size else name
 
 
+def usual_imgsz(evaluations: Sequence[Evaluation], watched: Sequence[tuple[Any, Any]]) -> dict:
+    """model id -> the inference size to offer for it: its watch setting, else the size of its
+    newest evaluation. A model trained small scores far worse at another size, so the size
+    people already judge it at is the one to compare with."""
+    sizes: dict[str, int] = {}
+    for e in evaluations:  # oldest first: the newest wins
+        predict = _predict(e)
+        if e.source_kind == "model" and predict and isinstance(predict.get("imgsz"), int):
+            sizes[e.source_hash] = predict["imgsz"]
+    for model, settings in watched:
+        sizes[model.id] = settings.imgsz
+    return sizes
+
+
 def metric_value(e: Evaluation, metric: str) -> float | None:
     """The figure, or None where it is undefined (COCO's -1: no labels)."""
     v = e.summary.get(metric)

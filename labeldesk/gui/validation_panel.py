@@ -430,13 +430,18 @@ class ValidationPanel(QWidget):
         """Ask which model to evaluate on which version (non-blocking), then run it."""
         from labeldesk.core.models import list_models
         from labeldesk.core.versions import all_versions, head
+        from labeldesk.core.watch import watched
 
         from .evaluate_dialog import EvaluateDialog
 
         if self.project is None:
             return
         db = self.project.db
-        dialog = EvaluateDialog(self.window_, list_models(db), all_versions(db), head(db))
+        evaluations = self.data.evaluations if self.data is not None else []
+        sizes = vd.usual_imgsz(evaluations, watched(db))
+        dialog = EvaluateDialog(
+            self.window_, list_models(db), all_versions(db), head(db), imgsz_of=sizes
+        )
         dialog.accepted.connect(lambda: self.start_evaluation(dialog.choice()))
         self.evaluate_dialog_ = dialog
         dialog.open()

@@ -83,3 +83,12 @@ def test_prelabel_from_the_window_while_reviewing(window, qtbot, review_project,
         (p.x, p.y, p.w, p.h, p.score) for p in cached if p.name in window.ws.classes.values()
     ]
     assert all(b.model == info.id and b.state == "pending" for b in shown)
+
+    # Next time the dialog offers that model the settings it was last run with
+    from labeldesk.app.review import last_prelabel_params
+    from labeldesk.gui.prelabel_dialog import PrelabelDialog
+
+    dialog = PrelabelDialog(window, [info], last_prelabel_params(window.project))
+    assert dialog.choice() == (info.id, 0.05, 0.7, 320)
+    fresh = PrelabelDialog(window, [info], {})
+    assert fresh.choice() == (info.id, 0.25, 0.7, 640)  # Ultralytics' defaults

@@ -278,6 +278,7 @@ def test_evaluate_a_model_from_the_panel(shapes, qtbot, tmp_path):
     baselines = [dialog.baseline.itemText(i) for i in range(dialog.baseline.count())]
     assert baselines[0] == "none" and len(baselines) == 2  # or the version of the import
     assert baselines[1].startswith("same model on ")
+    assert dialog.imgsz.value() == 640  # never evaluated: Ultralytics' default size
     dialog.imgsz.setValue(IMGSZ)
     with qtbot.waitSignal(panel.evaluationDone, timeout=120000) as sig:
         dialog.accept()
@@ -297,6 +298,9 @@ def test_evaluate_a_model_from_the_panel(shapes, qtbot, tmp_path):
     assert panel.class_model.rowCount() == len(row.metrics["per_class"]) > 0
     assert "Evaluated demo" in window.statusBar().currentMessage()
     assert panel.evaluate_button.isEnabled()
+    panel.evaluate_button.click()  # next time the size it was judged at is offered
+    assert panel.evaluate_dialog_.imgsz.value() == IMGSZ
+    panel.evaluate_dialog_.reject()
     window.close()
 
 
