@@ -62,10 +62,10 @@ def image_names(project: Project, shas: list[str]) -> dict[str, str]:
 
 
 def _after_commit(args: argparse.Namespace, version) -> None:
-    """Start evaluating the watched models on a version just committed (see cli/background)."""
+    """Start evaluating the watched models on a version just committed (see app/background)."""
     if version is None:
         return
-    from labeldesk.cli.background import evaluate_watched_later
+    from labeldesk.app.background import evaluate_watched_later
 
     with _open(args) as project:
         note = evaluate_watched_later(project, version)

@@ -4,7 +4,10 @@ Each commit queues its version; one status-bar job at a time runs
 ``core.watch.evaluate_watched`` on its own connection (a model's inference can take minutes and
 must neither freeze the window nor hold up the writer that saves the next edits). When a
 version is done the validation and versions panels refresh, and a regression is announced in
-the status bar and in a notice that does not block the reviewer.
+the status bar and in a notice that does not block the reviewer. Closing the project (or the
+window) hands the versions not yet evaluated to a detached ``labeldesk validate --watched``
+process (``app.background``), which finishes them; predictions already made are cached, so it
+picks up where the window stopped.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class WatchedEvaluations(QObject):
         self.window_ = window
         self.queue: list[str] = []
         self.job: Any = None  # the running jobs.StatusJob
+        self.job_version: str | None = None  # the version it evaluates
         self.notice: QMessageBox | None = None
         self._generation = 0  # bumped on project close: late results are dropped
 
@@ -59,13 +63,26 @@ class WatchedEvaluations(QObject):
     def busy(self) -> bool:
         return self.job is not None or bool(self.queue)
 
-    def close_project(self) -> None:
-        """Forget the queue and cancel the running job (its thread stops at its next check)."""
+    def close_project(self) -> list[str]:
+        """Cancel the running job (its thread stops at its next check) and hand it and the
+        queue to background processes; returns the versions handed over."""
+        from labeldesk.app.background import evaluate_watched_later
+        from labeldesk.core.versions import get_version
+
         self._generation += 1
+        unfinished = ([self.job_version] if self.job is not None else []) + self.queue
         self.queue.clear()
         if self.job is not None:
             self.job.cancel()
-            self.job = None
+            self.job = self.job_version = None
+        project = self.window_.project
+        if project is None:
+            return []
+        return [
+            vid
+            for vid in unfinished
+            if evaluate_watched_later(project, get_version(project.db, vid)) is not None
+        ]
 
     def _next(self) -> None:
         from .jobs import StatusJob
@@ -86,11 +103,11 @@ class WatchedEvaluations(QObject):
         job = StatusJob(self.window_, f"Evaluating watched models on {version[:12]}", work)
         job.finished.connect(lambda results: self._done(generation, job, version, results))
         job.failed.connect(lambda error: self._failed(generation, job, error))
-        self.job = job
+        self.job, self.job_version = job, version
 
     def _finish(self, job) -> None:
         if self.job is job:
-            self.job = None
+            self.job = self.job_version = None
         job.deleteLater()
 
     def _done(self, generation: int, job, version: str, results: list) -> None:

@@ -351,6 +351,32 @@ def test_commit_evaluates_watched_models_and_reports_a_regression(shapes, qtbot,
     window.close()
 
 
+def test_closing_right_after_a_commit_leaves_the_evaluation_to_a_background_process(
+    shapes, qtbot, tmp_path
+):
+    import time
+
+    with Project.open(shapes, user="lead-user") as p:
+        watch(p, "demo", WatchSettings(imgsz=IMGSZ))
+    window = open_window(qtbot, shapes, tmp_path)
+    window.edit([], "delete the boxes of the first image")
+    with qtbot.waitSignal(window.committed, timeout=10000) as sig:
+        window.commit_version("fewer boxes")
+    version = sig.args[0].id
+    assert window.watched.busy  # the evaluation has started in the window ...
+    handed = window.watched.close_project()  # ... and the reviewer closes it at once
+    window.close()
+    assert handed == [version]
+    with Project.open(shapes, user="lead-user") as p:
+        deadline = time.monotonic() + 120
+        while not ev.list_evaluations(p, version=version):
+            assert time.monotonic() < deadline, (shapes / "watch.log").read_text()
+            time.sleep(0.5)
+        (row,) = ev.list_evaluations(p, version=version)
+    assert row.params["trigger"] == "watch" and row.author == "lead-user"
+    assert f"--version {version}" in (shapes / "watch.log").read_text()
+
+
 def test_an_empty_project_shows_an_empty_panel(qtbot, tmp_path):
     Project.init(tmp_path / "empty", user="lead-user").close()
     from labeldesk.gui.main_window import MainWindow

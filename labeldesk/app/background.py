@@ -1,4 +1,4 @@
-"""Evaluate watched models on a version committed from the command line, in the background.
+"""Evaluate watched models on a committed version in a process of its own, in the background.
 
 A commit must not wait minutes for model inference, and a script that adds images should not
 have to know which models are watched. So after a CLI commit, when any model is watched, a
@@ -7,6 +7,9 @@ command, writes its output to ``watch.log`` in the project folder, and stores it
 like any evaluation (``labeldesk log`` shows them). It is idempotent, so a run that was killed
 is simply repeated by ``labeldesk validate --watched``. ``LABELDESK_WATCH=off`` turns it off
 (for scripts that run ``validate --watched`` themselves, in the foreground).
+
+The review window evaluates in a thread of its own while it is open, and hands what it has not
+finished to this when it closes, so closing the window right after a commit loses nothing.
 """
 
 from __future__ import annotations
