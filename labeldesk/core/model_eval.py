@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError, Problem
 from .evaluation import Detections, ImageIndex, Source
 from .models import get_model
 from .predictions import load_many
@@ -62,7 +63,7 @@ def model_source(
 
     def detections(index: ImageIndex) -> Detections:
         version = index.version
-        prelabel(
+        report = prelabel(
             project,
             info,
             version.id,
@@ -73,6 +74,17 @@ def model_source(
             cancel=cancel,
             trust=trust,
         )
+        if report.failed:
+            # An image the model cannot see would count as all misses and pull the figures
+            # down for a reason that has nothing to do with the model: refuse, and say which.
+            raise InputError(
+                f"cannot evaluate {info.name} on {version.short}: {len(report.failed)} image(s) "
+                "could not be decoded (the file store may be damaged: run `labeldesk fsck`)",
+                [
+                    Problem(f"{index.names.get(p.where, p.where)} ({p.where[:12]})", p.reason)
+                    for p in report.failed
+                ],
+            )
         ids = {str(c["name"]): int(c["id"]) for c in version.classes}
         out: Detections = {}
         for sha, preds in load_many(project.db, info.id, predict, index.shas).items():

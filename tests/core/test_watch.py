@@ -115,6 +115,19 @@ def test_model_evaluation_equals_pycocotools_on_the_export(project, shapes, tmp_
     assert again.rows[0].metric_drop == pytest.approx(0.0, abs=1e-12)
 
 
+def test_an_image_the_model_cannot_decode_stops_the_evaluation(project, shapes) -> None:
+    index = ImageIndex.build(project, "main")
+    sha = index.shas[0]
+    damaged = project.objects.path(sha)
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"no longer a JPEG")  # store damage, as `labeldesk fsck` would report
+    with pytest.raises(InputError) as caught:
+        validate(project, model_source(project, "demo", imgsz=IMGSZ))
+    message = str(caught.value)
+    assert f"{index.names[sha]} ({sha[:12]})" in message and "labeldesk fsck" in message
+    assert list_evaluations(project) == []  # no figures that would blame the model
+
+
 def test_baseline_model_compares_two_setups_on_one_version(project, shapes) -> None:
     report = validate(
         project,
