@@ -520,13 +520,19 @@ class ValidationPanel(QWidget):
 
     # -- drift tab -----------------------------------------------------------------------------
     def _fill_drift_versions(self) -> None:
-        """Newest first; keep the user's choice, else the previous version against main."""
+        """Newest first; keep the user's choice, else main against the newest release before it
+        (what changed since the data was last approved), else against main's parent."""
         assert self.data is not None
         versions = sorted(self.data.versions, key=lambda v: v.seq, reverse=True)
         head_id = self.data.head
         head_v = next((v for v in versions if v.id == head_id), versions[0] if versions else None)
         default_b = head_v.id if head_v else None
         default_a = head_v.parents[0] if head_v and head_v.parents else default_b
+        if head_v is not None:
+            release = next(
+                (v for v in versions if v.status == "approved" and v.seq < head_v.seq), None
+            )
+            default_a = release.id if release is not None else default_a
         for combo, default in ((self.drift_a, default_a), (self.drift_b, default_b)):
             keep = combo.currentData() or default
             combo.blockSignals(True)

@@ -230,7 +230,7 @@ def test_drift_runs_in_the_background(vwindow, validation_project, qtbot):
     panel = show_panel(qtbot, vwindow)
     panel.tabs.setCurrentIndex(2)
     v2, v3 = validation_project["v2"], validation_project["v3"]
-    assert (panel.drift_a.currentData(), panel.drift_b.currentData()) == (v2, v3)
+    assert (panel.drift_a.currentData(), panel.drift_b.currentData()) == (v2, v3)  # no release
     panel.drift_threshold.setValue(0.1)
     with qtbot.waitSignal(panel.driftDone, timeout=30000) as sig:
         panel.drift_button.click()
@@ -375,6 +375,19 @@ def test_closing_right_after_a_commit_leaves_the_evaluation_to_a_background_proc
         (row,) = ev.list_evaluations(p, version=version)
     assert row.params["trigger"] == "watch" and row.author == "lead-user"
     assert f"--version {version}" in (shapes / "watch.log").read_text()
+
+
+def test_drift_compares_main_with_the_last_release(validation_project, qtbot, tmp_path):
+    from labeldesk.core.versions import all_versions, decide
+
+    with Project.open(validation_project["root"], user="lead-user") as p:
+        first = min(all_versions(p.db), key=lambda v: v.seq)  # older than main's parent
+        decide(p, first.id, "approved", "release 1")
+    window = open_window(qtbot, validation_project["root"], tmp_path)
+    panel = show_panel(qtbot, window)
+    assert panel.drift_a.currentData() == first.id
+    assert panel.drift_b.currentData() == validation_project["v3"]
+    window.close()
 
 
 def test_an_empty_project_shows_an_empty_panel(qtbot, tmp_path):
