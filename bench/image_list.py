@@ -2,14 +2,14 @@
 
     python bench/image_list.py [--images 100000] [--repeat 20]
 
-Measures, with a real QListView (offscreen) over the window's own models
+Measures, with the window's own list view (``ImageListView``, offscreen) over its own models
 (``ImageListModel`` behind ``ViewCache``):
   * a filter change (by state, by pre-label confidence, by class, back to all), from the call
     to the repainted list;
   * one edited image (``row_changed``) with no filter, and with a filter the edit takes the
     image out of, median of ``--repeat``;
-and, in the same run, the same work through the design it replaced: a QSortFilterProxyModel
-whose Python ``filterAcceptsRow`` is called per row, over a plain list model. Everything here
+and, in the same run, the same work through the design it replaced: a plain QListView over a
+QSortFilterProxyModel whose Python ``filterAcceptsRow`` is called per row. Everything here
 runs on the GUI thread, so these are the times the window cannot respond. Last line: one JSON
 object.
 """
@@ -32,6 +32,7 @@ from PySide6.QtCore import QModelIndex, QSortFilterProxyModel
 from PySide6.QtWidgets import QApplication, QListView
 
 from labeldesk.app.review import EDITED, REVIEWED, TODO, ImageRow
+from labeldesk.gui.image_list import ImageListView
 from labeldesk.gui.models import ImageListModel, ViewCache
 
 FILTERS = {
@@ -98,7 +99,7 @@ def measure(app: QApplication, rows: list[ImageRow], peer: bool, repeat: int) ->
         model = ImageListModel()
         front = ViewCache(model)
         set_filter = model.set_filter
-    view = QListView()
+    view = QListView() if peer else ImageListView()
     view.setUniformItemSizes(True)
     view.setModel(front)
     view.resize(300, 900)
@@ -116,7 +117,7 @@ def measure(app: QApplication, rows: list[ImageRow], peer: bool, repeat: int) ->
         out[f"filter_{name}_ms"] = round(timed(set_filter, **kwargs), 1)
     rng = random.Random(0)
     edits = [timed(model.row_changed, rng.randrange(len(rows))) for _ in range(repeat)]
-    out["edit_ms"] = round(statistics.median(edits), 1)
+    out["edit_ms"] = round(statistics.median(edits), 2)
     set_filter(state=TODO)
     app.processEvents()
     todo = [i for i, r in enumerate(rows) if r.state == TODO]
@@ -124,7 +125,7 @@ def measure(app: QApplication, rows: list[ImageRow], peer: bool, repeat: int) ->
     for i in rng.sample(todo, repeat):
         rows[i].state = EDITED
         leaving.append(timed(model.row_changed, i))
-    out["edit_leaves_filter_ms"] = round(statistics.median(leaving), 1)
+    out["edit_leaves_filter_ms"] = round(statistics.median(leaving), 2)
     out["shown_after"] = front.rowCount()
     view.close()
     return out

@@ -37,6 +37,7 @@ from labeldesk.core.sessions import ReviewSession
 
 from .canvas import Canvas
 from .help import HelpOverlay
+from .image_list import ImageListView
 from .loader import ImageLoader
 from .models import BoxTableModel, ClassListModel, ImageListModel, RowRole, ViewCache
 from .shortcuts import SHORTCUTS
@@ -129,9 +130,8 @@ class MainWindow(QMainWindow):
 
         self.image_model = ImageListModel(self)  # every image; shows those the filters pass
         self.image_rows = ViewCache(self.image_model, self)  # same rows, C++ indexes for the view
-        self.image_list = QListView()
+        self.image_list = ImageListView()
         self.image_list.setModel(self.image_rows)
-        self.image_list.setUniformItemSizes(True)
         self.image_list.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.image_list.selectionModel().currentChanged.connect(self._list_current_changed)
         self.state_filter = QComboBox()

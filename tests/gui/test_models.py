@@ -88,3 +88,43 @@ def test_the_image_list_filters_itself_and_follows_edits(qtbot, qtmodeltester) -
     assert shown() == list(range(30)) and cache.rowCount() == 30
     qtmodeltester.check(model)
     qtmodeltester.check(cache)
+
+
+def test_the_image_list_repaints_an_edited_row_without_laying_out_every_row(qtbot) -> None:
+    from PySide6.QtWidgets import QListView
+
+    from labeldesk.app.review import EDITED
+    from labeldesk.gui.image_list import ImageListView
+    from labeldesk.gui.models import ImageListModel, ViewCache
+
+    def counting(base):
+        class View(base):
+            layouts = 0
+
+            def doItemsLayout(self) -> None:
+                type(self).layouts += 1
+                super().doItemsLayout()
+
+        return View
+
+    results = {}
+    for base in (QListView, ImageListView):
+        rows = _rows(50)
+        model = ImageListModel()
+        view = counting(base)()
+        qtbot.addWidget(view)
+        view.setUniformItemSizes(True)
+        view.setModel(ViewCache(model))
+        view.resize(240, 400)
+        view.show()
+        model.set_rows(rows)
+        qtbot.wait(20)
+        before = view.viewport().grab().toImage()
+        type(view).layouts = 0
+        rows[0].state = EDITED  # the first row's mark and colour change
+        model.row_changed(0)
+        qtbot.wait(20)
+        after = view.viewport().grab().toImage()
+        results[base] = type(view).layouts
+        assert after != before  # repainted either way
+    assert results == {QListView: 1, ImageListView: 0}
