@@ -46,6 +46,15 @@ from .versions import load_annotation_set
 _SCORE_TOL = 5e-7  # scores are stored to 6 decimals
 
 
+#: The per-session figures of the trend, with the words charts label them by.
+TREND_LABELS = {
+    "acceptance_rate": "accepted as predicted",
+    "precision": "precision (kept, maybe corrected)",
+    "recall": "recall (found by the model)",
+    "mean_iou": "mean IoU of edited boxes",
+}
+
+
 @dataclass
 class Counts:
     """What happened to the pre-labels of one class (or of all classes) in a session."""

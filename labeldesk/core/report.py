@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .agreement import AgreementReport, agreement
+from .agreement import TREND_LABELS, AgreementReport, agreement
 from .drift import DriftReport, drift
 from .evaluation import Evaluation, list_evaluations
 from .progress import CancelFn, ProgressFn, check_cancel
@@ -105,6 +105,18 @@ def _png(
     return f'<img alt="{esc(title)}" src="data:image/png;base64,{data}">'
 
 
+def _time(iso: str | None) -> str:
+    """``2026-11-26 23:34 UTC``, the full timestamp on hover: minutes are what people read."""
+    if not iso:
+        return ""
+    return f'<span title="{esc(iso)}">{esc(iso[:16].replace("T", " "))} UTC</span>'
+
+
+def _version_label(v: Version) -> str:
+    """A version on a chart axis: its first tag, else its number and short id."""
+    return v.tags[0] if v.tags else f"#{v.seq} {v.short[:7]}"
+
+
 # --- sections ------------------------------------------------------------------------------
 
 
@@ -116,12 +128,12 @@ def _versions_section(project: Project, versions: list[Version]) -> str:
     for v in reversed(versions):
         status = f'<span class="{esc(v.status)}">{esc(v.status)}</span>'
         if v.status_by:
-            status += f"<br><span class='muted'>{esc(v.status_by)} {esc(v.status_at)}</span>"
+            status += f"<br><span class='muted'>{esc(v.status_by)} {_time(v.status_at)}</span>"
         rows.append(
             [
                 f"<code>{esc(v.short)}</code>",
                 v.seq,
-                esc(v.created),
+                _time(v.created),
                 esc(v.author),
                 esc(v.kind),
                 status,
@@ -160,7 +172,7 @@ def _versions_section(project: Project, versions: list[Version]) -> str:
                     f"<code>{esc(v[:12])}</code>",
                     f'<span class="{esc(d)}">{esc(d)}</span>',
                     esc(b),
-                    esc(a),
+                    _time(a),
                     esc(n),
                 ]
                 for v, d, b, a, n in decisions
@@ -201,7 +213,7 @@ def _evaluations_section(versions: list[Version], evals: list[Evaluation]) -> st
         label: [latest.get((label, v)) for v in shown] for label in sorted({s for s, _ in latest})
     }
     if series:
-        xlabels = [f"#{by_id[v].seq} {by_id[v].short[:7]}" for v in shown]
+        xlabels = [_version_label(by_id[v]) for v in shown]
         out += _png(
             xlabels,
             {k: [None if y is None or y < 0 else y for y in ys] for k, ys in series.items()},
@@ -218,7 +230,7 @@ def _evaluations_section(versions: list[Version], evals: list[Evaluation]) -> st
         (
             [
                 e.id,
-                esc(e.created),
+                _time(e.created),
                 f"<code>{esc(e.version[:12])}</code>",
                 esc(e.subset_label),
                 esc(_source_label(e))
@@ -271,8 +283,8 @@ def _agreement_section(report: AgreementReport) -> str:
         return out + "<p class='muted'>No committed review session had model pre-labels.</p>"
     trend = report.trend()
     series = {
-        key: [t[key] for t in trend]
-        for key in ("acceptance_rate", "precision", "recall", "mean_iou")
+        label: [t[key] for t in trend]
+        for key, label in TREND_LABELS.items()
         if any(t[key] is not None for t in trend)
     }
     out += _png(
@@ -367,7 +379,7 @@ def render(
         f"<title>LabelDesk report: {esc(project.root.name)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>LabelDesk report: {esc(project.root.name)}</h1>",
-        f"<p class='muted'>Generated {esc(now_iso())} by {esc(project.user)}.</p>",
+        f"<p class='muted'>Generated {_time(now_iso())} by {esc(project.user)}.</p>",
     ]
     if not versions:
         parts.append("<p>This project has no versions yet.</p></body></html>")

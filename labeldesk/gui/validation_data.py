@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labeldesk.core.agreement import TREND_LABELS
+
 from .charts import Series
 
 if TYPE_CHECKING:  # imported when first used: the window opens without the evaluation stack
@@ -36,12 +38,7 @@ METRIC_LABELS = {
     "mar_large": "mAR large",
 }
 #: The agreement figures drawn per session, with their legend labels.
-TREND_FIGURES = {
-    "acceptance_rate": "accepted as predicted",
-    "precision": "precision (kept, maybe corrected)",
-    "recall": "recall (found by the model)",
-    "mean_iou": "mean IoU of edited boxes",
-}
+TREND_FIGURES = TREND_LABELS
 
 
 @dataclass(frozen=True)

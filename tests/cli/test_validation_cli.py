@@ -19,6 +19,7 @@ from labeldesk.core.importer import Staging
 from labeldesk.core.manifest import Entry
 from labeldesk.core.project import Project, now_iso
 from labeldesk.core.sessions import ReviewSession
+from labeldesk.core.versions import resolve
 
 CLASSES = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
 
@@ -206,3 +207,7 @@ def test_agreement_drift_and_report(capsys, proj, tmp_path) -> None:
     assert "<script>" not in text and "review &lt;script&gt;alert(1)&lt;/script&gt;" in text
     for section in ("Versions", "Evaluations", "Review agreement", "Drift"):
         assert f"<h2>{section}</h2>" in text
+    # times to the minute for reading, the full timestamp on hover
+    with Project.open(proj) as project:
+        created = resolve(project.db, "main").created
+    assert f'<span title="{created}">{created[:10]} {created[11:16]} UTC</span>' in text
