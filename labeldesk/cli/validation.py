@@ -116,6 +116,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("evaluations", help="list stored evaluations with their lineage")
     s.add_argument("--version", dest="ref", metavar="REF", help="only evaluations of REF")
+    s.add_argument("--model", metavar="NAME_OR_ID", help="only evaluations of this model")
     s.add_argument("-n", "--limit", type=int, help="show the newest N")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(handler=cmd_evaluations)
@@ -316,16 +317,21 @@ def cmd_evaluations(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json, table
     from labeldesk.cli.verbs import _open, _when
     from labeldesk.core.evaluation import list_evaluations
+    from labeldesk.core.models import get_model
     from labeldesk.core.versions import resolve
 
     with _open(args) as project:
         version = resolve(project.db, args.ref).id if args.ref else None
-        rows = list_evaluations(project, version=version, limit=args.limit)
+        model = get_model(project, args.model).id if args.model else None
+        rows = list_evaluations(project, version=version, source_hash=model, limit=args.limit)
     if args.json:
         emit_json([r.to_json() for r in rows])
         return EXIT_OK
     if not rows:
-        print("no evaluations yet; see `labeldesk validate --help`")
+        if args.ref or args.model:
+            print("no evaluations match")
+        else:
+            print("no evaluations yet; see `labeldesk validate --help`")
         return EXIT_OK
     table(
         [

@@ -37,6 +37,12 @@ def test_validate_a_model_against_a_baseline_model(capsys, proj) -> None:
     code, out, err = run(capsys, *p, *args, "--imgsz", "640", "--max-drop", "1")
     assert code == 0, err
     assert "baseline: model demo on version" in out and "gate" in out
+    # Every evaluation of the model, whatever it was compared with
+    code, out, _ = run(capsys, *p, "evaluations", "--model", "demo", "--json")
+    rows = json.loads(out)
+    assert len(rows) == 3 and {r["source_hash"] for r in rows} == {row["source_hash"]}
+    code, _, err = run(capsys, *p, "evaluations", "--model", "nope")
+    assert code == 1 and "no model 'nope'" in err
 
 
 def test_watch_evaluates_each_new_version_in_the_background(capsys, proj, tmp_path) -> None:
