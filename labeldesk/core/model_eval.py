@@ -63,6 +63,17 @@ def model_source(
 
     def detections(index: ImageIndex) -> Detections:
         version = index.version
+        ids = {str(c["name"]): int(c["id"]) for c in version.classes}
+        if version.classes and info.class_names and not set(info.class_names) & set(ids):
+            # Checked before any inference: every box would be left out and every figure 0.
+            raise InputError(
+                f"cannot evaluate {info.name} on {version.short}: no class of the model is a "
+                "class of the version (classes are matched by name)",
+                [
+                    Problem(f"model {info.name}", ", ".join(info.class_names)),
+                    Problem(f"version {version.short}", ", ".join(sorted(ids))),
+                ],
+            )
         report = prelabel(
             project,
             info,
@@ -85,7 +96,6 @@ def model_source(
                     for p in report.failed
                 ],
             )
-        ids = {str(c["name"]): int(c["id"]) for c in version.classes}
         out: Detections = {}
         for sha, preds in load_many(project.db, info.id, predict, index.shas).items():
             kept = [p for p in preds if p.name in ids]

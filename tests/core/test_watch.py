@@ -128,6 +128,28 @@ def test_an_image_the_model_cannot_decode_stops_the_evaluation(project, shapes) 
     assert list_evaluations(project) == []  # no figures that would blame the model
 
 
+def test_a_model_that_shares_no_class_with_the_version_is_refused_before_inference(
+    project, tmp_path
+) -> None:
+    from labeldesk.core.importer import add_images
+    from labeldesk.core.synth import write_images
+
+    write_images(tmp_path / "pets", 2, seed=1, size=(160, 120))
+    shas = [a.sha256 for a in add_images(project, [tmp_path / "pets"]).added]
+    session = ReviewSession.start(project)
+    cat = session.add_class("cat")
+    session.add_class("dog")
+    session.set_boxes(shas[0], [Box(cat, 10, 10, 30, 30)])
+    session.commit("pets")
+    add_model(project, DEMO, "demo")  # circle, square, triangle, star
+    with pytest.raises(InputError) as caught:
+        validate(project, model_source(project, "demo", imgsz=IMGSZ))
+    message = str(caught.value)
+    assert "no class of the model is a class of the version" in message
+    assert "circle, square, triangle, star" in message and "cat, dog" in message
+    assert n_predictions(project) == 0 and list_evaluations(project) == []
+
+
 def test_baseline_model_compares_two_setups_on_one_version(project, shapes) -> None:
     report = validate(
         project,
