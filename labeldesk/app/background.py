@@ -53,9 +53,10 @@ def _spawn_detached(cmd: list[str], out_fd: int, env: dict[str, str]) -> None:
     if hasattr(os, "posix_spawn"):
         # posix_spawn rather than Popen: a Popen object dropped while its child still runs
         # warns (ResourceWarning) in the parent, and this parent never waits.
+        reap()
         null = os.open(os.devnull, os.O_RDONLY)
         try:
-            os.posix_spawn(
+            pid = os.posix_spawn(
                 cmd[0],
                 cmd,
                 env,
@@ -66,6 +67,7 @@ def _spawn_detached(cmd: list[str], out_fd: int, env: dict[str, str]) -> None:
                 ],
                 setsid=True,
             )
+            _SPAWNED.append(pid)
         finally:
             os.close(null)
         return
@@ -86,3 +88,18 @@ def _spawn_detached(cmd: list[str], out_fd: int, env: dict[str, str]) -> None:
 
 #: Children started without posix_spawn, kept referenced so they are not reaped with a warning.
 _RUNNING: list[subprocess.Popen] = []
+
+#: Children started with posix_spawn and not yet reaped.
+_SPAWNED: list[int] = []
+
+
+def reap() -> None:
+    """Collect the exit status of finished children, so that a long-lived process (the review
+    window hands evaluations over on every project close) does not collect zombies."""
+    for pid in list(_SPAWNED):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid  # already collected elsewhere
+        if done:
+            _SPAWNED.remove(pid)
