@@ -6,7 +6,6 @@ convenience, not the guard.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -42,8 +41,6 @@ def _watch_status(project: Project) -> dict:
 
 
 class VersionsPanel(QWidget):
-    watchShown = Signal()  # the watch column shows fresh figures
-
     def __init__(self, window) -> None:
         super().__init__(window)
         self.window_ = window
@@ -101,7 +98,6 @@ class VersionsPanel(QWidget):
             if project is self.project:
                 self.model.set_watch(status)
                 self.table.resizeColumnToContents(self.model.WATCH_COLUMN)
-                self.watchShown.emit()
 
         worker.submit(_watch_status, on_done=show, on_error=self.window_.show_error)
 
