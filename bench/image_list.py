@@ -74,12 +74,8 @@ class PeerFilter(QSortFilterProxyModel):
         self.endFilterChange()
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
-        row = self.sourceModel().rows[source_row]
-        if self.state is not None and row.state != self.state:
-            return False
-        if self.below is not None and (row.min_score is None or row.min_score >= self.below):
-            return False
-        return self.cls is None or self.cls in row.classes
+        # the same rule as the window's (it reads only state, below and cls)
+        return ImageListModel.accepts(self, self.sourceModel().rows[source_row])
 
 
 class PeerList(ImageListModel):

@@ -83,12 +83,15 @@ class ImageListModel(QAbstractListModel):
         self.layoutChanged.emit()
 
     # -- source rows and shown rows ------------------------------------------------------------
+    def _place(self, source_row: int) -> tuple[int, bool]:
+        """The row ``source_row`` shows at, or would be inserted at, and whether it shows."""
+        i = bisect_left(self.visible, source_row)
+        return i, i < len(self.visible) and self.visible[i] == source_row
+
     def view_index(self, source_row: int) -> QModelIndex:
         """Where source row ``source_row`` shows; invalid when the filters hide it."""
-        i = bisect_left(self.visible, source_row)
-        if i < len(self.visible) and self.visible[i] == source_row:
-            return self.index(i)
-        return QModelIndex()
+        i, shown = self._place(source_row)
+        return self.index(i) if shown else QModelIndex()
 
     def source_row(self, view_row: int) -> int:
         return self.visible[view_row]
@@ -103,8 +106,7 @@ class ImageListModel(QAbstractListModel):
 
     def row_changed(self, source_row: int) -> None:
         """Source row ``source_row`` changed: repaint it, or show or hide it per the filters."""
-        i = bisect_left(self.visible, source_row)
-        shown = i < len(self.visible) and self.visible[i] == source_row
+        i, shown = self._place(source_row)
         wanted = self.accepts(self.rows[source_row])
         if shown and wanted:
             idx = self.index(i)
@@ -141,10 +143,10 @@ class ImageListModel(QAbstractListModel):
 class ViewCache(QSortFilterProxyModel):
     """Stands between a large Python list model and its QListView, and filters nothing.
 
-    QListView lays out every row again after any change, even a repaint of one row
-    (``QListModeViewBase::dataChanged``), asking the model for an index per row, and
+    QListView lays out every row again when rows are inserted, removed or re-filtered (and, but
+    for ``ImageListView``, after any change at all), asking the model for an index per row, and
     ``QAbstractListModel.index`` asks ``rowCount``. With ``rowCount`` in Python that is 200,000
-    calls through the binding per edit at 100,000 images (about half a second); this proxy
+    calls through the binding per layout at 100,000 images (about half a second); this proxy
     answers from its own C++ row mapping instead (about 20 ms), and passes every change
     through, rows inserted, removed and moved included.
     """
