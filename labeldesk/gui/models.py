@@ -22,6 +22,7 @@ from PySide6.QtGui import QBrush, QColor
 
 from labeldesk.app.review import CONFLICT, EDITED, REVIEWED, TODO, ImageRow
 from labeldesk.core.boxes import Box
+from labeldesk.core.project import minute_text
 
 from .colors import class_color
 
@@ -280,7 +281,7 @@ def watch_tooltip(rows: Sequence[Any]) -> str:
                 f", previously {_fmt_figure(e.baseline_value)}: {-e.metric_drop:+.4f} "
                 f"(limit −{e.max_drop or 0.0:.4f}) {verdict}"
             )
-        lines.append(f"{line}\nevaluated {e.created[:16].replace('T', ' ')} by {e.author}")
+        lines.append(f"{line}\nevaluated {minute_text(e.created)} by {e.author}")
     return "\n".join(lines)
 
 
@@ -327,7 +328,7 @@ class VersionTableModel(_RowsTable):
         if role == Qt.ItemDataRole.DisplayRole:
             return (
                 v.short,
-                v.created[:16].replace("T", " "),
+                minute_text(v.created),
                 v.author,
                 v.kind,
                 v.status,

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labeldesk.core.project import Project
+from labeldesk.core.project import Project, minute_text
 
 from . import validation_data as vd
 from .charts import LineChart
@@ -149,7 +149,7 @@ class ValidationPanel(QWidget):
         self.eval_model = RecordTableModel(
             [
                 Column("id", lambda e: e.id, numeric=True, tooltip=_eval_tooltip),
-                Column("created", lambda e: e.created[:16].replace("T", " ")),
+                Column("created", lambda e: minute_text(e.created)),
                 Column("version", lambda e: self._version_text(e.version)),
                 Column("subset", lambda e: e.subset_label),
                 Column("kind", lambda e: e.source_kind),
