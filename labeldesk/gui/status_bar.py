@@ -43,7 +43,9 @@ class StatusBar(QStatusBar):
         # After the layout's own queued "show if not hidden" calls, which were posted first.
         if not self._pending:
             self._pending = True
-            QTimer.singleShot(0, self._settle)
+            # With self as the context the timer dies with the widget: a zero-delay call queued
+            # just before the window closes must not reach a deleted C++ object.
+            QTimer.singleShot(0, self, self._settle)
 
     def _settle(self) -> None:
         self._pending = False
