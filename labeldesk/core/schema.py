@@ -266,6 +266,8 @@ def m004_watch_settings(db: Database) -> None:
 # approved version keeping its id but naming another tree. These refuse an insert whose key
 # exists, before the conflict resolution runs. Content-addressed rows with equal content are
 # silently skipped (adding what exists is a no-op; LabelDesk's own INSERT OR IGNORE relies on it).
+# An existing image row is always kept as it is: its measurements come from probing the same
+# bytes, and a newer Pillow measuring them differently must not make a re-import fail.
 # Decisions are history: never changed, an approval never deleted, and each one records the
 # status its version was just given (decide() updates the version first). Image rows describe
 # immutable bytes, so they never change either. What triggers cannot stop (dropping them,
@@ -309,12 +311,7 @@ BEGIN SELECT CASE WHEN EXISTS (SELECT 1 FROM manifest_tree WHERE hash = NEW.hash
     ELSE RAISE(ABORT, 'manifest trees are content-addressed and immutable') END; END;
 CREATE TRIGGER image_insert_once BEFORE INSERT ON image
     WHEN EXISTS (SELECT 1 FROM image WHERE sha256 = NEW.sha256)
-BEGIN SELECT CASE WHEN EXISTS (SELECT 1 FROM image WHERE sha256 = NEW.sha256
-        AND format IS NEW.format AND width IS NEW.width AND height IS NEW.height
-        AND orientation IS NEW.orientation AND raw_width IS NEW.raw_width
-        AND raw_height IS NEW.raw_height AND mode IS NEW.mode AND byte_size IS NEW.byte_size)
-    THEN RAISE(IGNORE)
-    ELSE RAISE(ABORT, 'an image row describes immutable bytes and never changes') END; END;
+BEGIN SELECT RAISE(IGNORE); END;
 CREATE TRIGGER image_immutable BEFORE UPDATE ON image
 BEGIN SELECT RAISE(ABORT, 'an image row describes immutable bytes and never changes'); END;
 """

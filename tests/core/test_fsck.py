@@ -129,8 +129,12 @@ TAMPERING: dict[str, tuple[Callable[[History], None], str, str]] = {
         "version_ids",
         "id does not match its content",
     ),
-    "approved version replaced: the tag no longer verifies": (
-        lambda h: TAMPERING["approved version replaced keeping its id, other tree"][0](h),
+    "approved version's tree rewritten: its tag no longer verifies": (
+        lambda h: h.shell.run(
+            "UPDATE version SET tree = (SELECT tree FROM version WHERE id = ?) WHERE id = ?",
+            (h.v1, h.v0),
+            drop=VERSION_TRIGGERS,
+        ),
         "releases",
         "tag v1.0 names version",
     ),
@@ -394,8 +398,6 @@ def test_replace_cannot_rewrite_an_approved_version(history: History) -> None:
         "updated_at, updated_by FROM ref WHERE name = 'v1.0'",
         "INSERT OR REPLACE INTO decision SELECT id, version, 'rejected', by, at, note "
         "FROM decision",
-        "INSERT OR REPLACE INTO image SELECT sha256, format, width + 1, height, orientation, "
-        "raw_width, raw_height, mode, byte_size, added_at FROM image",
         "UPDATE image SET orientation = 6",
         "UPDATE decision SET by = 'mallory'",
         "DELETE FROM decision WHERE decision = 'approved'",
@@ -408,6 +410,15 @@ def test_writes_that_would_change_history_are_refused(history: History, sql: str
     _refused(history.shell, sql)
     assert snapshot(history.project) == before
     assert fsck(history.project).ok
+
+
+def test_replacing_an_image_row_is_skipped(history: History) -> None:
+    before = snapshot(history.project)
+    history.shell.run(
+        "INSERT OR REPLACE INTO image SELECT sha256, format, width + 1, height, orientation, "
+        "raw_width, raw_height, mode, byte_size, added_at FROM image"
+    )
+    assert snapshot(history.project) == before
 
 
 def test_adding_existing_content_is_still_a_no_op(history: History) -> None:

@@ -105,6 +105,7 @@ class Context:
         self.bucket_classes: dict[str, set] = {}  # bucket -> class ids used by its boxes
         self.tree_counts: dict[str, tuple[int, int]] = {}  # tree -> (images, boxes)
         self.tree_buckets: dict[str, list[str]] = {}  # tree -> its bucket hashes
+        self.verified: dict[str, str | None] | None = None  # version -> why it fails, or None
         self._images: dict[str, tuple] | None = None
         self._versions: list[tuple] | None = None
 

@@ -62,7 +62,7 @@ def check_buckets(ctx: Context) -> None:
         boxes = 0
         classes: set = set()
         for image, entry in value.items():
-            annset = entry[0] if isinstance(entry, list) and entry else None
+            annset = str(entry[0]) if isinstance(entry, list) and entry else "(none)"
             if image not in images:
                 ctx.error(f"manifest bucket {h}: image {image} has no image row")
                 ctx.bad_buckets.add(h)

@@ -105,9 +105,8 @@ def check_version_parents(ctx: Context) -> None:
 
 def verified(ctx: Context) -> dict[str, str | None]:
     """version -> None if it and all its ancestors verify, else why not (computed once)."""
-    cached = getattr(ctx, "_verified", None)
-    if cached is not None:
-        return cached
+    if ctx.verified is not None:
+        return ctx.verified
     out: dict[str, str | None] = {}
     for vid, _seq, parents, *_ in ctx.versions:  # in commit order: parents come first
         why = ctx.bad_versions.get(vid)
@@ -118,7 +117,7 @@ def verified(ctx: Context) -> dict[str, str | None]:
                     why = f"its ancestor {str(p)[:SHORT]} does not verify"
                     break
         out[vid] = why
-    ctx._verified = out  # type: ignore[attr-defined]
+    ctx.verified = out
     return out
 
 

@@ -16,7 +16,7 @@ def check_session_edits(ctx: Context) -> None:
     ids); boxes need finite coordinates and a positive size, and the image must be in the base
     version. Committing such an edit would fail or write labels nobody can export.
     """
-    classes_of = {}
+    classes_of: dict[str, set[object]] = {}
     for vid, *_mid, _tree, classes, _prov, _ni, _nb, _s, _by, _at in ctx.versions:
         value, _bad = loads(classes)
         if isinstance(value, list):
@@ -29,7 +29,7 @@ def check_session_edits(ctx: Context) -> None:
         if bad or not isinstance(new, list):
             ctx.error(f"review session {sid}: new_classes is malformed ({bad or new_classes})")
             new = []
-        known = classes_of.get(base, set()) | {-i for i in range(1, len(new) + 1)}
+        known: set[object] = classes_of.get(base, set()) | {-i for i in range(1, len(new) + 1)}
         tree = None
         if base in trees:
             try:
@@ -53,7 +53,7 @@ def check_session_edits(ctx: Context) -> None:
                 if unknown:
                     ctx.error(
                         f"{where}: boxes use class id(s) {sorted(unknown, key=repr)} the "
-                        f"session does not know (known: {sorted(known)})"
+                        f"session does not know (known: {sorted(known, key=repr)})"
                     )
             if tree is not None:
                 try:
