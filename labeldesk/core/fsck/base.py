@@ -92,6 +92,7 @@ class Context:
         self._counts: dict[str, int] = {}
         # Facts later checks build on, filled by the checks that establish them.
         self.object_files: dict[str, Any] = {}  # name -> path of every object file
+        self.pending: set[str] = set()  # objects journaled by imports in progress
         self.good_objects: dict[str, int] = {}  # objects whose bytes hash to their name: size
         self.probed: dict[str, ImageInfo | str] = {}  # image object -> probe result or reason
         self.bad_annsets: set[str] = set()  # annotation sets that do not verify

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 from ..images import BadImageError, probe
 from ..integrity import NotARegularFile, read_regular_file
@@ -28,14 +29,23 @@ def check_object_files(ctx: Context) -> None:
     before it is opened, so a FIFO in the store cannot hang fsck. Images are probed with the
     importer's own code while their bytes are in memory, for :func:`check_image_rows`.
     """
+    # Rows before files: objects are written before the rows that name them, so a commit by
+    # another process meanwhile can add an unnamed file (rechecked as an orphan) but never a
+    # row whose file this listing misses.
+    images = ctx.images
+    ctx.pending = {r[0] for r in ctx.db.execute("SELECT sha256 FROM pending_object")}
     files = dict(ctx.project.objects.iter_objects())
     ctx.object_files = files
-    images = ctx.images
     total = len(files)
     for i, (name, path) in enumerate(sorted(files.items()), start=1):
         ctx.check_cancel()
         try:
             data = read_regular_file(path)
+        except FileNotFoundError:
+            # Removed since the listing (an import that failed takes back its own objects): if a
+            # row still names it, check_image_objects reports it missing.
+            del files[name]
+            continue
         except NotARegularFile as e:
             ctx.error(f"object {name}: {e}")
             continue
@@ -67,9 +77,15 @@ def check_object_files(ctx: Context) -> None:
 def check_orphan_objects(ctx: Context) -> None:
     """Every object file is named by an image row (or journaled by an import in progress)."""
     images = ctx.images
-    pending = {r[0] for r in ctx.db.execute("SELECT sha256 FROM pending_object")}
     for name in sorted(ctx.object_files.keys() - images.keys()):
-        if name in pending:
+        if ctx.db.execute("SELECT 1 FROM image WHERE sha256 = ?", [name]).fetchone():
+            continue  # committed by another process since the rows were read
+        if not os.path.lexists(ctx.object_files[name]):
+            continue  # taken back by a failed import since the listing
+        journaled = ctx.db.execute(
+            "SELECT 1 FROM pending_object WHERE sha256 = ?", [name]
+        ).fetchone()
+        if name in ctx.pending or journaled:
             ctx.note(
                 f"object {name}: left by an interrupted import (journaled; removed when "
                 "the project is next opened)"
