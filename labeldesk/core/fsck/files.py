@@ -27,7 +27,8 @@ def check_object_files(ctx: Context) -> None:
 
     Every byte is read (never trusted by name or size); anything but a regular file is refused
     before it is opened, so a FIFO in the store cannot hang fsck. Images are probed with the
-    importer's own code while their bytes are in memory, for :func:`check_image_rows`.
+    importer's own code while their bytes are in memory, for :func:`check_image_rows` (header
+    only: a matching hash already proves these are the bytes that fully decoded on import).
     """
     # Rows before files: objects are written before the rows that name them, so a commit by
     # another process meanwhile can add an unnamed file (rechecked as an orphan) but never a
@@ -67,7 +68,9 @@ def check_object_files(ctx: Context) -> None:
             ctx.good_objects[name] = size
             if row is not None:
                 try:
-                    ctx.probed[name] = probe(data)
+                    # The bytes are the imported ones (they hash to their name), and those were
+                    # fully decoded on import; the measurements come from the header.
+                    ctx.probed[name] = probe(data, decode=False)
                 except BadImageError as e:
                     ctx.probed[name] = str(e)
         if ctx.progress:
