@@ -60,10 +60,7 @@ def check_version_classes(ctx: Context) -> None:
     for vid, *_mid, tree, classes, _prov, _ni, _nb, _s, _by, _at in ctx.versions:
         value, bad = loads(classes)
         ok = isinstance(value, list) and all(
-            isinstance(c, dict)
-            and isinstance(c.get("id"), int)
-            and isinstance(c.get("name"), str)
-            and len(c) == 2
+            isinstance(c, dict) and isinstance(c.get("id"), int) and isinstance(c.get("name"), str)
             for c in value
         )
         if bad or not ok:
