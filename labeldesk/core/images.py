@@ -59,9 +59,11 @@ def upright_size(raw_width: int, raw_height: int, orientation: int) -> tuple[int
     return raw_width, raw_height
 
 
-def probe(data: bytes) -> ImageInfo:
+def probe(data: bytes, *, decode: bool = True) -> ImageInfo:
     """Check that ``data`` is a complete, decodable image and measure it.
 
+    With ``decode=False`` only the header is read: for bytes already known to be an imported
+    image (fsck, once they hash to their name), where decoding again would prove nothing new.
     Raises :class:`BadImageError` with a reason a person understands.
     """
     if not data:
@@ -85,7 +87,8 @@ def probe(data: bytes) -> ImageInfo:
                     raise BadImageError(_bomb_reason(raw_w, raw_h))
                 orientation = _orientation(im)
                 mode = im.mode
-                im.load()
+                if decode:
+                    im.load()
     except BadImageError:
         raise
     except Image.DecompressionBombError as e:

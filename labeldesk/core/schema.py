@@ -7,6 +7,8 @@ Never edit a migration that has shipped: add a new one. docs/database.md documen
 
 from __future__ import annotations
 
+import functools
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -256,6 +258,86 @@ def m004_watch_settings(db: Database) -> None:
     # How a watched model is evaluated on each new version (metric, allowed drop, inference
     # size, trust): JSON, NULL while the model is not watched.
     db.execute("ALTER TABLE model ADD COLUMN watch TEXT")
+
+
+# ``INSERT OR REPLACE`` deletes the row it conflicts with *without firing delete triggers*
+# (unless recursive_triggers is on, which a user's shell never has), so the update and delete
+# triggers above can be walked around by re-inserting an existing key with other content: an
+# approved version keeping its id but naming another tree. These refuse an insert whose key
+# exists, before the conflict resolution runs. Content-addressed rows with equal content are
+# silently skipped (adding what exists is a no-op; LabelDesk's own INSERT OR IGNORE relies on it).
+# An existing image row is always kept as it is: its measurements come from probing the same
+# bytes, and a newer Pillow measuring them differently must not make a re-import fail.
+# Decisions are history: never changed, an approval never deleted, and each one records the
+# status its version was just given (decide() updates the version first). Image rows describe
+# immutable bytes, so they never change either. What triggers cannot stop (dropping them,
+# rebuilding a table) `labeldesk fsck` detects: it recomputes every id and hash and compares the
+# triggers with these.
+_TAMPER_TRIGGERS = """
+CREATE TRIGGER version_insert_new BEFORE INSERT ON version
+    WHEN EXISTS (SELECT 1 FROM version WHERE id = NEW.id OR seq = NEW.seq)
+BEGIN SELECT RAISE(ABORT, 'a version with this id or seq exists; versions are immutable'); END;
+CREATE TRIGGER decision_insert_new BEFORE INSERT ON decision
+    WHEN EXISTS (SELECT 1 FROM decision WHERE id = NEW.id)
+BEGIN SELECT RAISE(ABORT, 'a decision with this id exists; decisions are history'); END;
+CREATE TRIGGER decision_matches_version BEFORE INSERT ON decision
+    WHEN NEW.decision IS NOT (SELECT status FROM version WHERE id = NEW.version)
+BEGIN SELECT RAISE(ABORT, 'a decision must record the status its version was given'); END;
+CREATE TRIGGER decision_immutable BEFORE UPDATE ON decision
+BEGIN SELECT RAISE(ABORT, 'a decision is history and never changes'); END;
+CREATE TRIGGER decision_approval_kept BEFORE DELETE ON decision WHEN OLD.decision = 'approved'
+BEGIN SELECT RAISE(ABORT, 'an approval cannot be deleted'); END;
+CREATE TRIGGER ref_insert_new BEFORE INSERT ON ref
+    WHEN EXISTS (SELECT 1 FROM ref WHERE name = NEW.name)
+BEGIN SELECT RAISE(ABORT, 'this ref exists; a ref moves by compare-and-swap, never by REPLACE');
+END;
+CREATE TRIGGER annotation_set_insert_once BEFORE INSERT ON annotation_set
+    WHEN EXISTS (SELECT 1 FROM annotation_set WHERE hash = NEW.hash)
+BEGIN SELECT CASE WHEN EXISTS (SELECT 1 FROM annotation_set WHERE hash = NEW.hash
+        AND boxes IS NEW.boxes AND n_boxes IS NEW.n_boxes)
+    THEN RAISE(IGNORE)
+    ELSE RAISE(ABORT, 'annotation sets are content-addressed and immutable') END; END;
+CREATE TRIGGER manifest_bucket_insert_once BEFORE INSERT ON manifest_bucket
+    WHEN EXISTS (SELECT 1 FROM manifest_bucket WHERE hash = NEW.hash)
+BEGIN SELECT CASE WHEN EXISTS (SELECT 1 FROM manifest_bucket WHERE hash = NEW.hash
+        AND entries IS NEW.entries AND n_images IS NEW.n_images AND n_boxes IS NEW.n_boxes)
+    THEN RAISE(IGNORE)
+    ELSE RAISE(ABORT, 'manifest buckets are content-addressed and immutable') END; END;
+CREATE TRIGGER manifest_tree_insert_once BEFORE INSERT ON manifest_tree
+    WHEN EXISTS (SELECT 1 FROM manifest_tree WHERE hash = NEW.hash)
+BEGIN SELECT CASE WHEN EXISTS (SELECT 1 FROM manifest_tree WHERE hash = NEW.hash
+        AND buckets IS NEW.buckets AND n_images IS NEW.n_images AND n_boxes IS NEW.n_boxes)
+    THEN RAISE(IGNORE)
+    ELSE RAISE(ABORT, 'manifest trees are content-addressed and immutable') END; END;
+CREATE TRIGGER image_insert_once BEFORE INSERT ON image
+    WHEN EXISTS (SELECT 1 FROM image WHERE sha256 = NEW.sha256)
+BEGIN SELECT RAISE(IGNORE); END;
+CREATE TRIGGER image_immutable BEFORE UPDATE ON image
+BEGIN SELECT RAISE(ABORT, 'an image row describes immutable bytes and never changes'); END;
+"""
+
+
+@migrations()
+def m005_tamper_evidence(db: Database) -> None:
+    db.executescript(_TAMPER_TRIGGERS)
+
+
+@functools.cache
+def expected_schema() -> dict[tuple[str, str], str]:
+    """``(type, name) -> SQL`` of every table, index and trigger the migrations create.
+
+    Built by applying the migrations to an empty in-memory database, so it is exactly what a
+    project made by this LabelDesk holds; fsck compares a project's ``sqlite_master`` with it to
+    find dropped or rewritten triggers and rebuilt tables.
+    """
+    db = Database(memory=True)
+    migrations.apply(db)
+    rows = db.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+        "AND type IN ('table', 'index', 'trigger') AND tbl_name != '_sqlite_migrations'"
+    ).fetchall()
+    db.close()
+    return {(t, n): sql for t, n, sql in rows}
 
 
 #: The schema version this code writes: one per migration.

@@ -17,7 +17,6 @@ from typing import Any
 from sqlite_utils import Database
 
 from .boxes import Box, annotation_set
-from .canonical import hash_json
 from .errors import (
     ImmutableError,
     LabelDeskError,
@@ -25,6 +24,7 @@ from .errors import (
     RefError,
     RefMovedError,
 )
+from .integrity import version_id
 from .manifest import EntryChange, ManifestStore, Tree, diff_trees
 from .project import Project, now_iso
 
@@ -276,17 +276,18 @@ def write_version(
     db = project.db
     classes = normalise_classes(classes)
     created = now_iso()
-    body = {
-        "tree": tree.hash,
-        "classes": classes,
-        "parents": parents,
-        "kind": kind,
-        "author": project.user,
-        "message": message,
-        "created": created,
-        "provenance": provenance,
-    }
-    vid, _ = hash_json(body)
+    # The one id function: fsck recomputes every stored id with it, so a row rewritten behind
+    # LabelDesk's back no longer matches its id.
+    vid = version_id(
+        tree=tree.hash,
+        classes=classes,
+        parents=parents,
+        kind=kind,
+        author=project.user,
+        message=message,
+        created=created,
+        provenance=provenance,
+    )
     seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM version").fetchone()[0]
     db.execute(
         f"INSERT INTO version ({_COLUMNS}) "
