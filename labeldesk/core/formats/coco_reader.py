@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import Problem
 from ..paths import display_path, link_problem
 from .common import (
-    MAX_PROBLEMS,
     ImportOptions,
+    Notes,
     Problems,
     check_pixel_box,
     check_relative_name,
@@ -115,7 +114,7 @@ class CocoReader:
         self.images_dir = images_dir
         self.options = options
         self.problems = Problems()
-        self.notes: list[Problem] = []
+        self.notes = Notes()
         self.repairs = {"clipped": 0, "crowd": 0}
         self.categories: dict[int, tuple[str, str]] = {}  # id -> (name, where)
         self.category_ids: dict[str, tuple[int, str]] = {}  # name -> (id, where)
@@ -124,8 +123,7 @@ class CocoReader:
         self.by_name: dict[str, str] = {}
 
     def note(self, where: str, text: str) -> None:
-        if len(self.notes) < MAX_PROBLEMS:
-            self.notes.append(Problem(where, text))
+        self.notes.add(where, text)
 
     def read(self, path: Path, split: str | None) -> None:
         shown = display_path(path)

@@ -250,6 +250,27 @@ def load_yaml(text: str) -> Any:
         loader.dispose()
 
 
+class Notes(list[Problem]):
+    """An import's notes (repairs made, things reported): the first :data:`MAX_PROBLEMS`, then
+    one last item saying how many more there were, so a cut list never looks complete."""
+
+    def __init__(self, limit: int = MAX_PROBLEMS) -> None:
+        super().__init__()
+        self.limit = limit
+        self.left_out = 0
+
+    def add(self, where: str, text: str) -> None:
+        if not self.left_out and len(self) < self.limit:
+            self.append(Problem(where, text))
+            return
+        self.left_out += 1
+        summary = Problem("…", f"{self.left_out} more notes not listed")
+        if self.left_out == 1:
+            self.append(summary)
+        else:
+            self[-1] = summary
+
+
 def main_version(db) -> Version | None:
     current = head(db)
     return get_version(db, current) if current else None

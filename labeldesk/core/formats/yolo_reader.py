@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import Problem
 from ..paths import display_path, lexically_inside, link_problem, walk_files
 from ..progress import CancelFn, ProgressFn, check_cancel
 from .common import (
     IMAGE_EXTENSIONS,
-    MAX_PROBLEMS,
     UNLABELLED_TAG,
     ImportOptions,
+    Notes,
     Problems,
     YamlLimitError,
     fmt_num,
@@ -118,7 +118,7 @@ class YoloReader:
     def __init__(self, options: ImportOptions) -> None:
         self.options = options
         self.problems = Problems()
-        self.notes: list[Problem] = []
+        self.notes = Notes()
         self.names: list[str] = []
         self.images: dict[Path, YoloImage] = {}
         self.sources: list[str] = []
@@ -129,8 +129,7 @@ class YoloReader:
         self.labels_without_image: list[tuple[str, int]] = []
 
     def note(self, where: str, text: str) -> None:
-        if len(self.notes) < MAX_PROBLEMS:
-            self.notes.append(Problem(where, text))
+        self.notes.add(where, text)
 
     # -- layout ---------------------------------------------------------------------------
     def _refused_link(self, path: Path, scope: Path) -> bool:
@@ -353,6 +352,7 @@ class YoloReader:
     # -- labels -----------------------------------------------------------------------------
     def read_labels(self, progress: ProgressFn | None, cancel: CancelFn | None) -> None:
         by_label: dict[Path, Path] = {}
+        folders_checked: dict[Path, str | None] = {}
         images = list(self.images.values())
         for n, img in enumerate(images, 1):
             if n % 1000 == 0:
@@ -367,9 +367,10 @@ class YoloReader:
                 )
                 continue
             by_label[img.label] = img.path
-            if self._label_link_refused(img):
+            state = self._label_state(img, folders_checked)
+            if state == "refused":
                 continue
-            if not img.label.is_file():
+            if state == "missing":
                 self.note(
                     display_path(img.path),
                     "no label file: imported as unlabelled "
@@ -380,17 +381,37 @@ class YoloReader:
             self._read_label(img)
         self._find_labels_without_image(set(by_label))
 
-    def _label_link_refused(self, img: YoloImage) -> bool:
-        """The link rule for a label file: inside the dataset root it may not lead out of it;
-        beside an image named elsewhere, not out of that image's label folder."""
+    def _label_state(self, img: YoloImage, folders: dict[Path, str | None]) -> str:
+        """``"file"``, ``"missing"``, or ``"refused"`` (reported) by the link rule: a label file
+        inside the dataset root may not lead out of it; one beside an image named elsewhere, not
+        out of that image's label folder. One ``lstat`` per label; each folder is checked once
+        (``folders`` caches it), so a large dataset costs no more system calls than before."""
         label = img.label
-        if not (label.is_symlink() or label.exists()):
-            return False
+        try:
+            mode = os.lstat(label).st_mode
+        except OSError:
+            return "missing"
         assert self.root is not None
         scope = self.root if lexically_inside(label, self.root) else label_dir(img.scope)
-        if not lexically_inside(label, scope):
-            return False  # named explicitly (an image list's absolute path): taken as named
-        return self._refused_link(label, scope)
+        explicit = not lexically_inside(label, scope)  # an image list's absolute path: as named
+        if stat.S_ISLNK(mode):
+            if not explicit and self._refused_link(label, scope):
+                return "refused"
+            return "file" if label.is_file() else "missing"
+        if not explicit:
+            if label.parent not in folders:
+                folders[label.parent] = link_problem(
+                    label.parent, scope, follow_links=self.options.follow_links
+                )
+            if reason := folders[label.parent]:
+                self.problems.add(display_path(label), reason)
+                return "refused"
+        if stat.S_ISREG(mode):
+            return "file"
+        if stat.S_ISDIR(mode):
+            return "missing"
+        self.problems.add(display_path(label), "not a regular file")  # a FIFO would block
+        return "refused"
 
     def _find_labels_without_image(self, claimed: set[Path]) -> None:
         """Report every label file that no image claims, with its number of rows: Ultralytics

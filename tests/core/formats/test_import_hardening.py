@@ -173,7 +173,7 @@ def test_a_few_aliases_are_fine(project, tmp_path):
 def test_every_problem_text_is_capped(project, tmp_path):
     ds = make_yolo(tmp_path / "ds")
     huge = "x" * 200_000
-    nested = json.dumps([list(range(5000))] * 3)  # JSON is YAML: names that are not names
+    nested = json.dumps([list(range(1000))] * 3)  # JSON is YAML: names that are not names
     (ds / "data.yaml").write_text(f'train: "{huge}"\nval: images/val\nnames: {nested}\n')
     err = refused(import_yolo, project, ds)
     assert len(err.problems) >= 4
@@ -313,3 +313,43 @@ def test_add_uses_the_same_rule_for_files_and_folders(project, tmp_path, outside
     report = add_images(project, [src], follow_links=True)
     assert sorted(Path(a.path).name for a in report.added) == ["o0.png", "o1.png", "stray.png"]
     assert {Path(p.where).name for p in report.skipped} == {"same", "up", "broken.png"}
+
+
+def test_a_label_folder_that_links_out_is_refused_once_per_label(project, tmp_path, outside):
+    ds = make_yolo(tmp_path / "ds")
+    moved = outside / "labels-train"
+    (ds / "labels" / "train").rename(moved)
+    os.symlink(moved, ds / "labels" / "train")
+    err = refused(import_yolo, project, ds)
+    assert sorted(Path(p.where).name for p in err.problems) == ["t0.txt", "t1.txt"]
+    assert all("leads outside" in p.reason for p in err.problems)
+    assert import_yolo(project, ds, options=FOLLOW).n_boxes == 6
+
+
+def test_a_fifo_is_reported_never_opened(project, tmp_path):
+    ds = make_yolo(tmp_path / "ds")
+    label = ds / "labels" / "train" / "t0.txt"
+    label.unlink()
+    os.mkfifo(label)  # reading it would block forever
+    os.mkfifo(ds / "images" / "val" / "pipe.png")
+    err = refused(import_yolo, project, ds)
+    assert sorted((Path(p.where).name, p.reason) for p in err.problems) == [
+        ("pipe.png", "not a regular file"),
+    ]
+    (ds / "images" / "val" / "pipe.png").unlink()
+    (p,) = refused(import_yolo, project, ds).problems
+    assert (Path(p.where).name, p.reason) == ("t0.txt", "not a regular file")
+    report = add_images(project, [ds / "labels"])
+    assert [(Path(s.where).name, s.reason) for s in report.skipped][:1] == [
+        ("t0.txt", "not a regular file")
+    ]
+
+
+def test_notes_beyond_the_limit_are_counted_not_dropped(project, tmp_path):
+    from labeldesk.core.formats.common import Notes
+
+    notes = Notes(limit=3)
+    for i in range(10):
+        notes.add(f"f{i}", "clipped")
+    assert [n.where for n in notes] == ["f0", "f1", "f2", "…"]
+    assert notes[-1].reason == "7 more notes not listed"
