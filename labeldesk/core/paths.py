@@ -40,9 +40,8 @@ def real(path: Path | str) -> Path:
 def lexically_inside(path: Path | str, scope: Path | str) -> bool:
     """Whether ``path`` is named inside ``scope`` before any link is followed (``..`` counts
     lexically: ``scope/a/../..`` is outside)."""
-    p = Path(os.path.normpath(os.path.abspath(path)))
-    s = Path(os.path.normpath(os.path.abspath(scope)))
-    return p.is_relative_to(s)
+    p, s = os.path.abspath(path), os.path.abspath(scope)  # abspath normalises; strings: fast
+    return p == s or p.startswith(s if s.endswith(os.sep) else s + os.sep)
 
 
 def _has_link_below(path: Path, scope: Path) -> bool:

@@ -352,7 +352,7 @@ class YoloReader:
     # -- labels -----------------------------------------------------------------------------
     def read_labels(self, progress: ProgressFn | None, cancel: CancelFn | None) -> None:
         by_label: dict[Path, Path] = {}
-        folders_checked: dict[Path, str | None] = {}
+        folders_checked: dict[tuple[str, str], tuple[Path, bool, str | None]] = {}
         images = list(self.images.values())
         for n, img in enumerate(images, 1):
             if n % 1000 == 0:
@@ -381,31 +381,37 @@ class YoloReader:
             self._read_label(img)
         self._find_labels_without_image(set(by_label))
 
-    def _label_state(self, img: YoloImage, folders: dict[Path, str | None]) -> str:
+    def _label_state(
+        self, img: YoloImage, folders: dict[tuple[str, str], tuple[Path, bool, str | None]]
+    ) -> str:
         """``"file"``, ``"missing"``, or ``"refused"`` (reported) by the link rule: a label file
         inside the dataset root may not lead out of it; one beside an image named elsewhere, not
-        out of that image's label folder. One ``lstat`` per label; each folder is checked once
+        out of that image's label folder. One ``lstat`` per label; each folder is judged once
         (``folders`` caches it), so a large dataset costs no more system calls than before."""
         label = img.label
         try:
             mode = os.lstat(label).st_mode
         except OSError:
             return "missing"
-        assert self.root is not None
-        scope = self.root if lexically_inside(label, self.root) else label_dir(img.scope)
-        explicit = not lexically_inside(label, scope)  # an image list's absolute path: as named
+        key = (os.path.dirname(label), os.fspath(img.scope))  # strings: cheap to hash
+        if key not in folders:
+            assert self.root is not None
+            inside = lexically_inside(label.parent, self.root)
+            scope = self.root if inside else label_dir(img.scope)
+            explicit = not lexically_inside(label.parent, scope)  # an image list's own path
+            reason = None
+            if not explicit:
+                follow = self.options.follow_links
+                reason = link_problem(label.parent, scope, follow_links=follow)
+            folders[key] = (scope, explicit, reason)
+        scope, explicit, reason = folders[key]
+        if reason:
+            self.problems.add(display_path(label), reason)
+            return "refused"
         if stat.S_ISLNK(mode):
             if not explicit and self._refused_link(label, scope):
                 return "refused"
             return "file" if label.is_file() else "missing"
-        if not explicit:
-            if label.parent not in folders:
-                folders[label.parent] = link_problem(
-                    label.parent, scope, follow_links=self.options.follow_links
-                )
-            if reason := folders[label.parent]:
-                self.problems.add(display_path(label), reason)
-                return "refused"
         if stat.S_ISREG(mode):
             return "file"
         if stat.S_ISDIR(mode):
@@ -416,39 +422,46 @@ class YoloReader:
     def _find_labels_without_image(self, claimed: set[Path]) -> None:
         """Report every label file that no image claims, with its number of rows: Ultralytics
         never reads them, so their boxes would be lost without a word (an image deleted, or
-        saved in a format it does not list, such as .gif)."""
-        found: set[Path] = set()
+        saved in a format it does not list, such as .gif).
+
+        Plain strings and ``os.walk``: this lists every label file of the dataset once more, and
+        a Path per file would cost more than the listing. Only the few orphans found are read,
+        under the link rule; a linked folder is not searched (said in a note)."""
+        taken = {os.fspath(p) for p in claimed} | {os.fspath(p) for p in self.listed}
+        found: set[str] = set()
         follow = self.options.follow_links
-
-        def report(path: Path, reason: str) -> None:
-            self.note(display_path(path), f"not searched for label files: {reason}")
-
         for folder in sorted(self.label_folders):
-            if not folder.is_dir():
+            for dirpath, dirnames, filenames in os.walk(folder, followlinks=follow):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                if not follow:
+                    for d in dirnames:
+                        if os.path.islink(os.path.join(dirpath, d)):
+                            self.note(
+                                display_path(os.path.join(dirpath, d)),
+                                "linked folder not searched for label files without an image "
+                                "(use --follow-links to search it)",
+                            )
+                for f in filenames:
+                    if f.lower().endswith(".txt") and not f.startswith("."):
+                        full = os.path.join(dirpath, f)
+                        if full not in taken:
+                            found.add(full)
+        for full in sorted(found):
+            p = Path(full)
+            shown = display_path(p)
+            assert self.root is not None
+            scope = self.root if lexically_inside(p, self.root) else p.parent
+            if reason := link_problem(p, scope, follow_links=follow):
+                self.note(shown, f"label file without an image, not read: {reason}")
                 continue
-            for p in walk_files(
-                folder,
-                report,
-                follow_links=follow,
-                scope=self.root if self.root and lexically_inside(folder, self.root) else folder,
-                skip_hidden=True,
-                want=lambda name: name.lower().endswith(".txt"),
-            ):
-                p = p.absolute()
-                if p not in claimed and p not in self.listed:
-                    found.add(p)
-        for p in sorted(found):
             try:
-                text = p.read_bytes().decode("utf-8-sig", "replace")
+                text = p.read_bytes().decode("utf-8-sig", "replace") if p.is_file() else ""
             except OSError as e:
-                self.note(display_path(p), f"label file without an image; cannot read: {e}")
+                self.note(shown, f"label file without an image; cannot read: {e.strerror or e}")
                 continue
             rows = sum(1 for line in text.splitlines() if line.strip())
-            self.labels_without_image.append((display_path(p), rows))
-            self.note(
-                display_path(p),
-                f"label file without an image: its {rows} box(es) were not imported",
-            )
+            self.labels_without_image.append((shown, rows))
+            self.note(shown, f"label file without an image: its {rows} box(es) were not imported")
 
     def _read_label(self, img: YoloImage) -> None:
         shown = display_path(img.label)

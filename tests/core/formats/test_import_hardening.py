@@ -353,3 +353,15 @@ def test_notes_beyond_the_limit_are_counted_not_dropped(project, tmp_path):
         notes.add(f"f{i}", "clipped")
     assert [n.where for n in notes] == ["f0", "f1", "f2", "…"]
     assert notes[-1].reason == "7 more notes not listed"
+
+
+def test_a_linked_label_folder_not_searched_for_orphans_is_said(project, tmp_path, outside):
+    ds = make_yolo(tmp_path / "ds")
+    (outside / "more").mkdir()
+    (outside / "more" / "x.txt").write_text(ROWS)
+    os.symlink(outside / "more", ds / "labels" / "val" / "more")
+    report = import_yolo(project, ds)
+    (note,) = [n for n in report.notes if n.where.endswith("more")]
+    assert "not searched" in note.reason and "--follow-links" in note.reason
+    with_links = import_yolo(project, ds, options=FOLLOW)
+    assert [Path(f).name for f, _ in with_links.labels_without_image] == ["x.txt"]
