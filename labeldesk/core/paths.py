@@ -47,18 +47,19 @@ def lexically_inside(path: Path | str, scope: Path | str) -> bool:
 def _has_link_below(path: Path, scope: Path) -> bool:
     """Whether a link could take ``path`` out of ``scope``: one of its components below
     ``scope`` is a symbolic link, or it climbs with ``..``. One ``lstat`` per component below
-    the scope (usually one or two), so checking every image of a large import stays cheap."""
-    if ".." in Path(path).parts:
+    the scope (usually one or two) and plain string work, so checking every image of a large
+    import stays cheap."""
+    p, sc = os.fspath(path), os.fspath(scope)
+    if ".." in p.replace("\\", "/").split("/"):
         return True  # "link/.." is not where it reads: only the full check can tell
-    scope = Path(os.path.abspath(scope))  # abspath is lexical: no link is resolved here
-    try:
-        rel = Path(os.path.abspath(path)).relative_to(scope)
-    except ValueError:
-        return True  # not named below the scope: only the full check can tell
-    p = scope
-    for part in rel.parts:
-        p = p / part
-        if os.path.islink(p):
+    p, sc = os.path.abspath(p), os.path.abspath(sc)  # abspath is lexical: resolves no link
+    prefix = sc if sc.endswith(os.sep) else sc + os.sep
+    if not p.startswith(prefix):
+        return p != sc  # not named below the scope: only the full check can tell
+    current = sc
+    for part in p[len(prefix) :].split(os.sep):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
             return True
     return False
 

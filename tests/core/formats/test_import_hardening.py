@@ -365,3 +365,17 @@ def test_a_linked_label_folder_not_searched_for_orphans_is_said(project, tmp_pat
     assert "not searched" in note.reason and "--follow-links" in note.reason
     with_links = import_yolo(project, ds, options=FOLLOW)
     assert [Path(f).name for f, _ in with_links.labels_without_image] == ["x.txt"]
+
+
+def test_the_link_rule_is_not_fooled_by_dotdot_after_a_link(tmp_path, outside):
+    from labeldesk.core.paths import link_problem
+
+    scope = tmp_path / "scope"
+    scope.mkdir()
+    os.symlink(outside / "folder", scope / "link")
+    sneaky = scope / "link" / ".." / "stray.png"  # lexically scope/stray.png; really outside
+    assert "leads outside" in str(link_problem(sneaky, scope))
+    assert link_problem(sneaky, scope, follow_links=True) is None
+    write_image(scope / "plain.png")
+    assert link_problem(scope / "plain.png", scope) is None
+    assert link_problem(scope / "missing.png", scope) is None  # missing: the caller's to say
