@@ -143,6 +143,12 @@ def _common_import_args(s: argparse.ArgumentParser) -> None:
         help="images whose bytes are identical: refuse, or keep the first and report the others",
     )
     s.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="also read symbolic links that lead outside the dataset (default: refuse them, "
+        "itemised)",
+    )
+    s.add_argument(
         "--replace",
         action="store_true",
         help="the new version holds exactly this dataset (default: add it to main)",
@@ -163,6 +169,7 @@ def _options(args: argparse.Namespace):
         skip_crowd=getattr(args, "skip_crowd", False),
         drop_duplicate_rows=getattr(args, "drop_duplicate_rows", False),
         duplicate_images=args.duplicate_images,
+        follow_links=args.follow_links,
     )
 
 

@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("add", help="import image files and folders as a new version")
     s.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursive)")
     s.add_argument("-m", "--message", help="version message (default: 'Add N images')")
+    s.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="also read symbolic links that lead outside the folders named (default: skip "
+        "them, each reported)",
+    )
     s.add_argument("--json", action="store_true", help="print the report as JSON")
 
     s = sub.add_parser("log", help="list versions, newest first")

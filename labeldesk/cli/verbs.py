@@ -87,7 +87,13 @@ def cmd_add(args: argparse.Namespace) -> int:
     from labeldesk.core.importer import add_images
 
     with _open(args) as project, ProgressBar() as bar:
-        report = add_images(project, args.paths, message=args.message, progress=bar)
+        report = add_images(
+            project,
+            args.paths,
+            message=args.message,
+            progress=bar,
+            follow_links=args.follow_links,
+        )
     if args.json:
         emit_json(report.to_json())
     else:

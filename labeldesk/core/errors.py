@@ -49,12 +49,37 @@ class CancelledError(LabelDeskError):
         super().__init__(message)
 
 
+#: Longest ``where`` or ``reason`` of a :class:`Problem`, in characters. Input decides much of
+#: the text (file names, values quoted from a file, an exception's message), and one hostile
+#: value must not turn an error list into gigabytes: a YAML alias bomb once did.
+MAX_PROBLEM_TEXT = 400
+
+
+def shorten(text: str, limit: int = MAX_PROBLEM_TEXT) -> str:
+    """``text`` cut to at most ``limit`` characters, keeping both ends (a path's file name and
+    a message's hint are at the end) and saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - len(f" …[{len(text)} characters left out]… "), 2)
+    head, tail = keep - keep // 3, keep // 3
+    mark = f" …[{len(text) - keep} characters left out]… "
+    return text[:head] + mark + text[len(text) - tail :]
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One itemised problem with the input: where it is and what is wrong."""
+    """One itemised problem with the input: where it is and what is wrong.
+
+    Both texts are capped at :data:`MAX_PROBLEM_TEXT` characters here, the one place every
+    problem passes through, so no caller has to remember.
+    """
 
     where: str
     reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "where", shorten(str(self.where)))
+        object.__setattr__(self, "reason", shorten(str(self.reason)))
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}"

@@ -22,6 +22,7 @@ from .boxes import EMPTY_SET_HASH, Box
 from .errors import Problem
 from .images import BadImageError, ImageInfo, probe
 from .manifest import Entry, ManifestStore
+from .paths import display_path, walk_files  # display_path is imported from here by formats
 from .progress import CancelFn, ProgressFn, check_cancel
 from .project import Project, now_iso
 from .versions import Version, get_version, head, put_annotation_set, write_version
@@ -62,17 +63,14 @@ class AddReport:
         }
 
 
-def display_path(path: Path | str) -> str:
-    """A path as text we can store: undecodable bytes in names become escapes, not errors."""
-    s = os.fspath(path)
-    return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def collect_files(paths: Sequence[Path | str]) -> tuple[list[Path], list[Problem]]:
+def collect_files(
+    paths: Sequence[Path | str], *, follow_links: bool = False
+) -> tuple[list[Path], list[Problem]]:
     """Expand files and folders (recursively) into a sorted list of files to look at.
 
-    Symlinks given on the command line are followed. Inside a folder, a symlink is followed only
-    if it stays inside that folder: a link out of it is reported, never silently imported.
+    Files named on the command line are read as named. Inside a folder, links follow the one
+    rule of :mod:`.paths`: a link (to a file or a folder) that leads out of the folder is
+    reported and not read unless ``follow_links``; nothing is skipped without a report.
     """
     files: list[Path] = []
     problems: list[Problem] = []
@@ -83,41 +81,20 @@ def collect_files(paths: Sequence[Path | str]) -> tuple[list[Path], list[Problem
             seen.add(p)
             files.append(p)
 
+    def report(p: Path, reason: str) -> None:
+        problems.append(Problem(display_path(p), reason))
+
     for raw in paths:
         p = Path(raw)
         if not p.exists():
-            problems.append(Problem(display_path(p), "no such file or folder"))
+            report(p, "no such file or folder")
         elif p.is_dir():
-            root = p.resolve()
-            for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
-                dirnames.sort()
-                for d in list(dirnames):
-                    full = Path(dirpath) / d
-                    if full.is_symlink():
-                        problems.append(
-                            Problem(display_path(full), "symlinked folder not followed")
-                        )
-                for name in sorted(filenames):
-                    f = Path(dirpath) / name
-                    if f.is_symlink():
-                        target = f.resolve()
-                        if not target.is_relative_to(root):
-                            problems.append(
-                                Problem(
-                                    display_path(f),
-                                    f"symlink points outside {display_path(p)} "
-                                    f"(to {display_path(target)}); not followed",
-                                )
-                            )
-                            continue
-                        if not target.is_file():
-                            problems.append(Problem(display_path(f), "broken symlink"))
-                            continue
-                    take(f)
+            for f in walk_files(p, report, follow_links=follow_links):
+                take(f)
         elif p.is_file():
             take(p)
         else:
-            problems.append(Problem(display_path(p), "not a regular file"))
+            report(p, "not a regular file")
     return files, problems
 
 
@@ -310,13 +287,15 @@ def add_images(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     workers: int | None = None,
+    follow_links: bool = False,
 ) -> AddReport:
     """Import image files and folders and commit them as one version of kind ``import``.
 
-    Images already in main keep their labels; new ones join with no boxes.
+    Images already in main keep their labels; new ones join with no boxes. A link out of a
+    named folder is skipped and reported unless ``follow_links`` (see :mod:`.paths`).
     """
     db = project.db
-    files, problems = collect_files(paths)
+    files, problems = collect_files(paths, follow_links=follow_links)
     report = AddReport(skipped=list(problems))
     current = head(db)
     store = ManifestStore(db)

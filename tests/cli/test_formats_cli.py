@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,71 @@ def test_long_work_drives_the_progress_bar(capsys, proj, tmp_path, monkeypatch) 
     calls.clear()
     run(capsys, "-p", str(proj), "export", "yolo", "--out", str(tmp_path / "y"))
     assert (2, 2, "writing images") in calls and calls[-1] == ("closed",)
+
+
+def test_follow_links_flag_on_add_and_both_imports(capsys, proj, tmp_path) -> None:
+    """One link rule for ``add``, ``import coco`` and ``import yolo``: a link out of the
+    dataset is refused (itemised, with the hint) until ``--follow-links`` is given."""
+    stray = write_image(tmp_path / "elsewhere" / "stray.png", seed=90)
+    ann = coco_dataset(tmp_path / "coco")
+    os.symlink(stray, tmp_path / "coco" / "images" / "c.png")
+    data = json.loads(ann.read_text())
+    data["images"].append({"id": 3, "file_name": "c.png", "width": 64, "height": 48})
+    ann.write_text(json.dumps(data))
+    with Project.open(proj) as p:
+        before = snapshot(p)
+    code, out, err = run(capsys, "-p", str(proj), "import", "coco", str(ann))
+    assert code == 1 and out == ""
+    assert "images[2] (id 3):" in err and "leads outside" in err and "--follow-links" in err
+    with Project.open(proj) as p:
+        assert snapshot(p) == before
+    code, out, _ = run(capsys, "-p", str(proj), "import", "coco", str(ann), "--follow-links")
+    assert code == 0 and out.startswith("coco: 3 images")
+
+    write_yolo_dataset(tmp_path / "yolo", 2, 1, size=(96, 64))
+    os.symlink(stray, next((tmp_path / "yolo" / "images" / "train").iterdir()).with_name("s.png"))
+    code, _, err = run(capsys, "-p", str(proj), "import", "yolo", str(tmp_path / "yolo"))
+    assert code == 1 and "s.png: a symbolic link leads outside" in err
+    code, out, _ = run(
+        capsys, "-p", str(proj), "import", "yolo", str(tmp_path / "yolo"), "--follow-links"
+    )
+    assert code == 0 and out.startswith("yolo: 4 images")
+
+    src = tmp_path / "src"
+    write_image(src / "own.png", seed=91)
+    os.symlink(tmp_path / "elsewhere", src / "linked")
+    code, out, _ = run(capsys, "-p", str(proj), "add", str(src), "--json")
+    report = json.loads(out)
+    assert [Path(a["path"]).name for a in report["added"]] == ["own.png"]
+    (skipped,) = report["skipped"]
+    assert skipped["path"].endswith("linked") and "linked folder" in skipped["reason"]
+    code, out, _ = run(capsys, "-p", str(proj), "add", str(src), "--follow-links", "--json")
+    report = json.loads(out)
+    assert report["skipped"] == [] and report["duplicates"][0]["path"].endswith("stray.png")
+
+
+def test_labels_without_an_image_in_text_and_json(capsys, proj, tmp_path) -> None:
+    write_yolo_dataset(tmp_path / "yolo", 2, 1, size=(96, 64))
+    orphan = tmp_path / "yolo" / "labels" / "val" / "deleted.txt"
+    orphan.write_text("0 0.5 0.5 0.2 0.2\n" * 5)
+    code, out, _ = run(capsys, "-p", str(proj), "import", "yolo", str(tmp_path / "yolo"))
+    assert code == 0
+    assert f"{orphan}: label file without an image: its 5 box(es) were not imported" in out
+    Project.init(tmp_path / "p2").close()
+    code, out, _ = run(
+        capsys, "-p", str(tmp_path / "p2"), "import", "yolo", str(tmp_path / "yolo"), "--json"
+    )
+    assert json.loads(out)["labels_without_image"] == [{"file": str(orphan), "boxes": 5}]
+
+
+def test_a_yaml_alias_bomb_is_refused_with_a_short_message(capsys, proj, tmp_path) -> None:
+    write_yolo_dataset(tmp_path / "yolo", 2, 1, size=(96, 64))
+    lines = ["train: images/train", "names:", f"  - &a0 [{', '.join(['lol'] * 9)}]"]
+    lines += [f"  - &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    (tmp_path / "yolo" / "data.yaml").write_text("\n".join(lines) + "\n")
+    code, out, err = run(capsys, "-p", str(proj), "import", "yolo", str(tmp_path / "yolo"))
+    assert code == 1 and out == ""
+    assert "refused before expanding them" in err and len(err) < 600
 
 
 def test_a_format_is_required(capsys) -> None:

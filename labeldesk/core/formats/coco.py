@@ -100,7 +100,7 @@ def import_coco(
     """
     options = options or ImportOptions()
     pre = Problems()
-    files = find_annotation_files(annotations, pre)
+    files = find_annotation_files(annotations, pre, follow_links=options.follow_links)
     images_dir = Path(images) if images is not None else default_images_dir(files)
     if images_dir is None and files:
         pre.add(display_path(files[0]), "no images folder beside it; name one with --images")

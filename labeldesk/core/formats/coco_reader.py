@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import Problem
-from ..importer import display_path
+from ..paths import display_path, link_problem
 from .common import (
-    MAX_PROBLEMS,
     ImportOptions,
+    Notes,
     Problems,
     check_pixel_box,
     check_relative_name,
@@ -27,6 +26,7 @@ from .common import (
     is_int,
     is_number,
     normalise_name,
+    quote,
 )
 
 _SPLIT_WORD = re.compile(r"(?:^|[^a-z])(train|val|valid|validation|test)(?:\d*)(?:$|[^a-z])")
@@ -55,8 +55,11 @@ def split_from_name(path: Path) -> str | None:
     return _SPLIT_ALIASES.get(m.group(1), m.group(1))
 
 
-def find_annotation_files(paths: Sequence[Path | str], problems: Problems) -> list[Path]:
-    """JSON files named on the command line; a folder means a COCO export's layout."""
+def find_annotation_files(
+    paths: Sequence[Path | str], problems: Problems, *, follow_links: bool = False
+) -> list[Path]:
+    """JSON files named on the command line; a folder means a COCO export's layout (whose
+    files follow the link rule of :mod:`labeldesk.core.paths`: none may lead out of it)."""
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
@@ -65,7 +68,11 @@ def find_annotation_files(paths: Sequence[Path | str], problems: Problems) -> li
             found = found or sorted((p / "annotations").glob("*.json"))
             if not found:
                 problems.add(display_path(p), "no annotations.json or annotations/*.json here")
-            out.extend(found)
+            for f in found:
+                if reason := link_problem(f, p, follow_links=follow_links):
+                    problems.add(display_path(f), reason)
+                else:
+                    out.append(f)
         elif p.is_file():
             out.append(p)
         else:
@@ -107,7 +114,7 @@ class CocoReader:
         self.images_dir = images_dir
         self.options = options
         self.problems = Problems()
-        self.notes: list[Problem] = []
+        self.notes = Notes()
         self.repairs = {"clipped": 0, "crowd": 0}
         self.categories: dict[int, tuple[str, str]] = {}  # id -> (name, where)
         self.category_ids: dict[str, tuple[int, str]] = {}  # name -> (id, where)
@@ -116,8 +123,7 @@ class CocoReader:
         self.by_name: dict[str, str] = {}
 
     def note(self, where: str, text: str) -> None:
-        if len(self.notes) < MAX_PROBLEMS:
-            self.notes.append(Problem(where, text))
+        self.notes.add(where, text)
 
     def read(self, path: Path, split: str | None) -> None:
         shown = display_path(path)
@@ -154,10 +160,10 @@ class CocoReader:
                 continue
             cid, name = rec["id"], rec["name"]
             if not is_int(cid):
-                self.problems.add(where, f"id must be an integer, got {cid!r}")
+                self.problems.add(where, f"id must be an integer, got {quote(cid)}")
                 continue
             if not isinstance(name, str) or not name.strip():
-                self.problems.add(where, f"name must be a non-empty string, got {name!r}")
+                self.problems.add(where, f"name must be a non-empty string, got {quote(name)}")
                 continue
             where = f"{where} (id {cid})"
             if cid in ids:
@@ -204,14 +210,14 @@ class CocoReader:
             iid, name, w, h = rec["id"], rec["file_name"], rec["width"], rec["height"]
             bad = False
             if not is_int(iid):
-                self.problems.add(where, f"id must be an integer, got {iid!r}")
+                self.problems.add(where, f"id must be an integer, got {quote(iid)}")
                 bad = True
             if reason := check_relative_name(name):
                 self.problems.add(where, reason)
                 bad = True
             for key, v in (("width", w), ("height", h)):
                 if not is_int(v) or v <= 0:
-                    self.problems.add(where, f"{key} must be a positive integer, got {v!r}")
+                    self.problems.add(where, f"{key} must be a positive integer, got {quote(v)}")
                     bad = True
             tags = rec.get("tags", [])
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -230,6 +236,12 @@ class CocoReader:
                 continue
             self.by_id[iid], self.by_name[name] = where, where
             path = self.images_dir / name
+            # file_name cannot climb out (checked above), but a link on its way still could
+            if reason := link_problem(
+                path, self.images_dir, follow_links=self.options.follow_links
+            ):
+                self.problems.add(where, f"{display_path(path)}: {reason}")
+                continue
             if not path.is_file():
                 self.problems.add(where, f"image file not found: {display_path(path)}")
                 continue

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -48,6 +50,7 @@ class ImportOptions:
     skip_crowd: bool = False  # COCO iscrowd=1 regions are not objects; skip them if asked
     drop_duplicate_rows: bool = False  # keep one of several identical label rows
     duplicate_images: Literal["reject", "first"] = "reject"  # records with identical bytes
+    follow_links: bool = False  # read links that lead outside the dataset (core.paths)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +64,8 @@ class ImportReport:
     n_boxes: int
     classes: list[dict[str, Any]]
     notes: list[Problem] = field(default_factory=list)
+    #: Label files that no image claims, and the rows each holds: not imported (YOLO).
+    labels_without_image: list[tuple[str, int]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +75,7 @@ class ImportReport:
             "boxes": self.n_boxes,
             "classes": self.classes,
             "notes": [{"where": n.where, "note": n.reason} for n in self.notes],
+            "labels_without_image": [{"file": f, "boxes": n} for f, n in self.labels_without_image],
         }
 
 
@@ -134,6 +140,135 @@ class Problems:
         if self.count > len(items):
             items.append(Problem("…", f"{self.count - len(items)} more problems not listed"))
         raise InputError(f"{summary}: {self.count} problem(s); nothing was imported", items)
+
+
+def _short_repr() -> reprlib.Repr:
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 3, 8, 8, 8, 8
+    r.maxstring = r.maxother = r.maxlong = 60
+    return r
+
+
+_REPR = _short_repr()
+
+
+def quote(value: Any) -> str:
+    """``repr(value)``, abridged: a value from the input quoted in a message. The input decides
+    its size, and the full repr of a nested value can be gigabytes (a YAML alias bomb's is)."""
+    return _REPR.repr(value)
+
+
+# -- YAML, bounded ----------------------------------------------------------------------------
+
+#: A data.yaml needs no aliases at all; a handful of anchors for shared settings is plenty.
+MAX_YAML_ALIASES = 100
+#: Values in a YAML document counted as if every alias were a copy of what it names. Ultralytics'
+#: largest class lists (ImageNet-21k) are ~22,000 names; an alias bomb is billions.
+MAX_YAML_VALUES = 100_000
+
+
+class YamlLimitError(ValueError):
+    """A YAML document refused before it was built: too many aliases, or too large expanded."""
+
+
+@cache
+def _bounded_loader() -> type:
+    import yaml  # only the safe loader below: a data.yaml must never run code
+
+    class BoundedSafeLoader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` that counts alias events as it composes and refuses beyond
+        :data:`MAX_YAML_ALIASES`. Composing shares aliased nodes (nothing expands yet); the
+        expanded size is checked on that graph before any Python value is built."""
+
+        aliases = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_YAML_ALIASES:
+                    raise YamlLimitError(
+                        f"more than {MAX_YAML_ALIASES} YAML aliases (*name); refused before "
+                        "expanding them (an alias bomb?)"
+                    )
+            return super().compose_node(parent, index)
+
+    return BoundedSafeLoader
+
+
+def _expanded_size(root: Any) -> int:
+    """How many values the node graph holds with aliases expanded; refuses a graph that
+    refers to itself or expands beyond :data:`MAX_YAML_VALUES`. Each shared node is counted
+    once and multiplied, so this takes time in the graph's size, not the expansion's."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if isinstance(node, yaml.ScalarNode):
+            sizes[key] = 1
+            continue
+        children = [
+            c for pair in node.value for c in (pair if isinstance(pair, tuple) else (pair,))
+        ]
+        if done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_YAML_VALUES:
+                raise YamlLimitError(
+                    f"YAML aliases expand to more than {MAX_YAML_VALUES:,} values; refused "
+                    "before expanding them (an alias bomb?)"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise YamlLimitError("a YAML alias refers to a value that contains it (a loop)")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load(text)``, refusing alias bombs before they expand.
+
+    Raises :class:`YamlLimitError` for too many aliases, a self-referring alias, or a document
+    that would expand beyond :data:`MAX_YAML_VALUES` values, ``yaml.YAMLError`` for bad YAML
+    and ``RecursionError`` for nesting too deep to compose.
+    """
+    loader = _bounded_loader()(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+class Notes(list[Problem]):
+    """An import's notes (repairs made, things reported): the first :data:`MAX_PROBLEMS`, then
+    one last item saying how many more there were, so a cut list never looks complete."""
+
+    def __init__(self, limit: int = MAX_PROBLEMS) -> None:
+        super().__init__()
+        self.limit = limit
+        self.left_out = 0
+
+    def add(self, where: str, text: str) -> None:
+        if not self.left_out and len(self) < self.limit:
+            self.append(Problem(where, text))
+            return
+        self.left_out += 1
+        summary = Problem("…", f"{self.left_out} more notes not listed")
+        if self.left_out == 1:
+            self.append(summary)
+        else:
+            self[-1] = summary
 
 
 def main_version(db) -> Version | None:

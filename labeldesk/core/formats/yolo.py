@@ -270,7 +270,9 @@ def import_yolo(
 
     Splits come from the data.yaml keys (or ``images/<split>/`` folders in the flat layout).
     An image without a label file is imported with no boxes and the tag ``unlabelled``, and
-    reported. Raises :class:`InputError` listing every problem, with the project unchanged.
+    reported; so is a label file without an image (its boxes are not imported). A link that
+    leads out of the dataset is refused unless ``options.follow_links``. Raises
+    :class:`InputError` listing every problem, with the project unchanged.
     """
     options = options or ImportOptions()
     source = Path(source)
@@ -335,4 +337,6 @@ def import_yolo(
             provenance=provenance("yolo", reader.sources, options, repairs),
             replace_all=replace,
         )
-    return ImportReport("yolo", version, len(entries), n_boxes, classes, reader.notes)
+    return ImportReport(
+        "yolo", version, len(entries), n_boxes, classes, reader.notes, reader.labels_without_image
+    )

@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import Problem
-from ..importer import display_path
+from ..paths import display_path, lexically_inside, link_problem, walk_files
 from ..progress import CancelFn, ProgressFn, check_cancel
 from .common import (
     IMAGE_EXTENSIONS,
-    MAX_PROBLEMS,
     UNLABELLED_TAG,
     ImportOptions,
+    Notes,
     Problems,
+    YamlLimitError,
     fmt_num,
+    load_yaml,
+    quote,
 )
 
 #: Normalised slack pulled onto the edge silently: rounding in 6-decimal label files.
@@ -49,6 +52,7 @@ class YoloImage:
     split: str | None
     name: str  # kept as meta file_name: the path below the split's images folder
     label: Path
+    scope: Path  # the folder links met on the way to this image or its label may not leave
     keys: list[str] = field(default_factory=list)
     rows: list[tuple[int, int, float, float, float, float]] = field(default_factory=list)
     """(line, class index, x1, y1, x2, y2), normalised."""
@@ -62,21 +66,50 @@ def label_path(image: Path) -> Path:
     return Path(sb.join(s.rsplit(sa, 1)).rsplit(".", 1)[0] + ".txt")
 
 
-def _walk_images(folder: Path, problems: Problems, skip: Path | None = None) -> Iterator[Path]:
+def label_dir(folder: Path) -> Path:
+    """The folder Ultralytics' rule puts the labels of ``folder``'s images in."""
+    return label_path(folder / "x.jpg").parent
+
+
+def _is_image_name(name: str) -> bool:
+    ext = os.path.splitext(name)[1].lower()
+    return ext in IMAGE_EXTENSIONS or ext in UNSUPPORTED_EXTENSIONS
+
+
+def _walk_images(
+    folder: Path,
+    problems: Problems,
+    scope: Path,
+    follow_links: bool,
+    note: Callable[[str, str], None],
+    skip: Path | None = None,
+) -> Iterator[Path]:
     """Image files below ``folder`` in sorted order; hidden ones skipped, as Ultralytics' glob
-    does. Image types we cannot read are reported rather than skipped."""
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and Path(dirpath, d) != skip
-        )
-        for f in sorted(filenames):
-            if f.startswith("."):
-                continue
-            ext = os.path.splitext(f)[1].lower()
-            if ext in IMAGE_EXTENSIONS:
-                yield Path(dirpath, f)
-            elif ext in UNSUPPORTED_EXTENSIONS:
-                problems.add(display_path(Path(dirpath, f)), f"unsupported image type {ext}")
+    does. Image types we cannot read are reported rather than skipped, and so is every link
+    that leads out of ``scope`` (the link rule of :mod:`labeldesk.core.paths`); a folder not
+    read twice (a loop) is noted."""
+
+    def report(path: Path, reason: str) -> None:
+        problems.add(display_path(path), reason)
+
+    def noted(path: Path, reason: str) -> None:
+        note(display_path(path), reason)
+
+    for p in walk_files(
+        folder,
+        report,
+        follow_links=follow_links,
+        scope=scope,
+        skip_hidden=True,
+        skip=skip,
+        want=_is_image_name,
+        note=noted,
+    ):
+        ext = p.suffix.lower()
+        if ext in IMAGE_EXTENSIONS:
+            yield p
+        else:
+            problems.add(display_path(p), f"unsupported image type {ext}")
 
 
 class YoloReader:
@@ -85,17 +118,33 @@ class YoloReader:
     def __init__(self, options: ImportOptions) -> None:
         self.options = options
         self.problems = Problems()
-        self.notes: list[Problem] = []
+        self.notes = Notes()
         self.names: list[str] = []
         self.images: dict[Path, YoloImage] = {}
         self.sources: list[str] = []
         self.repairs = {"clipped": 0, "polygons": 0, "duplicates": 0}
+        self.root: Path | None = None  # the dataset root: links may not lead out of it
+        self.label_folders: set[Path] = set()  # searched for label files no image claims
+        self.listed: set[Path] = set()  # files the layout names (lists, classes.txt): not labels
+        self.labels_without_image: list[tuple[str, int]] = []
 
     def note(self, where: str, text: str) -> None:
-        if len(self.notes) < MAX_PROBLEMS:
-            self.notes.append(Problem(where, text))
+        self.notes.add(where, text)
 
     # -- layout ---------------------------------------------------------------------------
+    def _refused_link(self, path: Path, scope: Path) -> bool:
+        """Apply the link rule to one file or folder named inside ``scope``; True if refused."""
+        reason = link_problem(path, scope, follow_links=self.options.follow_links)
+        if reason:
+            self.problems.add(display_path(path), reason)
+        return reason is not None
+
+    def _scope(self, path: Path) -> Path:
+        """Where links met on the way to ``path`` may lead: the dataset root if the layout
+        names ``path`` inside it, else ``path`` itself (named explicitly, taken as named)."""
+        assert self.root is not None
+        return self.root if lexically_inside(path, self.root) else path
+
     def locate(self, source: Path) -> None:
         shown = display_path(source)
         if source.is_file() and source.suffix.lower() in (".yaml", ".yml"):
@@ -104,9 +153,13 @@ class YoloReader:
             return self.problems.add(shown, "no such folder (or data.yaml file)")
         for name in ("data.yaml", "data.yml"):
             if (source / name).is_file():
+                if self._refused_link(source / name, source):
+                    return None
                 return self._yaml(source / name)
         yamls = sorted(p for p in source.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
         if len(yamls) == 1:
+            if self._refused_link(yamls[0], source):
+                return None
             return self._yaml(yamls[0])
         if len(yamls) > 1:
             listed = ", ".join(p.name for p in yamls)
@@ -116,16 +169,20 @@ class YoloReader:
         self.problems.add(shown, "neither a data.yaml nor a classes.txt here")
 
     def _yaml(self, path: Path) -> None:
-        import yaml  # only safe loading below: a data.yaml must never run code
+        import yaml
 
         shown = display_path(path)
         self.sources.append(display_path(path.absolute()))
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+            data = load_yaml(path.read_text(encoding="utf-8-sig"))
         except OSError as e:
             return self.problems.add(shown, f"cannot read: {e.strerror or e}")
         except UnicodeDecodeError as e:
             return self.problems.add(shown, f"not UTF-8 text: {e.reason}")
+        except YamlLimitError as e:
+            return self.problems.add(shown, str(e))
+        except RecursionError:
+            return self.problems.add(shown, "YAML nested too deeply")
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f"{shown}:{mark.line + 1}" if mark is not None else shown
@@ -136,7 +193,7 @@ class YoloReader:
         if not isinstance(data, dict):
             return self.problems.add(shown, "must be a YAML mapping with names and train/val")
         self._parse_names(data.get("names"), data.get("nc"), shown)
-        root = self._root(data.get("path"), path.parent, shown)
+        root = self.root = self._root(data.get("path"), path.parent, shown)
         found = False
         for key in (*SPLIT_KEYS, UNASSIGNED):
             value = data.get(key)
@@ -146,7 +203,7 @@ class YoloReader:
             values = value if isinstance(value, list) else [value]
             for v in values:
                 if not isinstance(v, str):
-                    self.problems.add(shown, f"{key}: {v!r} must be a folder or .txt path")
+                    self.problems.add(shown, f"{key}: {quote(v)} must be a folder or .txt path")
                     continue
                 self._add_entry(key, root / v, f"{shown}: {key}: {v}")
         if not found:
@@ -161,14 +218,14 @@ class YoloReader:
             keys = sorted(value, key=str)
             if sorted(k for k in value if isinstance(k, int)) != list(range(len(value))):
                 return self.problems.add(
-                    shown, f"names keys must be 0..{len(value) - 1}, got {keys}"
+                    shown, f"names keys must be 0..{len(value) - 1}, got {quote(keys)}"
                 )
             value = [value[i] for i in range(len(value))]
         if not isinstance(value, list):
             return self.problems.add(shown, "names must be a list or a mapping index: name")
         for i, name in enumerate(value):
             if not isinstance(name, str) or not name.strip():
-                self.problems.add(shown, f"names[{i}] = {name!r} is not a name (quote it)")
+                self.problems.add(shown, f"names[{i}] = {quote(name)} is not a name (quote it)")
         texts = [n for n in value if isinstance(n, str)]
         if len(set(texts)) != len(texts):
             self.problems.add(shown, "names has duplicates")
@@ -177,7 +234,7 @@ class YoloReader:
         except (TypeError, ValueError):
             nc_ok = False
         if not nc_ok:
-            self.problems.add(shown, f"nc is {nc!r} but there are {len(value)} names")
+            self.problems.add(shown, f"nc is {quote(nc)} but there are {len(value)} names")
         self.names = [str(n) for n in value]
 
     def _root(self, value: Any, yaml_dir: Path, shown: str) -> Path:
@@ -187,7 +244,7 @@ class YoloReader:
         if value is None:
             return yaml_dir
         if not isinstance(value, str):
-            self.problems.add(shown, f"path must be a string, got {value!r}")
+            self.problems.add(shown, f"path must be a string, got {quote(value)}")
             return yaml_dir
         p = Path(value)
         candidate = p if p.is_absolute() else yaml_dir / p
@@ -198,10 +255,20 @@ class YoloReader:
 
     def _add_entry(self, key: str, target: Path, where: str) -> None:
         split = SPLIT_KEYS.get(key)
-        if target.is_dir():
-            for p in _walk_images(target, self.problems):
-                self._add(p, split, key, p.relative_to(target).as_posix())
-        elif target.is_file() and target.suffix.lower() == ".txt":
+        scope = self._scope(target)
+        follow = self.options.follow_links
+        try:
+            exists, is_dir, is_file = target.exists(), target.is_dir(), target.is_file()
+        except OSError as e:  # a name too long, a folder we may not enter
+            return self.problems.add(where, f"cannot read: {e.strerror or e}")
+        if exists and self._refused_link(target, scope):
+            return None
+        if is_dir:
+            self.label_folders.add(label_dir(target))
+            for p in _walk_images(target, self.problems, scope, follow, self.note):
+                self._add(p, split, key, p.relative_to(target).as_posix(), scope)
+        elif is_file and target.suffix.lower() == ".txt":
+            self.listed.add(target.absolute())
             try:
                 lines = target.read_text(encoding="utf-8-sig").splitlines()
             except (OSError, UnicodeDecodeError) as e:
@@ -216,13 +283,23 @@ class YoloReader:
                 if not p.is_file():
                     self.problems.add(f"{display_path(target)}:{n}", f"image not found: {line}")
                     continue
-                self._add(p, split, key, p.name)
+                image_scope = self._scope(p)
+                if image_scope == p:  # named outside the root: its own folder is its scope
+                    image_scope = p.parent
+                elif self._refused_link(p, image_scope):
+                    continue
+                self.label_folders.add(label_path(p).parent)
+                self._add(p, split, key, p.name, image_scope)
         else:
             self.problems.add(where, "folder or image list not found")
 
     def _flat(self, folder: Path) -> None:
         shown = display_path(folder / "classes.txt")
         self.sources.append(display_path(folder.absolute()))
+        self.root = folder
+        self.listed.add((folder / "classes.txt").absolute())
+        if self._refused_link(folder / "classes.txt", folder):
+            return
         try:
             lines = (folder / "classes.txt").read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as e:
@@ -237,21 +314,25 @@ class YoloReader:
             self.problems.add(shown, "duplicate class names")
         self.names = names
         images = folder / "images" if (folder / "images").is_dir() else folder
+        if images != folder and self._refused_link(images, folder):
+            return
         skip = folder / "labels" if images == folder else None
-        for p in _walk_images(images, self.problems, skip):
+        self.label_folders.add(label_dir(images))
+        follow = self.options.follow_links
+        for p in _walk_images(images, self.problems, folder, follow, self.note, skip):
             rel = p.relative_to(images)
             first = rel.parts[0].lower() if len(rel.parts) > 1 else ""
             if first in _FOLDER_SPLITS:
                 split = _FOLDER_SPLITS[first]
-                self._add(p, split, first, PurePosixPath(*rel.parts[1:]).as_posix())
+                self._add(p, split, first, PurePosixPath(*rel.parts[1:]).as_posix(), folder)
             else:
-                self._add(p, None, "", rel.as_posix())
+                self._add(p, None, "", rel.as_posix(), folder)
 
-    def _add(self, path: Path, split: str | None, key: str, name: str) -> None:
+    def _add(self, path: Path, split: str | None, key: str, name: str, scope: Path) -> None:
         path = path.absolute()
         img = self.images.get(path)
         if img is None:
-            self.images[path] = YoloImage(path, split, name, label_path(path), [key])
+            self.images[path] = YoloImage(path, split, name, label_path(path), scope, [key])
             return
         img.keys.append(key)
         # One file listed under several keys: LabelDesk's own "unassigned" wins, then the key
@@ -271,6 +352,7 @@ class YoloReader:
     # -- labels -----------------------------------------------------------------------------
     def read_labels(self, progress: ProgressFn | None, cancel: CancelFn | None) -> None:
         by_label: dict[Path, Path] = {}
+        folders_checked: dict[tuple[str, str], tuple[Path, bool, str | None]] = {}
         images = list(self.images.values())
         for n, img in enumerate(images, 1):
             if n % 1000 == 0:
@@ -285,7 +367,10 @@ class YoloReader:
                 )
                 continue
             by_label[img.label] = img.path
-            if not img.label.is_file():
+            state = self._label_state(img, folders_checked)
+            if state == "refused":
+                continue
+            if state == "missing":
                 self.note(
                     display_path(img.path),
                     "no label file: imported as unlabelled "
@@ -294,6 +379,89 @@ class YoloReader:
                 continue
             img.labelled = True
             self._read_label(img)
+        self._find_labels_without_image(set(by_label))
+
+    def _label_state(
+        self, img: YoloImage, folders: dict[tuple[str, str], tuple[Path, bool, str | None]]
+    ) -> str:
+        """``"file"``, ``"missing"``, or ``"refused"`` (reported) by the link rule: a label file
+        inside the dataset root may not lead out of it; one beside an image named elsewhere, not
+        out of that image's label folder. One ``lstat`` per label; each folder is judged once
+        (``folders`` caches it), so a large dataset costs no more system calls than before."""
+        label = img.label
+        try:
+            mode = os.lstat(label).st_mode
+        except OSError:
+            return "missing"
+        key = (os.path.dirname(label), os.fspath(img.scope))  # strings: cheap to hash
+        if key not in folders:
+            assert self.root is not None
+            inside = lexically_inside(label.parent, self.root)
+            scope = self.root if inside else label_dir(img.scope)
+            explicit = not lexically_inside(label.parent, scope)  # an image list's own path
+            reason = None
+            if not explicit:
+                follow = self.options.follow_links
+                reason = link_problem(label.parent, scope, follow_links=follow)
+            folders[key] = (scope, explicit, reason)
+        scope, explicit, reason = folders[key]
+        if reason:
+            self.problems.add(display_path(label), reason)
+            return "refused"
+        if stat.S_ISLNK(mode):
+            if not explicit and self._refused_link(label, scope):
+                return "refused"
+            return "file" if label.is_file() else "missing"
+        if stat.S_ISREG(mode):
+            return "file"
+        if stat.S_ISDIR(mode):
+            return "missing"
+        self.problems.add(display_path(label), "not a regular file")  # a FIFO would block
+        return "refused"
+
+    def _find_labels_without_image(self, claimed: set[Path]) -> None:
+        """Report every label file that no image claims, with its number of rows: Ultralytics
+        never reads them, so their boxes would be lost without a word (an image deleted, or
+        saved in a format it does not list, such as .gif).
+
+        Plain strings and ``os.walk``: this lists every label file of the dataset once more, and
+        a Path per file would cost more than the listing. Only the few orphans found are read,
+        under the link rule; a linked folder is not searched (said in a note)."""
+        taken = {os.fspath(p) for p in claimed} | {os.fspath(p) for p in self.listed}
+        found: set[str] = set()
+        follow = self.options.follow_links
+        for folder in sorted(self.label_folders):
+            for dirpath, dirnames, filenames in os.walk(folder, followlinks=follow):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                if not follow:
+                    for d in dirnames:
+                        if os.path.islink(os.path.join(dirpath, d)):
+                            self.note(
+                                display_path(os.path.join(dirpath, d)),
+                                "linked folder not searched for label files without an image "
+                                "(use --follow-links to search it)",
+                            )
+                for f in filenames:
+                    if f.lower().endswith(".txt") and not f.startswith("."):
+                        full = os.path.join(dirpath, f)
+                        if full not in taken:
+                            found.add(full)
+        for full in sorted(found):
+            p = Path(full)
+            shown = display_path(p)
+            assert self.root is not None
+            scope = self.root if lexically_inside(p, self.root) else p.parent
+            if reason := link_problem(p, scope, follow_links=follow):
+                self.note(shown, f"label file without an image, not read: {reason}")
+                continue
+            try:
+                text = p.read_bytes().decode("utf-8-sig", "replace") if p.is_file() else ""
+            except OSError as e:
+                self.note(shown, f"label file without an image; cannot read: {e.strerror or e}")
+                continue
+            rows = sum(1 for line in text.splitlines() if line.strip())
+            self.labels_without_image.append((shown, rows))
+            self.note(shown, f"label file without an image: its {rows} box(es) were not imported")
 
     def _read_label(self, img: YoloImage) -> None:
         shown = display_path(img.label)
