@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from .boxes import count_boxes
 from .canonical import hash_json
 from .manifest import PREFIX_LEN
 from .objects import hash_file
@@ -104,9 +105,10 @@ def fsck(
         value = json.loads(text)
         if hash_json(value)[0] != h:
             err(f"annotation set {h}: content does not match its hash")
-        if len(value) != n:
-            err(f"annotation set {h}: n_boxes {n} but holds {len(value)}")
-        annsets[h] = len(value)
+        # n_boxes counts object boxes, not crowd regions (boxes.count_boxes)
+        if count_boxes(value) != n:
+            err(f"annotation set {h}: n_boxes {n} but holds {count_boxes(value)}")
+        annsets[h] = count_boxes(value)
     buckets: dict[str, tuple[int, int]] = {}
     bucket_prefixes: dict[str, set[str]] = {}
     for h, text, n_images, n_boxes in db.execute(
