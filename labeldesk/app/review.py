@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from labeldesk.core import predictions
-from labeldesk.core.boxes import Box, live_boxes
+from labeldesk.core.boxes import Box, live_boxes, object_boxes
 from labeldesk.core.manifest import ManifestStore
 from labeldesk.core.prelabel import show_in_session
 from labeldesk.core.project import Project
@@ -179,7 +179,7 @@ class Workspace:
     def refresh_row(self, sha: str, boxes: list[Box]) -> ImageRow:
         row = self.rows[self.index[sha]]
         row.state = CONFLICT if sha in self.conflicts else edit_state(self.base_boxes(sha), boxes)
-        row.n_boxes = len(live_boxes(boxes))
+        row.n_boxes = len(object_boxes(boxes))  # as the stored n_boxes: crowd not counted
         pending = [b.score for b in boxes if b.state == "pending" and b.score is not None]
         row.min_score = min(pending) if pending else None
         row.classes = frozenset(b.cls for b in boxes)
