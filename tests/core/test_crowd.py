@@ -299,3 +299,18 @@ def test_bad_area_is_refused_and_nothing_is_stored(project, tmp_path) -> None:
     ]
     assert all("area must be a finite number >= 0" in p.reason for p in e.value.problems)
     assert snapshot(project) == before
+
+
+def test_drift_box_features_leave_crowd_regions_out(project, tmp_path) -> None:
+    """A version that only adds crowd regions has the same box features as one without them."""
+    from labeldesk.core.drift import features
+
+    ann, gt = crowd_coco(tmp_path / "coco", n=5)
+    import_coco(project, [ann], options=ImportOptions(skip_crowd=True))
+    without = features(project, resolve(project.db, "main"))
+    import_coco(project, [ann], replace=True)
+    v = resolve(project.db, "main")
+    assert any(b.crowd for b in all_boxes(project))
+    got = features(project, v)
+    for name in ("classes", "boxes_per_image", "box_size", "box_aspect"):
+        assert getattr(got, name) == getattr(without, name), name
