@@ -15,6 +15,7 @@ from PySide6.QtCore import (
     QAbstractListModel,
     QAbstractTableModel,
     QModelIndex,
+    QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
 )
@@ -221,9 +222,9 @@ class BoxTableModel(_RowsTable):
                 return QBrush(class_color(box.cls))
         return None
 
-    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
-        box = self.item(index)
-        if box is not None and box.crowd:
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        row = index.row() if index.isValid() else -1
+        if 0 <= row < len(self.items) and self.items[row].crowd:
             return Qt.ItemFlag.ItemIsEnabled  # shown, not selectable: it cannot be edited
         return super().flags(index)
 
