@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from labeldesk.core import predictions
-from labeldesk.core.boxes import Box, live_boxes
+from labeldesk.core.boxes import EMPTY_SET_HASH, Box, live_boxes, object_boxes
 from labeldesk.core.manifest import ManifestStore
 from labeldesk.core.prelabel import show_in_session
 from labeldesk.core.project import Project
@@ -112,12 +112,14 @@ class Workspace:
         self.prelabel_model = row[0]
         self.prelabel_params = json.loads(row[1]) if row[1] else None
         self.classes = self.session.classes()
-        self._load_prelabel_summary()
+        # Labelled means a non-empty base set, as boxes() decides; n_boxes would miss an image
+        # whose only labels are crowd regions (they are not counted).
+        self._load_prelabel_summary({sha for sha, raw in entries if raw[0] != EMPTY_SET_HASH})
         for image, boxes in self.session.edits().items():
             if image in self.index:
                 self.refresh_row(image, boxes)
 
-    def _load_prelabel_summary(self) -> None:
+    def _load_prelabel_summary(self, labelled: set[str]) -> None:
         """Lowest pre-label score and classes of every unlabelled image, in one query, so the
         list can be filtered by confidence before anyone opens the images."""
         if not self.prelabel_model or self.prelabel_params is None:
@@ -128,7 +130,7 @@ class Workspace:
             [self.prelabel_model, predictions.params_key(self.prelabel_params)],
         ):
             i = self.index.get(image)
-            if i is None or self.rows[i].n_boxes:
+            if i is None or image in labelled:
                 continue  # not in this version, or labelled already: pre-labels not shown
             preds = [p for p in json.loads(text) if p["name"] in by_name]
             if preds:
@@ -179,7 +181,7 @@ class Workspace:
     def refresh_row(self, sha: str, boxes: list[Box]) -> ImageRow:
         row = self.rows[self.index[sha]]
         row.state = CONFLICT if sha in self.conflicts else edit_state(self.base_boxes(sha), boxes)
-        row.n_boxes = len(live_boxes(boxes))
+        row.n_boxes = len(object_boxes(boxes))  # as the stored n_boxes: crowd not counted
         pending = [b.score for b in boxes if b.state == "pending" and b.score is not None]
         row.min_score = min(pending) if pending else None
         row.classes = frozenset(b.cls for b in boxes)

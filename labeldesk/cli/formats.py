@@ -61,7 +61,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--skip-crowd",
         action="store_true",
-        help="leave out crowd regions (iscrowd 1) instead of refusing them; each is reported",
+        help="leave out crowd regions (iscrowd 1) instead of keeping them; each is reported",
     )
     _common_import_args(s)
     s.set_defaults(handler=cmd_import_coco)

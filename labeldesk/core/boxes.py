@@ -6,6 +6,14 @@ top-left origin: that is what a person sees, so it is what reviewers edit and wh
 An annotation set is the list of boxes of one image in canonical order. It is stored once by the
 hash of its canonical JSON, so the thousands of images that share "no boxes" or that did not
 change between versions cost nothing extra.
+
+A box may be a COCO *crowd region* (``crowd``): a bounding box around a group of objects that
+were not labelled one by one. It is kept (import, versions, diff, COCO export) so that evaluation
+can ignore detections on it as COCO does, but it is not an object: it is left out of box counts,
+drift and YOLO exports, and the review window draws it apart. ``area`` is COCO's ``area`` as a
+dataset gave it (usually the segmentation's area, not w*h); ``None`` means w*h. Both are written
+into the canonical set only when they differ from those defaults, so every annotation set without
+crowd regions or given areas keeps the hash it had before they existed.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ class Box:
     score: float | None = None
     model: str | None = None
     author: str | None = None
+    crowd: bool = False
+    area: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("x", "y", "w", "h"):
@@ -54,6 +64,19 @@ class Box:
             raise ValueError(f"box origin must be one of {ORIGINS}, got {self.origin!r}")
         if self.state not in STATES:
             raise ValueError(f"box state must be one of {STATES}, got {self.state!r}")
+        if not isinstance(self.crowd, bool):
+            raise ValueError(f"box crowd must be true or false, got {self.crowd!r}")
+        if self.area is not None:
+            a = self.area
+            if isinstance(a, bool) or not isinstance(a, int | float) or not math.isfinite(a):
+                raise ValueError(f"box area must be a finite number, got {a!r}")
+            if a < 0:
+                raise ValueError(f"box area must not be negative, got {a!r}")
+            # Kept exactly as given (not rounded): it decides small/medium/large at the 32**2
+            # and 96**2 boundaries, so 1024.00004 must not become 1024. The value the COCO
+            # export would write anyway is the default, stored as None.
+            a = float(a)
+            object.__setattr__(self, "area", None if a == default_area(self.w, self.h) else a)
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical dict: rounded coordinates, ``None`` fields left out."""
@@ -72,6 +95,10 @@ class Box:
             d["model"] = self.model
         if self.author is not None:
             d["author"] = self.author
+        if self.crowd:
+            d["iscrowd"] = 1
+        if self.area is not None:
+            d["area"] = self.area
         return d
 
     @classmethod
@@ -87,10 +114,23 @@ class Box:
             score=d.get("score"),
             model=d.get("model"),
             author=d.get("author"),
+            crowd=bool(d.get("iscrowd", 0)),
+            area=d.get("area"),
         )
 
     def with_(self, **changes: Any) -> Box:
+        """A copy with ``changes``. Moving or resizing a box forgets its given ``area``: that
+        area measured the old outline (a segmentation), which no longer describes the box."""
+        if "area" not in changes and any(
+            k in changes and changes[k] != getattr(self, k) for k in ("x", "y", "w", "h")
+        ):
+            changes["area"] = None
         return replace(self, **changes)
+
+    @property
+    def coco_area(self) -> float:
+        """COCO's ``area``: the given one, else w*h as the COCO export writes it."""
+        return self.area if self.area is not None else default_area(self.w, self.h)
 
     @property
     def xyxy(self) -> tuple[float, float, float, float]:
@@ -98,6 +138,29 @@ class Box:
 
 
 BOX_FIELDS = tuple(f.name for f in fields(Box))
+
+
+def default_area(w: float, h: float) -> float:
+    """The ``area`` a box without a given one has: w*h rounded to 4 decimals, what the COCO
+    export writes and evaluation sorts by."""
+    return round(w * h, 4)
+
+
+def coco_area(d: dict[str, Any]) -> float:
+    """:attr:`Box.coco_area` of a canonical box dict (exporters work on dicts)."""
+    area = d.get("area")
+    return float(area) if area is not None else default_area(d["w"], d["h"])
+
+
+def is_crowd(d: dict[str, Any]) -> bool:
+    """Is this canonical box dict a crowd region?"""
+    return bool(d.get("iscrowd", 0))
+
+
+def count_boxes(dicts: Iterable[dict[str, Any]]) -> int:
+    """How many object boxes a canonical set holds: crowd regions are not counted. This is
+    the ``n_boxes`` of annotation sets, buckets, trees and versions."""
+    return sum(1 for d in dicts if not d.get("iscrowd", 0))
 
 
 def _sort_key(d: dict[str, Any]) -> tuple:
@@ -112,6 +175,9 @@ def _sort_key(d: dict[str, Any]) -> tuple:
         d.get("score") or 0.0,
         d.get("model") or "",
         d.get("author") or "",
+        # Last, so sets without crowd regions or given areas keep their order (and hash).
+        d.get("iscrowd", 0),
+        d.get("area", -1.0),
     )
 
 
@@ -120,15 +186,22 @@ def canonical_boxes(boxes: Iterable[Box]) -> list[dict[str, Any]]:
 
 
 def annotation_set(boxes: Iterable[Box]) -> tuple[str, str, int]:
-    """Return ``(hash, canonical_json, n_boxes)`` of the boxes of one image."""
+    """Return ``(hash, canonical_json, n_boxes)`` of the boxes of one image (``n_boxes``
+    leaves crowd regions out: see :func:`count_boxes`)."""
     dicts = canonical_boxes(boxes)
     h, text = hash_json(dicts)
-    return h, text, len(dicts)
+    return h, text, count_boxes(dicts)
 
 
 def live_boxes(boxes: Iterable[Box]) -> list[Box]:
-    """The boxes that are labels: everything but rejected and undecided pre-labels."""
+    """The boxes that are labels: everything but rejected and undecided pre-labels (crowd
+    regions included: they are part of a version's labels)."""
     return [b for b in boxes if b.state not in NOT_LABELS]
+
+
+def object_boxes(boxes: Iterable[Box]) -> list[Box]:
+    """The labels that are objects: :func:`live_boxes` without crowd regions (what counts)."""
+    return [b for b in boxes if b.state not in NOT_LABELS and not b.crowd]
 
 
 EMPTY_SET_HASH, EMPTY_SET_JSON, _ = annotation_set([])

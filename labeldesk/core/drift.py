@@ -216,7 +216,11 @@ def _chunks(items: list[str], n: int = _BATCH) -> Iterable[list[str]]:
 def _annotation_sets(
     project: Project, hashes: set[str]
 ) -> dict[str, list[tuple[int, float, float]]]:
-    """(class, w, h) of the live boxes of each annotation set, read in batches."""
+    """(class, w, h) of the live object boxes of each annotation set, read in batches.
+
+    Crowd regions are left out: they outline a group, not an object, so their size and class
+    would skew the box features (and ``boxes_per_image`` counts objects, as ``n_boxes`` does).
+    """
     out: dict[str, list[tuple[int, float, float]]] = {}
     for chunk in _chunks(sorted(hashes)):
         marks = ",".join("?" * len(chunk))
@@ -226,7 +230,7 @@ def _annotation_sets(
             out[h] = [
                 (d["class"], d["w"], d["h"])
                 for d in json.loads(text)
-                if d.get("state") not in ("rejected", "pending")
+                if d.get("state") not in ("rejected", "pending") and not d.get("iscrowd")
             ]
     return out
 

@@ -3,8 +3,8 @@
 Why it is built this way:
 
 * The ground truth of a version is exactly what ``labeldesk export coco`` writes for it (same
-  image ids, same file names, boxes clipped to the image the same way, ``area`` rounded the
-  same way), so results a tool produced on an export are judged against the labels that tool
+  image ids, same file names, boxes clipped to the image the same way, the same ``area`` and
+  ``iscrowd``), so results a tool produced on an export are judged against the labels that tool
   saw, and pycocotools run on that export gives the same figures (:mod:`.metrics` does the
   counting, to pycocotools' rules).
 * Detections come from a :class:`Source`: a predictions file in the COCO results format today;
@@ -132,27 +132,31 @@ def _sources(project: Project, shas: list[str]) -> Iterable[tuple[str, str]]:
 
 def ground_truth(
     project: Project, index: ImageIndex, cancel: CancelFn | None = None
-) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """image hash -> (boxes xywh, classes, areas): the labels as the COCO export writes them.
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """image hash -> (boxes xywh, classes, areas, iscrowd): the labels as the COCO export
+    writes them.
 
     As the exporter: a box reaching outside its image is clipped to it, one entirely outside
-    is left out, and ``area`` is w*h rounded to 4 decimals (it only sorts boxes into small,
-    medium and large). Classes missing from the version's class list are left out of the
-    evaluation by the engine.
+    is left out, ``area`` is the one the dataset gave (a segmentation's, kept through import)
+    or else w*h rounded to 4 decimals, and crowd regions are kept with ``iscrowd`` set, so
+    the engine treats them as COCOeval does (detections on them are ignored, never missed).
+    Classes missing from the version's class list are left out of the evaluation by the
+    engine.
     """
+    from .boxes import default_area, is_crowd
     from .canonical import round_coord
     from .formats.common import check_pixel_box
     from .formats.plan import BoxReader
 
     reader = BoxReader(project)
-    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
     for i in range(0, len(index.shas), _BATCH):
         check_cancel(cancel)
         chunk = index.shas[i : i + _BATCH]
         reader.prefetch(index.entries[s].annset for s in chunk)
         for sha in chunk:
             width, height = index.sizes[sha]
-            boxes, classes, areas = [], [], []
+            boxes, classes, areas, crowd = [], [], [], []
             for d in reader.boxes(index.entries[sha].annset):
                 x, y, w, h = d["x"], d["y"], d["w"], d["h"]
                 if not (x >= 0 and y >= 0 and x + w <= width and y + h <= height):
@@ -162,11 +166,13 @@ def ground_truth(
                     x, y, w, h = (round_coord(v) for v in box)
                 boxes.append((x, y, w, h))
                 classes.append(d["class"])
-                areas.append(round(w * h, 4))
+                areas.append(d["area"] if "area" in d else default_area(w, h))
+                crowd.append(is_crowd(d))
             out[sha] = (
                 np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
                 np.asarray(classes, dtype=np.int64),
                 np.asarray(areas, dtype=np.float64),
+                np.asarray(crowd, dtype=bool),
             )
     return out
 
@@ -441,7 +447,7 @@ def evaluate_subsets(
     parts: Sequence[Subset],
     *,
     conf: float = DEFAULT_CONF,
-    gt: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+    gt: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> list[SubsetResult]:
@@ -457,7 +463,10 @@ def evaluate_subsets(
     out = []
     for k, part in enumerate(parts):
         check_cancel(cancel)
-        gts = [metrics.GroundTruth(ids[s], gt[s][0], gt[s][1], areas=gt[s][2]) for s in part.images]
+        gts = [
+            metrics.GroundTruth(ids[s], gt[s][0], gt[s][1], iscrowd=gt[s][3], areas=gt[s][2])
+            for s in part.images
+        ]
         dts = [metrics.Detection(ids[s], *dets[s]) for s in part.images if s in dets]
         result = metrics.evaluate(
             gts,

@@ -443,7 +443,8 @@ class VersionDiff:
 
 
 def _annotation_sets(db: Database, hashes: set[str]) -> dict[str, list[tuple]]:
-    """Box keys (class and geometry) of many annotation sets, read in a few batched queries."""
+    """Box keys (class, geometry, crowd flag, given area) of many annotation sets, read in a
+    few batched queries: a box that became a crowd region, or whose area changed, is a change."""
     out: dict[str, list[tuple]] = {}
     wanted = sorted(hashes)
     for i in range(0, len(wanted), 500):
@@ -452,7 +453,10 @@ def _annotation_sets(db: Database, hashes: set[str]) -> dict[str, list[tuple]]:
         for h, text in db.execute(
             f"SELECT hash, boxes FROM annotation_set WHERE hash IN ({marks})", chunk
         ):
-            out[h] = [(d["class"], d["x"], d["y"], d["w"], d["h"]) for d in json.loads(text)]
+            out[h] = [
+                (d["class"], d["x"], d["y"], d["w"], d["h"], d.get("iscrowd", 0), d.get("area"))
+                for d in json.loads(text)
+            ]
     return out
 
 

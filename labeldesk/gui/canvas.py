@@ -3,7 +3,9 @@
 The canvas never writes anything itself. A finished gesture (one drag, one resize, one drawn box)
 is reported once, on mouse release, through ``boxEdited``/``boxDrawn``; the window turns it into
 one undo step and one saved edit. Pre-labels are drawn dashed with their score; accepted and
-human boxes solid; the colour is the class's.
+human boxes solid; the colour is the class's. COCO crowd regions are not object boxes: they are
+drawn grey and hatched under the boxes (:func:`crowd_item`), cannot be selected, moved or
+cycled to, and are not counted.
 """
 
 from __future__ import annotations
@@ -26,6 +28,25 @@ from labeldesk.core.boxes import Box
 from .colors import class_color
 
 HANDLE_PX = 7  # handle size on screen, whatever the zoom
+CROWD_COLOR = QColor("#9aa0a6")
+
+
+def crowd_item(box: Box, label: str) -> QGraphicsRectItem:
+    """A crowd region (COCO ``iscrowd`` 1): a grey, hatched, inert rectangle.
+
+    Inert on purpose: a crowd region marks where a group was not labelled one by one, so it
+    is kept as imported (evaluation ignores detections on it) and never edited as a box.
+    """
+    item = QGraphicsRectItem(QRectF(0, 0, box.w, box.h))
+    item.setPos(box.x, box.y)
+    item.setZValue(2)  # under every box, so it never hides one
+    pen = QPen(CROWD_COLOR, 1, Qt.PenStyle.DashDotLine)
+    pen.setCosmetic(True)
+    item.setPen(pen)
+    item.setBrush(QBrush(CROWD_COLOR, Qt.BrushStyle.BDiagPattern))
+    item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+    item.setToolTip(f"crowd region: {label} (not an object box; not counted)")
+    return item
 
 
 class BoxItem(QGraphicsRectItem):
@@ -184,6 +205,7 @@ class Canvas(QGraphicsView):
         self.pixmap_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self.scene().addItem(self.pixmap_item)
         self.items_: list[BoxItem] = []
+        self.crowd_items: list[QGraphicsRectItem] = []  # drawn only; see crowd_item
         self.image_size = (0, 0)  # upright image pixels
         self.drawing = False
         self._draw_start: QPointF | None = None
@@ -209,11 +231,15 @@ class Canvas(QGraphicsView):
             self.fit()
 
     def set_boxes(self, boxes: list[Box], names: dict[int, str], selected: int = -1) -> None:
-        for item in self.items_:
+        for item in [*self.items_, *self.crowd_items]:
             self.scene().removeItem(item)
-        self.items_ = []
+        self.items_, self.crowd_items = [], []
         for i, box in enumerate(boxes):
             if box.state == "rejected":
+                continue
+            if box.crowd:
+                self.crowd_items.append(crowd_item(box, names.get(box.cls, f"class {box.cls}")))
+                self.scene().addItem(self.crowd_items[-1])
                 continue
             item = BoxItem(i, box, names.get(box.cls, f"class {box.cls}"), self)
             item.setVisible(not self._hidden(box))
@@ -310,7 +336,8 @@ class Canvas(QGraphicsView):
             self.scene().addItem(self._draw_item)
             return
         super().mousePressEvent(event)
-        if self.itemAt(event.position().toPoint()) in (None, self.pixmap_item):
+        hit = self.itemAt(event.position().toPoint())
+        if hit is None or hit is self.pixmap_item or hit in self.crowd_items:
             self.scene().clearSelection()
 
     def mouseMoveEvent(self, event) -> None:

@@ -15,6 +15,7 @@ from PySide6.QtCore import (
     QAbstractListModel,
     QAbstractTableModel,
     QModelIndex,
+    QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
 )
@@ -24,6 +25,7 @@ from labeldesk.app.review import CONFLICT, EDITED, REVIEWED, TODO, ImageRow
 from labeldesk.core.boxes import Box
 from labeldesk.core.project import minute_text
 
+from .canvas import CROWD_COLOR
 from .colors import class_color
 
 STATE_COLORS = {TODO: "#9aa0a6", REVIEWED: "#34a853", EDITED: "#fbbc04", CONFLICT: "#ea4335"}
@@ -212,10 +214,19 @@ class BoxTableModel(_RowsTable):
                 return "" if box.score is None else f"{box.score:.2f}"
             if col == 2:
                 return box.origin
-            return box.state
-        if role == Qt.ItemDataRole.ForegroundRole and index.column() == 0:
-            return QBrush(class_color(box.cls))
+            return "crowd region" if box.crowd else box.state
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if box.crowd:  # grey, as the canvas draws it: not an object box
+                return QBrush(CROWD_COLOR)
+            if index.column() == 0:
+                return QBrush(class_color(box.cls))
         return None
+
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        row = index.row() if index.isValid() else -1
+        if 0 <= row < len(self.items) and self.items[row].crowd:
+            return Qt.ItemFlag.ItemIsEnabled  # shown, not selectable: it cannot be edited
+        return super().flags(index)
 
 
 class ClassListModel(QAbstractListModel):

@@ -72,7 +72,7 @@ def detections(project, index: ev.ImageIndex, seed: int = 1, miss: float = 0.2) 
     for k, sha in enumerate(index.shas):
         if k % 7 == 3:
             continue
-        boxes, classes, _ = gt[sha]
+        boxes, classes, *_ = gt[sha]
         for b, c in zip(boxes, classes, strict=True):
             if rng.random() < miss:
                 continue

@@ -39,7 +39,7 @@ def results_file(project: Project, ref: str, path: Path, only: set[str] | None =
     for sha in index.shas:
         if only is not None and sha not in only:
             continue
-        boxes, classes, _ = gt[sha]
+        boxes, classes, *_ = gt[sha]
         for b, c in zip(boxes, classes, strict=True):
             out.append(
                 {

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..boxes import Box
+from ..boxes import Box, is_crowd
 from ..canonical import round_coord
 from ..errors import Problem
 from ..images import ImageInfo
@@ -167,11 +167,17 @@ def import_coco(
                 {"coco_id": rec.coco_id, "file_name": rec.name},
             )
             annsets[sha] = [
-                Box(mapping[c], x, y, w, h, origin="human", state="imported")
-                for c, x, y, w, h in rec.boxes
+                Box(
+                    mapping[c], x, y, w, h, origin="human", state="imported", crowd=crowd, area=area
+                )
+                for c, x, y, w, h, crowd, area in rec.boxes
             ]
         problems.raise_if_any("cannot import COCO")
-        n_boxes = sum(len(b) for b in annsets.values())
+        # Crowd regions are kept but are not object boxes: counted apart, as n_boxes is.
+        n_crowd = sum(b.crowd for boxes in annsets.values() for b in boxes)
+        n_boxes = sum(len(b) for b in annsets.values()) - n_crowd
+        if n_crowd:
+            reader.note("annotations", f"{n_crowd} crowd regions (iscrowd 1) kept, not counted")
         repairs = []
         if reader.repairs["clipped"]:
             repairs.append(f"clipped {reader.repairs['clipped']} boxes to the image")
@@ -261,6 +267,7 @@ class _CocoWriter:
         self.ann_id = 1
         self.bad: dict[int, int] = {}
         self.clipped = self.dropped = 0
+        self.crowd = 0  # crowd regions written (iscrowd 1)
 
     def chunks(
         self, tmp: Path, files: list[str], cancel: CancelFn | None
@@ -319,10 +326,15 @@ class _CocoWriter:
                     continue
                 self.clipped += clipped
                 x, y, w, h = (round_coord(v) for v in box)
-            # canonical boxes are already rounded to 4 decimals; repr is the shortest exact text
+            # canonical boxes are already rounded to 4 decimals; repr is the shortest exact text.
+            # A given area (and iscrowd) is written back as imported: evaluation uses the same.
+            area = d["area"] if "area" in d else round(w * h, 4)
+            crowd = 1 if is_crowd(d) else 0
+            self.crowd += crowd
             yield (
-                f'{{"area":{round(w * h, 4)!r},"bbox":[{x!r},{y!r},{w!r},{h!r}],'
-                f'"category_id":{c},"id":{self.ann_id},"image_id":{image_id},"iscrowd":0}}'
+                f'{{"area":{float(area)!r},"bbox":[{x!r},{y!r},{w!r},{h!r}],'
+                f'"category_id":{c},"id":{self.ann_id},"image_id":{image_id},'
+                f'"iscrowd":{crowd}}}'
             )
             self.ann_id += 1
 
@@ -367,6 +379,8 @@ def export_coco(
         )
         if writer.bad:
             raise unknown_classes_error(version, writer.bad)
-    report.n_boxes = writer.ann_id - 1
+    report.n_boxes = writer.ann_id - 1 - writer.crowd
+    if writer.crowd:
+        notes.append(Problem("annotations", f"{writer.crowd} crowd regions written (iscrowd 1)"))
     report.finish(counts, notes, clipped=writer.clipped, dropped=writer.dropped)
     return report

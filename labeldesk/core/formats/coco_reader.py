@@ -43,7 +43,10 @@ class ImageRec:
     split: str | None
     tags: tuple[str, ...]
     path: Path
-    boxes: list[tuple[int, float, float, float, float]] = field(default_factory=list)
+    # (category id, x, y, w, h, iscrowd, area as given or None)
+    boxes: list[tuple[int, float, float, float, float, bool, float | None]] = field(
+        default_factory=list
+    )
 
 
 def split_from_name(path: Path) -> str | None:
@@ -281,16 +284,16 @@ class CocoReader:
             if rec.get("iscrowd", 0) not in (0, 1, False, True):
                 self.problems.add(where, f"iscrowd must be 0 or 1, got {rec['iscrowd']!r}")
                 continue
-            if rec.get("iscrowd", 0):
-                if self.options.skip_crowd:
-                    self.repairs["crowd"] += 1
-                    self.note(where, "crowd region (iscrowd 1) skipped")
-                else:
-                    self.problems.add(
-                        where,
-                        "crowd region (iscrowd 1) is not an object box; "
-                        "use --skip-crowd to leave crowd regions out",
-                    )
+            crowd = bool(rec.get("iscrowd", 0))
+            if crowd and self.options.skip_crowd:
+                self.repairs["crowd"] += 1
+                self.note(where, "crowd region (iscrowd 1) skipped")
+                continue
+            # COCO's area (of the segmentation, usually) sorts labels into small/medium/large
+            # for evaluation, so it is kept as given; None means w*h.
+            area = rec.get("area")
+            if area is not None and (not is_number(area) or area < 0):
+                self.problems.add(where, f"area must be a finite number >= 0, got {area!r}")
                 continue
             if not is_int(cid) or cid not in cats:
                 self.problems.add(where, f"category_id {cid!r} is not in categories")
@@ -316,4 +319,4 @@ class CocoReader:
                     f"box [{', '.join(fmt_num(v) for v in bbox)}] clipped to the "
                     f"{img.width}x{img.height} image",
                 )
-            img.boxes.append((cid, *box))
+            img.boxes.append((cid, *box, crowd, area))

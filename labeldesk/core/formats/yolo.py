@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..boxes import Box
+from ..boxes import Box, is_crowd
 from ..errors import Problem
 from ..images import ImageInfo
 from ..importer import Staging, display_path
@@ -177,7 +177,7 @@ def export_yolo(
     reader = BoxReader(project)
     root = Path(out).absolute()
     report = ExportReport("yolo", root, version, len(plan.images), 0, ["data.yaml"])
-    stats = {"clipped": 0, "dropped": 0, "unlabelled": 0}
+    stats = {"clipped": 0, "dropped": 0, "unlabelled": 0, "crowd": 0}
     bad: dict[int, int] = {}
 
     def chunks(tmp: Path) -> Iterator[list[ImageJob]]:
@@ -191,6 +191,10 @@ def export_yolo(
                 folder, name = folder_of[im.sha], names[im.sha]
                 dest = f"{tmp}/images/{folder}/{name}"
                 boxes = reader.boxes(im.entry.annset)
+                # YOLO has no crowd regions: a row would be trained on as one object.
+                objects = [d for d in boxes if not is_crowd(d)]
+                stats["crowd"] += len(boxes) - len(objects)
+                boxes = objects
                 if not boxes and UNLABELLED_TAG in im.entry.tags:
                     stats["unlabelled"] += 1  # not known to be background: no label file
                     job = ImageJob(im.sha, im.orientation, im.format, dest)
@@ -227,6 +231,8 @@ def export_yolo(
         notes.append(
             Problem("images", f"{unlabelled} images tagged {UNLABELLED_TAG!r}: no label file")
         )
+    if crowd := stats["crowd"]:
+        notes.append(Problem("boxes", f"{crowd} crowd regions (iscrowd 1) left out: YOLO has none"))
     report.finish(counts, notes, clipped=stats["clipped"], dropped=stats["dropped"])
     return report
 

@@ -7,6 +7,7 @@ verifies" means every row under it does.
 
 from __future__ import annotations
 
+from ..boxes import count_boxes
 from ..integrity import box_problems, row_hash_problem
 from ..manifest import PREFIX_LEN
 from .base import Context, loads
@@ -30,7 +31,10 @@ def check_annotation_sets(ctx: Context) -> None:
         for p in box_problems(value):
             ctx.error(f"annotation set {h}: {p}")
             ctx.bad_annsets.add(h)
-        size = len(value) if isinstance(value, list) else 0
+        # n_boxes counts object boxes, not crowd regions (boxes.count_boxes)
+        size = (
+            count_boxes(d for d in value if isinstance(d, dict)) if isinstance(value, list) else 0
+        )
         if size != n:
             ctx.error(f"annotation set {h}: n_boxes {n} but holds {size}")
             ctx.bad_annsets.add(h)

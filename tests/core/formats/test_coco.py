@@ -524,7 +524,9 @@ def _mutations():
         ("absolute file_name", img(0, file_name="/etc/passwd"), "is absolute", "images[0]"),
         ("dotdot file_name", img(0, file_name="../outside.png"), "contains '..'", "images[0]"),
         ("missing image file", img(0, file_name="nope.png"), "image file not found", "images[0]"),
-        ("crowd", ann(0, iscrowd=1), "crowd region", "annotations[0]"),
+        ("iscrowd 2", ann(0, iscrowd=2), "iscrowd must be 0 or 1", "annotations[0]"),
+        ("negative area", ann(0, area=-1), "area must be a finite number >= 0", "annotations[0]"),
+        ("string area", ann(0, area="9"), "area must be a finite number >= 0", "annotations[0]"),
         ("size mismatch", img(0, width=65), "record says 65x48", "images[0]"),
         ("string id", img(0, id="10"), "id must be an integer", "images[0]"),
     ]
