@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", nargs="?")
     s.add_argument("ref", nargs="?", default="main", metavar="REF")
     s.add_argument("-f", "--force", action="store_true", help="move an existing tag")
+    s.add_argument(
+        "-d", "--delete", action="store_true", help="delete tag NAME (the version stays)"
+    )
     s.add_argument("--json", action="store_true", help="print JSON (when listing)")
 
     s = sub.add_parser("approve", help="approve a version as a release (leads only)")

@@ -170,10 +170,26 @@ class Project:
             )
 
     def set_member(self, user: str, role: str) -> None:
+        """Give ``user`` a role (leads only). A project always keeps at least one lead.
+
+        Without a lead nobody could approve, change roles or move a release tag again, so
+        demoting the last lead (oneself included) is refused. The count is read inside the
+        write transaction: two leads demoting each other at once cannot both succeed.
+        """
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}")
         self.require_lead("change roles")
         with self.transaction():
+            if role != "lead":
+                other_leads = self.db.execute(
+                    "SELECT COUNT(*) FROM member WHERE role = 'lead' AND user != ?", [user]
+                ).fetchone()[0]
+                if not other_leads:
+                    who = "yourself" if user == self.user else user
+                    raise PermissionDeniedError(
+                        f"cannot make {who} an annotator: the project would have no lead left; "
+                        "make someone else lead first (`labeldesk member USER lead`)"
+                    )
             self.db.execute(
                 "INSERT INTO member (user, role, added_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(user) DO UPDATE SET role = excluded.role",
