@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -132,6 +133,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout goes to /dev/null so the interpreter's final flush stays quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except (OSError, sqlite3.Error) as e:
+        # A full or read-only disk, a refused permission, a file that is no database: the
+        # machine's condition, not a bug, so one clear line and status 2. Anything else is a
+        # bug and keeps its traceback (re-raised).
+        from labeldesk.core.errors import storage_error
+
+        known = storage_error(e, args.project)
+        if known is None:
+            raise
+        from labeldesk.cli.output import error
+
+        error(str(known))
+        return known.exit_code
     return code
 
 

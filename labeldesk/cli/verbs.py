@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except LabelDeskError as e:
         error(str(e))
-        return 1
+        return e.exit_code  # 2 for a full or read-only disk, a file that is no project
     except KeyboardInterrupt:
         sys.stderr.write("\ncancelled; the project is unchanged\n")
         return 130
