@@ -269,3 +269,38 @@ def test_file_size_limit_fails_cleanly(tmp_path, capsys):
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and "too large" in r.stderr
     assert state(root) == before
+
+
+def test_model_add_refuses_onnx_data_outside_its_folder(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    from onnx_models import external_onnx  # a real ONNX model with external data
+
+    root = tmp_path / "proj"
+    assert run(capsys, "init", str(root))[0] == 0
+    before = state(root)
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 32)
+    model = external_onnx(tmp_path / "m", "../secret.bin")
+    code, _, err = run(capsys, "-p", str(root), "model", "add", str(model), "--name", "x")
+    assert code == 1 and "outside the model's folder" in err and "Traceback" not in err
+    assert state(root) == before
+    good = external_onnx(tmp_path / "good")
+    code, out, err = run(capsys, "-p", str(root), "model", "add", str(good), "--name", "good")
+    assert code == 0, err
+
+
+def test_unknown_errors_keep_their_traceback(tmp_path, capsys, monkeypatch):
+    """Only known storage conditions are softened: a bug must still show where it is."""
+    import errno
+
+    from labeldesk.cli import verbs
+    from labeldesk.cli.main import main
+
+    root = tmp_path / "proj"
+    assert run(capsys, "init", str(root))[0] == 0
+
+    def buggy(args):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(verbs, "cmd_log", buggy)
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        main(["-p", str(root), "log"])

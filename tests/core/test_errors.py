@@ -12,6 +12,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import snapshot
 
@@ -138,3 +139,82 @@ def test_storage_errors_are_mapped_one_message_each_and_bugs_are_not() -> None:
     assert storage_error(OSError(errno.EBADF, "Bad file descriptor")) is None
     assert storage_error(sqlite3.OperationalError("no such column: x")) is None
     assert storage_error(ValueError("bug")) is None
+
+
+# -- ONNX models whose tensors live in separate files -------------------------------------------
+
+onnx = pytest.importorskip("onnx")
+from onnx_models import WEIGHTS, external_onnx  # noqa: E402
+
+
+def test_an_onnx_model_with_external_data_registers_with_its_data(
+    project: Project, tmp_path: Path
+) -> None:
+    from labeldesk.core.models import (
+        ModelChangedError,
+        add_model,
+        combined_id,
+        file_state,
+        get_model,
+        load_model,
+        private_copy,
+    )
+
+    path = external_onnx(tmp_path / "m")
+    data = path.parent / "tensors.bin"
+    sha = hashlib.sha256
+    info = add_model(project, path, "ext").model
+    assert info.format == "onnx" and info.class_names == ["a", "b"]
+    # the id covers the tensors too: changing them is noticed, not run under the old identity
+    parts = {"tensors.bin": sha(data.read_bytes()).hexdigest()}
+    assert info.id == combined_id(sha(path.read_bytes()).hexdigest(), parts)
+    assert file_state(info) == "ok"
+    # the private copy that runs holds the data file too, and onnxruntime computes with it
+    ort = pytest.importorskip("onnxruntime")
+    with private_copy(path, expected=info.id) as (copy, _):
+        assert (copy.parent / "tensors.bin").read_bytes() == data.read_bytes()
+        session = ort.InferenceSession(str(copy), providers=["CPUExecutionProvider"])
+        x = np.ones((1, 4), dtype=np.float32)
+        assert np.allclose(session.run(None, {"X": x})[0], x @ WEIGHTS)
+    # and so does the folder a loaded model runs from (before: only the .onnx was copied)
+    with load_model(info) as loaded:
+        run_from = loaded._folder / "weights.onnx"
+        session = ort.InferenceSession(str(run_from), providers=["CPUExecutionProvider"])
+        assert np.allclose(session.run(None, {"X": x})[0], x @ WEIGHTS)
+    data.write_bytes(np.zeros_like(WEIGHTS).tobytes())
+    assert file_state(info) == "changed"
+    with pytest.raises(ModelChangedError, match="changed since it was registered"):
+        get_model(project, "ext")
+    data.unlink()
+    with (
+        pytest.raises(ModelChangedError, match=r"tensors\.bin, which is missing"),
+        private_copy(path, expected=info.id),
+    ):
+        pass
+
+
+def test_onnx_external_data_outside_the_model_folder_is_refused(
+    project: Project, tmp_path: Path
+) -> None:
+    from labeldesk.core.models import ModelError, add_model
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(WEIGHTS.tobytes())
+    before = snapshot(project)
+    cases = {
+        "up": ("../secret.bin", "outside the model's folder"),
+        "abs": (str(secret), "outside the model's folder"),
+    }
+    for name, (location, reason) in cases.items():
+        path = external_onnx(tmp_path / name, location)
+        with pytest.raises(ModelError, match=reason):
+            add_model(project, path, name)
+    linked = external_onnx(tmp_path / "link", "linked.bin")
+    (linked.parent / "linked.bin").symlink_to(secret)
+    with pytest.raises(ModelError, match="a link that leads outside"):
+        add_model(project, linked, "link")
+    fifo_model = external_onnx(tmp_path / "fifo", "pipe.bin")
+    os.mkfifo(fifo_model.parent / "pipe.bin")
+    with pytest.raises(ModelError, match="not a regular file"):  # refused, never hangs
+        add_model(project, fifo_model, "fifo")
+    assert snapshot(project) == before
