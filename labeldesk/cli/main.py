@@ -139,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # bug and keeps its traceback (re-raised).
         from labeldesk.core.errors import storage_error
 
-        known = storage_error(e, args.project)
+        where = args.path if args.command == "init" and args.path else args.project
+        known = storage_error(e, where)
         if known is None:
             raise
         from labeldesk.cli.output import error

@@ -195,9 +195,13 @@ def _out_of_space(where: str | None) -> bool:
     if not where:
         return False
     import os
+    from pathlib import Path
 
+    path = Path(where).absolute()
+    while not path.exists() and path != path.parent:  # a failed init removed its folder
+        path = path.parent
     try:
-        st = os.statvfs(where)
+        st = os.statvfs(path)
     except OSError:
         return False
     return st.f_bavail * st.f_frsize < 64 * 1024

@@ -6,6 +6,7 @@ and exit status 2, never a traceback; the project is unchanged afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -304,3 +305,39 @@ def test_unknown_errors_keep_their_traceback(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(verbs, "cmd_log", buggy)
     with pytest.raises(OSError, match="Bad file descriptor"):
         main(["-p", str(root), "log"])
+
+
+def test_init_on_a_full_disk_leaves_nothing_behind(tmpfs, capsys):
+    fs = tmpfs("fs", 1 << 20)
+    fill(fs, leave=8192)  # room to create the folder, not the database
+    code, _, err = run(capsys, "init", str(fs / "p"))
+    assert_clear(code, err, "disk full")
+    assert sorted(f.name for f in fs.iterdir()) == ["filler"]  # no half project to misread
+
+
+def test_a_read_only_mount_still_sees_what_a_killed_writer_committed(
+    full_project, tmp_path, capsys
+):
+    """The writer dies without closing: its commits are only in the -wal file, which a read-only
+    open must still read (SQLite's read-only shared memory), not ignore."""
+    fs, root, _ = full_project
+    write_image(tmp_path / "late" / "c.png", seed=3)
+    child = (
+        "import os, sys\n"
+        "from labeldesk.core.importer import add_images\n"
+        "from labeldesk.core.project import Project\n"
+        "p = Project.open(sys.argv[1])\n"
+        "add_images(p, [sys.argv[2]], message='late')\n"
+        "os._exit(0)  # no close, no checkpoint: the commit lives in the WAL only\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", child, str(root), str(tmp_path / "late" / "c.png")], check=True
+    )
+    assert (root / "labeldesk.db-wal").stat().st_size > 0
+    subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
+    try:
+        code, out, err = run(capsys, "-p", str(root), "log", "--json")
+        assert code == 0, err
+        assert json.loads(out)[0]["message"] == "late"
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(fs)], check=True)
