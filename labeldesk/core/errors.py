@@ -137,7 +137,7 @@ def storage_error(exc: BaseException, where: str | None = None) -> StorageError 
         what = exc.filename if exc.filename is not None else where or "the project"
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return DiskFullError(
-                f"disk full: no space left to write {what}; {_AFTER}. "
+                f"disk full: cannot write {what} ({exc.strerror}); {_AFTER}. "
                 "Free some space and run the command again."
             )
         if exc.errno == errno.EFBIG:
@@ -147,11 +147,11 @@ def storage_error(exc: BaseException, where: str | None = None) -> StorageError 
             )
         if exc.errno == errno.EROFS:
             return ReadOnlyProjectError(
-                f"read-only file system: cannot write {what}; {_AFTER}. "
+                f"read-only file system: cannot write {what} ({exc.strerror}); {_AFTER}. "
                 "Read commands (log, show, diff, export, fsck) still work."
             )
         if exc.errno in (errno.EACCES, errno.EPERM):
-            return StorageError(f"permission denied: {what}; {_AFTER}")
+            return StorageError(f"permission denied: {what} ({exc.strerror}); {_AFTER}")
         return None
     if isinstance(exc, sqlite3.Error):
         name = getattr(exc, "sqlite_errorname", "") or ""

@@ -125,7 +125,9 @@ def test_storage_errors_are_mapped_one_message_each_and_bugs_are_not() -> None:
     ro = storage_error(OSError(errno.EROFS, "Read-only file system", "/ro/a"))
     assert isinstance(ro, ReadOnlyProjectError) and "read-only file system" in str(ro)
     denied = storage_error(PermissionError(errno.EACCES, "Permission denied", "/etc/x"))
-    assert isinstance(denied, StorageError) and "permission denied: /etc/x" in str(denied)
+    assert isinstance(
+        denied, StorageError
+    ) and "permission denied: /etc/x (Permission denied)" in str(denied)
     assert isinstance(
         storage_error(sqlite3.OperationalError("database or disk is full")), DiskFullError
     )

@@ -69,7 +69,8 @@ class OutputFolder:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             if isinstance(exc, OSError):  # disk full, permissions: the user's to fix
-                known = storage_error(exc)  # the same one message (and exit 2) as elsewhere
+                # the same one message (and exit 2) as elsewhere
+                known = storage_error(exc, str(self.out))
                 if known is not None:
                     raise type(known)(f"export failed, no output was left: {known}") from exc
                 raise LabelDeskError(f"export failed, nothing was written: {exc}") from exc
