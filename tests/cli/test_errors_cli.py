@@ -341,3 +341,27 @@ def test_a_read_only_mount_still_sees_what_a_killed_writer_committed(
         assert json.loads(out)[0]["message"] == "late"
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(fs)], check=True)
+
+
+def test_a_labeldesk_db_that_is_no_project_is_refused_with_status_2(tmp_path, capsys):
+    import hashlib
+    import sqlite3
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "labeldesk.db").write_text("not a database\n" * 50)
+    other = tmp_path / "other"
+    other.mkdir()
+    conn = sqlite3.connect(other / "labeldesk.db")
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+    write_image(tmp_path / "src" / "a.png", seed=1)
+    for root, words in ((notes, "not a SQLite database"), (other, "not a LabelDesk project")):
+        db = root / "labeldesk.db"
+        before = hashlib.sha256(db.read_bytes()).hexdigest()
+        for argv in (("log",), ("add", str(tmp_path / "src"))):
+            code, _, err = run(capsys, "-p", str(root), *argv)
+            assert_clear(code, err, words, "nothing was changed")
+        assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+        assert sorted(f.name for f in root.iterdir()) == ["labeldesk.db"]
