@@ -233,8 +233,9 @@ class Project:
         """
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}")
-        self.require_lead("change roles")
         with self.transaction():
+            # Inside the transaction: a lead demoted a moment ago by someone else is no lead now.
+            self.require_lead("change roles")
             if role != "lead":
                 other_leads = self.db.execute(
                     "SELECT COUNT(*) FROM member WHERE role = 'lead' AND user != ?", [user]

@@ -89,3 +89,48 @@ def test_a_project_without_members_cannot_be_left_without_a_lead(tmp_path: Path)
         p.set_member("anyone", "lead")
         p.set_member("alice", "annotator")
         assert p.members() == [("alice", "annotator"), ("anyone", "lead")]
+
+
+def test_two_leads_demoting_each_other_at_once_leave_one_lead(tmp_path: Path) -> None:
+    """Real processes, released together: the lead count is read under the write lock."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "p"
+    with Project.init(root, user="a") as p:
+        p.set_member("b", "lead")
+    child = (
+        "import sys\n"
+        "from labeldesk.core.errors import PermissionDeniedError\n"
+        "from labeldesk.core.project import Project\n"
+        "p = Project.open(sys.argv[1], user=sys.argv[2])\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "try:\n"
+        "    p.set_member(sys.argv[3], 'annotator')\n"
+        "    print('demoted')\n"
+        "except PermissionDeniedError as e:\n"
+        "    print('refused', e)\n"
+    )
+    with Project.open(root, user="a") as holder, holder.transaction():
+        # Both children open the project and wait; then both go while we hold the write lock,
+        # so their BEGIN IMMEDIATEs queue behind ours and run one after the other.
+        kids = [
+            subprocess.Popen(
+                [sys.executable, "-c", child, str(root), me, other],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for me, other in (("a", "b"), ("b", "a"))
+        ]
+        for k in kids:
+            assert k.stdout is not None and k.stdout.readline().strip() == "ready"
+        for k in kids:
+            assert k.stdin is not None
+            k.stdin.write("go\n")
+            k.stdin.flush()
+    outcomes = sorted(k.communicate()[0].split()[0] for k in kids)
+    assert outcomes == ["demoted", "refused"]
+    with Project.open(root) as p:
+        assert [u for u, r in p.members() if r == "lead"] in (["a"], ["b"])
