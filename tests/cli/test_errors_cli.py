@@ -365,3 +365,30 @@ def test_a_labeldesk_db_that_is_no_project_is_refused_with_status_2(tmp_path, ca
             assert_clear(code, err, words, "nothing was changed")
         assert hashlib.sha256(db.read_bytes()).hexdigest() == before
         assert sorted(f.name for f in root.iterdir()) == ["labeldesk.db"]
+
+
+def test_a_read_only_project_with_an_orphaned_log_is_refused_not_misread(
+    full_project, tmp_path, capsys
+):
+    """A -wal without its -shm on a read-only disk: an immutable read would miss its commits."""
+    fs, root, _ = full_project
+    write_image(tmp_path / "late" / "c.png", seed=3)
+    child = (
+        "import os, sys\n"
+        "from labeldesk.core.importer import add_images\n"
+        "from labeldesk.core.project import Project\n"
+        "add_images(Project.open(sys.argv[1]), [sys.argv[2]], message='late')\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", child, str(root), str(tmp_path / "late" / "c.png")], check=True
+    )
+    (root / "labeldesk.db-shm").unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
+    try:
+        code, _, err = run(capsys, "-p", str(root), "log")
+        assert_clear(code, err, "write-ahead log left by an interrupted writer")
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(fs)], check=True)
+    code, out, _ = run(capsys, "-p", str(root), "log")  # writable again: SQLite finishes it
+    assert code == 0 and "late" in out
