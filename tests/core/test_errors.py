@@ -103,7 +103,7 @@ def test_a_project_someone_else_owns_opens_read_only(
 ) -> None:
     """Folder and database without write permission: reads work, writes say why they cannot."""
     if os.geteuid() == 0:
-        pytest.skip("root ignores file permissions; test_readonly_mount covers this as root")
+        pytest.skip("root ignores file permissions; tests/cli/test_errors_cli.py's tmpfs covers it")
     add_images(project, images[:2])
     root = project.root
     project.close()
