@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", nargs="?")
     s.add_argument("ref", nargs="?", default="main", metavar="REF")
     s.add_argument("-f", "--force", action="store_true", help="move an existing tag")
+    s.add_argument(
+        "-d", "--delete", action="store_true", help="delete tag NAME (the version stays)"
+    )
     s.add_argument("--json", action="store_true", help="print JSON (when listing)")
 
     s = sub.add_parser("approve", help="approve a version as a release (leads only)")
@@ -135,6 +139,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout goes to /dev/null so the interpreter's final flush stays quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except (OSError, sqlite3.Error) as e:
+        # A full or read-only disk, a refused permission, a file that is no database: the
+        # machine's condition, not a bug, so one clear line and status 2. Anything else is a
+        # bug and keeps its traceback (re-raised).
+        from labeldesk.core.errors import storage_error
+
+        where = args.path if args.command == "init" and args.path else args.project
+        known = storage_error(e, where)
+        if known is None:
+            raise
+        from labeldesk.cli.output import error
+
+        error(str(known))
+        return known.exit_code
     return code
 
 

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except LabelDeskError as e:
         error(str(e))
-        return 1
+        return e.exit_code  # 2 for a full or read-only disk, a file that is no project
     except KeyboardInterrupt:
         sys.stderr.write("\ncancelled; the project is unchanged\n")
         return 130
@@ -266,8 +266,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    from labeldesk.core.versions import tag
+    from labeldesk.core.versions import SHORT, delete_tag, tag
 
+    if args.delete:
+        if args.name is None:
+            error("tag -d needs the NAME of the tag to delete")
+            return 1
+        with _open(args) as project:
+            was = delete_tag(project, args.name)
+        print(f"deleted tag {args.name} (was {was[:SHORT]})")
+        return 0
     with _open(args) as project:
         if args.name is None:
             rows = project.db.execute(

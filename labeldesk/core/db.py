@@ -16,23 +16,117 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from .errors import SchemaTooNewError
+from .errors import NotADatabaseError, ReadOnlyProjectError, SchemaTooNewError
 from .schema import SCHEMA_VERSION, migrations
 
 #: How long a writer waits for another one before giving up (milliseconds). Writes here are short,
 #: so a long wait means something is badly stuck, not merely busy.
 BUSY_TIMEOUT_MS = 60_000
 
+#: Tables every LabelDesk project has had since the first schema: a database without them is
+#: someone else's, and we must not create ours inside it.
+CORE_TABLES = frozenset({"project_meta", "member", "image", "version", "ref", "manifest_tree"})
 
-def connect(path: Path) -> Database:
-    """Open (or create) the database with the pragmas every connection needs."""
+
+class ProjectDatabase(Database):
+    """A sqlite-utils database that knows whether it was opened read-only, and why."""
+
+    #: None when writable; otherwise the sentence that says why it is read-only.
+    readonly: str | None = None
+
+
+def connect(path: Path, *, readonly: str | None = None) -> ProjectDatabase:
+    """Open (or create) the database with the pragmas every connection needs.
+
+    ``readonly`` (the reason, shown to the user) opens it with ``mode=ro``: reads work on a
+    project whose folder or file is not writable, and every write transaction is refused with
+    :class:`ReadOnlyProjectError` instead of SQLite's "attempt to write a readonly database".
+    """
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, sqlite3 must not add its own.
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    # FULL in WAL mode: a commit we reported survives a power cut, not only a killed process.
-    conn.execute("PRAGMA synchronous = FULL")
-    return Database(conn, execute_plugins=False)
+    conn = None
+    try:
+        if readonly is None:
+            conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        else:
+            conn = _connect_readonly(path)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        # FULL in WAL mode: a commit we reported survives a power cut, not only a killed process.
+        conn.execute("PRAGMA synchronous = FULL")
+    except sqlite3.DatabaseError as e:
+        if conn is not None:
+            conn.close()
+        if getattr(e, "sqlite_errorname", "") != "SQLITE_NOTADB":
+            raise
+        raise _not_sqlite(path, e) from None
+    db = ProjectDatabase(conn, execute_plugins=False)
+    db.readonly = readonly
+    return db
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """``mode=ro``; where that cannot work, ``immutable=1``.
+
+    A WAL database opened read-only needs its ``-shm`` file, which SQLite cannot create in a
+    folder it may not write (a read-only mount, a colleague's folder): the plain read-only open
+    then fails with "unable to open database file". Nobody can be writing the database then
+    (a writer needs that file too), so reading it as immutable is exact, provided no
+    write-ahead log is left over from a writer that was killed: that log holds committed data
+    an immutable read would miss, so such a project is refused until opened once with write
+    access.
+    """
+    uri = Path(path).absolute().as_uri()
+    try:
+        conn = sqlite3.connect(
+            f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError as e:
+        if "unable to open" not in str(e):
+            raise
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise ReadOnlyProjectError(
+            f"{path} is read-only and has a write-ahead log left by an interrupted writer "
+            f"({wal.name}); open the project once with write access so SQLite can finish it"
+        )
+    return sqlite3.connect(
+        f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+    )
+
+
+def _not_sqlite(path: Path, e: Exception) -> NotADatabaseError:
+    return NotADatabaseError(
+        f"{path} is not a LabelDesk project: not a SQLite database ({e}); nothing was changed"
+    )
+
+
+def check_project(db: Database, path: Path) -> None:
+    """Refuse a ``labeldesk.db`` that is not a SQLite file, or a SQLite file that is not ours.
+
+    An empty database (a fresh ``init`` killed before its first migration) passes: migrating it
+    is how ``init`` would have finished. A database with tables but none of LabelDesk's is
+    another program's file: creating our tables inside it would change it.
+    """
+    try:
+        tables = {
+            r[0]
+            for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        }
+        found = user_version(db)
+    except sqlite3.DatabaseError as e:  # "file is not a database", a header that is no SQLite
+        raise _not_sqlite(path, e) from None
+    ours = {t for t in tables if not t.startswith("sqlite_")}
+    if found == 0 and not ours:
+        return
+    missing = sorted(CORE_TABLES - ours)
+    if missing:
+        shown = ", ".join(sorted(ours)[:8]) + (" …" if len(ours) > 8 else "")
+        raise NotADatabaseError(
+            f"{path} is a SQLite database but not a LabelDesk project (no table "
+            f"{', '.join(missing)}; it has {shown or 'no tables'}); nothing was changed"
+        )
 
 
 def user_version(db: Database) -> int:
@@ -50,6 +144,9 @@ def transaction(db: Database) -> Iterator[Database]:
     conn = db.conn
     if conn.in_transaction:
         raise RuntimeError("nested write transaction")
+    readonly = getattr(db, "readonly", None)
+    if readonly:
+        raise ReadOnlyProjectError(readonly)
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while True:
         try:
@@ -82,6 +179,12 @@ def migrate(db: Database, path: Path) -> None:
         )
     if found == SCHEMA_VERSION:
         return
+    readonly = getattr(db, "readonly", None)
+    if readonly:
+        raise ReadOnlyProjectError(
+            f"{readonly}; and it was written by an older LabelDesk (schema version {found}), "
+            f"which needs an upgrade to {SCHEMA_VERSION} that cannot be written there"
+        )
     # The migrations run inside our IMMEDIATE transaction (sqlite-utils then uses savepoints), so
     # two processes opening a fresh project at once cannot both try to create the tables.
     with transaction(db):

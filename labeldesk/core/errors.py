@@ -13,9 +13,31 @@ from dataclasses import dataclass
 class LabelDeskError(Exception):
     """Base class of errors that are the user's to fix (shown without a traceback)."""
 
+    #: The command line's exit status for this error: 1 for a refused operation, 2 when the
+    #: storage (a full or read-only disk, a file that is no project) stopped it.
+    exit_code = 1
+
 
 class NotAProjectError(LabelDeskError):
     pass
+
+
+class StorageError(LabelDeskError):
+    """The disk or the database file, not the input, stopped the operation; nothing changed."""
+
+    exit_code = 2
+
+
+class NotADatabaseError(NotAProjectError, StorageError):
+    """``labeldesk.db`` exists but is not a SQLite file, or not a LabelDesk project."""
+
+
+class ReadOnlyProjectError(StorageError):
+    """A write to a project opened read-only (its folder or database is not writable)."""
+
+
+class DiskFullError(StorageError):
+    """No space left on the device (or quota) while writing."""
 
 
 class SchemaTooNewError(LabelDeskError):
@@ -116,3 +138,95 @@ class MergeConflictError(LabelDeskError):
             f"{len(conflicts)} image(s) were changed both in this session and on main since "
             f"the session began: {names}{more}. Choose 'ours' or 'theirs' for each."
         )
+
+
+# -- known failures of the storage --------------------------------------------------------------
+
+_AFTER = "nothing was changed"
+
+
+def storage_error(exc: BaseException, where: str | None = None) -> StorageError | None:
+    """The known storage failure behind ``exc`` as one clear error, or None for anything else.
+
+    A full disk, a read-only file system, a refused permission and SQLite's matching errors are
+    conditions of the machine, not bugs: the command line and the window show them as one line
+    (exit status 2) instead of a traceback. ``where`` names the project for errors that carry no
+    file name (SQLite's). Anything not recognised returns None, so real bugs keep their traceback.
+    """
+    import errno
+    import sqlite3
+
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno is not None:
+        what = exc.filename if exc.filename is not None else where or "the project"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return DiskFullError(
+                f"disk full: cannot write {what} ({exc.strerror}); {_AFTER}. "
+                "Free some space and run the command again."
+            )
+        if exc.errno == errno.EFBIG:
+            return DiskFullError(
+                f"file too large: writing {what} passed the file size limit of this file "
+                f"system or process; {_AFTER}"
+            )
+        if exc.errno == errno.EROFS:
+            return ReadOnlyProjectError(
+                f"read-only file system: cannot write {what} ({exc.strerror}); {_AFTER}. "
+                "Read commands (log, show, diff, export, fsck) still work."
+            )
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return StorageError(f"permission denied: {what} ({exc.strerror}); {_AFTER}")
+        return None
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        text = str(exc)
+        db = f"the project database{f' in {where}' if where else ''}"
+        # SQLite reports a full disk as SQLITE_FULL when it writes the database or its log,
+        # but as a mere I/O error when it cannot grow the shared-memory (-shm) file: look.
+        io_error = name.startswith("SQLITE_IOERR") or "disk I/O error" in text
+        if (
+            name == "SQLITE_FULL"
+            or "database or disk is full" in text
+            or (io_error and _out_of_space(where))
+        ):
+            return DiskFullError(
+                f"disk full while writing {db}; {_AFTER}. Free some space and run the command "
+                "again."
+            )
+        if name.startswith("SQLITE_READONLY") or "readonly database" in text:
+            return ReadOnlyProjectError(
+                f"{db} is read-only; {_AFTER}. Read commands (log, show, diff, export, fsck) "
+                "still work."
+            )
+        if name == "SQLITE_NOTADB" or "file is not a database" in text:
+            return NotADatabaseError(f"{db} is not a SQLite database ({text}); {_AFTER}")
+        if name == "SQLITE_CORRUPT" or "malformed" in text:
+            return StorageError(
+                f"{db} is damaged ({text}); {_AFTER}. Restore it from a backup; "
+                "`sqlite3 labeldesk.db 'PRAGMA integrity_check'` shows where."
+            )
+        if io_error:
+            return StorageError(
+                f"disk I/O error on {db} ({text}): the disk may be failing or full; {_AFTER}"
+            )
+        if name == "SQLITE_CANTOPEN" or "unable to open database file" in text:
+            return StorageError(f"cannot open {db} ({text}); {_AFTER}")
+    return None
+
+
+def _out_of_space(where: str | None) -> bool:
+    """Whether the file system holding ``where`` has (next to) no free space left."""
+    if not where:
+        return False
+    import os
+    from pathlib import Path
+
+    path = Path(where).absolute()
+    while not path.exists() and path != path.parent:  # a failed init removed its folder
+        path = path.parent
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024

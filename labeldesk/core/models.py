@@ -33,12 +33,13 @@ import mmap
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlite_utils import Database
@@ -70,7 +71,7 @@ class UnsafeModelError(ModelError):
 class ModelInfo:
     """One row of the ``model`` table."""
 
-    id: str  # sha256 of the weights file
+    id: str  # sha256 of the weights file (with its ONNX external data: combined_id)
     name: str
     path: str
     format: str
@@ -127,35 +128,103 @@ class AddReport:
 # --- reading the bytes ---------------------------------------------------------------------
 
 
+#: The private copy's name; no external data file may take it (see ``external_locations``).
+_COPY_NAMES = ("weights", "weights.pt", "weights.onnx")
+
+
 @contextlib.contextmanager
 def private_copy(path: Path, expected: str | None = None) -> Iterator[tuple[Path, str]]:
-    """Copy ``path`` into a fresh private folder, hashing while copying; yield (copy, sha256).
+    """Copy ``path`` into a fresh private folder, hashing while copying; yield (copy, model id).
 
     Loading the copy (not the original) means the bytes that run are the bytes that were hashed:
-    nobody can swap the file between our check and the load. With ``expected``, a copy whose
-    hash differs raises :class:`ModelChangedError`. The folder is removed on exit.
+    nobody can swap the file between our check and the load. An ONNX model whose tensors live
+    in separate files (ONNX "external data", used for models over 2 GB) has those files copied
+    beside it at the same relative locations, read from the locations the *copied* bytes name,
+    and they count in the id (:func:`combined_id`). With ``expected``, a copy whose id differs
+    raises :class:`ModelChangedError`. The folder is removed on exit.
     """
     folder = Path(tempfile.mkdtemp(prefix="labeldesk-model-"))  # mode 0o700
     try:
         copy = folder / "weights"
-        h = hashlib.sha256()
         try:
-            with open(path, "rb") as src, open(copy, "wb") as dst:
-                while chunk := src.read(_CHUNK):
-                    h.update(chunk)
-                    dst.write(chunk)
+            digest = _copy_hashing(path, copy)
         except FileNotFoundError:
             raise ModelChangedError(_gone(path)) from None
         except IsADirectoryError:
             raise ModelError(f"{path} is a folder, not a model file") from None
         except OSError as e:
             raise ModelError(f"cannot copy {path} to check it: {e.strerror or e}") from None
-        digest = h.hexdigest()
+        locations = external_locations(copy, path) if read_onnx_header(copy) is not None else []
+        if locations:
+            parts = {}
+            for loc in locations:
+                source = path.parent / loc
+                dest = folder / loc
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    parts[loc] = _copy_hashing(source, dest, regular_only=True)
+                except FileNotFoundError:
+                    raise ModelChangedError(
+                        f"model file {path} keeps its weights in {loc}, which is missing "
+                        f"(expected at {source}); copy it back beside the model"
+                    ) from None
+                except OSError as e:
+                    raise ModelError(f"cannot copy {source}: {e.strerror or e}") from None
+            digest = combined_id(digest, parts)
         if expected is not None and digest != expected:
             raise ModelChangedError(_changed(path, expected, digest))
         yield copy, digest
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _copy_hashing(source: Path, dest: Path | None, *, regular_only: bool = False) -> str:
+    """Copy ``source`` to ``dest`` (None: only hash) and return its sha256, from one read.
+
+    ``regular_only`` refuses anything but a regular file *after* opening it without blocking
+    (a FIFO named as external data must not hang us, a device must not be read forever).
+    """
+    h = hashlib.sha256()
+    fd = os.open(source, os.O_RDONLY | (os.O_NONBLOCK if regular_only else 0))
+    with open(fd, "rb") as src, contextlib.ExitStack() as stack:
+        if regular_only and not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            raise ModelError(f"{source} is not a regular file; refused as external data")
+        if regular_only:
+            os.set_blocking(src.fileno(), True)
+        dst = stack.enter_context(open(dest, "wb")) if dest is not None else None
+        while chunk := src.read(_CHUNK):
+            h.update(chunk)
+            if dst is not None:
+                dst.write(chunk)
+    return h.hexdigest()
+
+
+def combined_id(onnx_sha: str, parts: dict[str, str]) -> str:
+    """The id of an ONNX model with external data: one hash over the model and every data file.
+
+    A model with no external data keeps the plain sha256 of its file as its id, so existing
+    registrations and caches stay valid; with data files, changing any of them changes the id.
+    """
+    text = "labeldesk-onnx-external-data-v1\n" + onnx_sha + "\n"
+    text += "".join(f"{loc}\t{parts[loc]}\n" for loc in sorted(parts))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def model_id(path: Path) -> str:
+    """The id :func:`private_copy` gives the model at ``path``, computed without a copy."""
+    sha = hash_file(path)[0]
+    if read_onnx_header(path) is None:
+        return sha
+    locations = external_locations(path, path)
+    if not locations:
+        return sha
+    parts = {}
+    for loc in locations:
+        try:
+            parts[loc] = _copy_hashing(path.parent / loc, None, regular_only=True)
+        except FileNotFoundError:
+            return combined_id(sha, {**parts, loc: "missing"})
+    return combined_id(sha, parts)
 
 
 def _gone(path: Path | str) -> str:
@@ -270,6 +339,100 @@ def read_onnx_header(path: Path) -> dict[str, str] | None:
     if ir_version is None or not 1 <= ir_version <= 100 or not graph:
         return None
     return meta
+
+
+# TensorProto fields: external_data (13, key/value pairs), data_location (14, 1 = EXTERNAL).
+# Tensors sit in GraphProto.initializer (5) and sparse_initializer (15, SparseTensorProto
+# values 1 / indices 2), in node attributes (NodeProto.attribute 5: AttributeProto t 5,
+# tensors 10, sparse_tensor 22, sparse_tensors 23) and in subgraphs (g 6, graphs 11), and in
+# the nodes of ModelProto.functions (25, FunctionProto.node 7).
+_GRAPH_TENSOR, _GRAPH_SPARSE, _GRAPH_NODE = 5, 15, 1
+_ATTR_TENSORS, _ATTR_GRAPHS, _ATTR_SPARSE = (5, 10), (6, 11), (22, 23)
+
+
+def external_locations(path: Path, shown: Path | str) -> list[str]:
+    """The external data files an ONNX model at ``path`` names, each relative to its folder.
+
+    Every location must stay inside the model's folder: a relative path without ``..``, not
+    through a symbolic link that leads out. Anything else is refused (all of them listed),
+    because registering the model would otherwise read, hash and load any file on the machine.
+    """
+    size = path.stat().st_size
+    found: set[str] = set()
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+
+        def text(span: tuple[int, int]) -> str:
+            return bytes(buf[span[0] : span[1]]).decode("utf-8")
+
+        def tensor(span: tuple[int, int]) -> None:
+            location, external = None, False
+            for n, w, v in _fields(buf, *span):
+                if n == 13 and w == 2:
+                    entry = {k: text(x) for k, wk, x in _fields(buf, *v) if wk == 2 and k in (1, 2)}
+                    if entry.get(1) == "location":
+                        location = entry.get(2, "")
+                elif n == 14 and w == 0:
+                    external = v == 1
+            if external:
+                found.add(location if location is not None else "")
+
+        def sparse(span: tuple[int, int]) -> None:
+            for n, w, v in _fields(buf, *span):
+                if w == 2 and n in (1, 2):
+                    tensor(v)
+
+        def node(span: tuple[int, int]) -> None:
+            for n, w, v in _fields(buf, *span):
+                if n == 5 and w == 2:
+                    for an, aw, av in _fields(buf, *v):
+                        if aw != 2:
+                            continue
+                        if an in _ATTR_TENSORS:
+                            tensor(av)
+                        elif an in _ATTR_GRAPHS:
+                            graph(av)
+                        elif an in _ATTR_SPARSE:
+                            sparse(av)
+
+        def graph(span: tuple[int, int]) -> None:
+            for n, w, v in _fields(buf, *span):
+                if w != 2:
+                    continue
+                if n == _GRAPH_TENSOR:
+                    tensor(v)
+                elif n == _GRAPH_SPARSE:
+                    sparse(v)
+                elif n == _GRAPH_NODE:
+                    node(v)
+
+        try:
+            for n, w, v in _fields(buf, 0, size):
+                if n == 7 and w == 2:
+                    graph(v)
+                elif n == 25 and w == 2:
+                    for fn, fw, fv in _fields(buf, *v):
+                        if fn == 7 and fw == 2:
+                            node(fv)
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise ModelError(f"{shown}: damaged ONNX model ({e})") from None
+    folder = Path(shown).parent.resolve()
+    bad = []
+    for loc in sorted(found):
+        pure = PurePosixPath(loc)
+        if not loc or "\x00" in loc or "\\" in loc:
+            bad.append(f"{loc!r}: not a file name")
+        elif pure.is_absolute() or ".." in pure.parts:
+            bad.append(f"{loc!r}: outside the model's folder")
+        elif pure.parts[0] in _COPY_NAMES:
+            bad.append(f"{loc!r}: a name LabelDesk uses for its private copy; rename the file")
+        elif not (folder / loc).resolve().is_relative_to(folder):
+            bad.append(f"{loc!r}: a link that leads outside the model's folder")
+    if bad:
+        raise ModelError(
+            f"{shown} keeps tensors in external data files at locations that are refused "
+            "(they must be files in the model's folder or below it): " + "; ".join(bad)
+        )
+    return sorted(found)
 
 
 # --- reading names and task ------------------------------------------------------------------
@@ -409,9 +572,9 @@ def find_model(db: Database, name_or_id: str) -> ModelInfo:
 
 
 def _current_hash(info: ModelInfo) -> str | None:
-    """sha256 of the registered file now; None if it is gone."""
+    """The id of the registered file now (with its external data); None if it is gone."""
     try:
-        return hash_file(Path(info.path))[0]
+        return model_id(Path(info.path))
     except FileNotFoundError:
         return None
     except OSError as e:
@@ -606,6 +769,12 @@ def load_model(info: ModelInfo, *, trust: bool = False) -> LoadedModel:
     try:
         with private_copy(Path(info.path), expected=info.id) as (copy, _):
             target = folder / f"weights.{info.format}"
+            # External data files (ONNX) keep their place relative to the model.
+            for data in sorted(copy.parent.rglob("*")):
+                if data.is_file() and data != copy:
+                    dest = folder / data.relative_to(copy.parent)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(data), dest)
             shutil.move(str(copy), target)
         fixed = None
         if info.format == "pt":

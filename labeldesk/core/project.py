@@ -6,6 +6,7 @@ interrupted import left behind, so every other module can assume a consistent st
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
 import os
@@ -44,6 +45,21 @@ def current_user() -> str:
         return f"uid{os.getuid()}"
 
 
+def _readonly_reason(root: Path, db_path: Path) -> str | None:
+    """Why the project cannot be written (its folder or database), or None if it can.
+
+    The folder matters as much as the file: SQLite writes its ``-wal`` and ``-shm`` files
+    beside the database, and new objects go under ``objects/``.
+    """
+    for where in (root, db_path):
+        if not os.access(where, os.W_OK):
+            return (
+                f"the project {root} is read-only ({where.name or where} is not writable); "
+                "read commands (log, show, diff, export, fsck) work, changes cannot be saved"
+            )
+    return None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -68,25 +84,50 @@ class Project:
         root = Path(root).absolute()
         if (root / DB_NAME).exists():
             raise NotAProjectError(f"{root} already holds a LabelDesk project")
-        root.mkdir(parents=True, exist_ok=True)
-        (root / OBJECTS_DIR / "sha256").mkdir(parents=True, exist_ok=True)
         user = user or current_user()
-        db = dbmod.connect(root / DB_NAME)
-        db.execute("PRAGMA journal_mode = WAL")
-        dbmod.migrate(db, root / DB_NAME)
-        with dbmod.transaction(db):
-            db.execute(
-                "INSERT OR IGNORE INTO project_meta (key, value) VALUES ('created', ?)",
-                [now_iso()],
-            )
-            db.execute(
-                "INSERT OR IGNORE INTO member (user, role, added_at) VALUES (?, 'lead', ?)",
-                [user, now_iso()],
-            )
+        # What this call creates, so that a failure (a full or read-only disk) takes it all
+        # away again instead of leaving half a project that `open` would then misread.
+        made: list[Path] = [
+            d for d in (root, root / OBJECTS_DIR, root / OBJECTS_DIR / "sha256") if not d.exists()
+        ]
+        db = None
+        try:
+            (root / OBJECTS_DIR / "sha256").mkdir(parents=True, exist_ok=True)
+            db = dbmod.connect(root / DB_NAME)
+            db.execute("PRAGMA journal_mode = WAL")
+            dbmod.migrate(db, root / DB_NAME)
+            with dbmod.transaction(db):
+                db.execute(
+                    "INSERT OR IGNORE INTO project_meta (key, value) VALUES ('created', ?)",
+                    [now_iso()],
+                )
+                db.execute(
+                    "INSERT OR IGNORE INTO member (user, role, added_at) VALUES (?, 'lead', ?)",
+                    [user, now_iso()],
+                )
+        except BaseException:
+            if db is not None:
+                db.close()
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(OSError):
+                    (root / f"{DB_NAME}{suffix}").unlink(missing_ok=True)
+            for d in reversed(made):
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # only if still empty: never anything of the user's
+            raise
         return cls(root, db, user)
 
     @classmethod
-    def open(cls, root: Path | str, *, user: str | None = None) -> Project:
+    def open(
+        cls, root: Path | str, *, user: str | None = None, readonly: bool | None = None
+    ) -> Project:
+        """Open the project in ``root``: schema brought up to date, leftovers recovered.
+
+        ``readonly=None`` (the default) opens read-only exactly when the folder or the database
+        cannot be written (a read-only mount, someone else's files): reading commands then work
+        and every write is refused with :class:`ReadOnlyProjectError` before anything is
+        touched. ``readonly=True`` forces that; a read-only open neither migrates nor recovers.
+        """
         root = Path(root).absolute()
         path = root / DB_NAME
         if not path.is_file():
@@ -94,11 +135,25 @@ class Project:
                 f"{root} is not a LabelDesk project (no {DB_NAME}); "
                 "create one with `labeldesk init`"
             )
-        db = dbmod.connect(path)
-        dbmod.migrate(db, path)
+        reason = _readonly_reason(root, path) if readonly is None else None
+        if readonly and reason is None:
+            reason = f"the project {root} was opened read-only"
+        db = dbmod.connect(path, readonly=reason)
+        try:
+            dbmod.check_project(db, path)
+            dbmod.migrate(db, path)
+        except BaseException:
+            db.close()
+            raise
         project = cls(root, db, user or current_user())
-        project.recover()
+        if reason is None:
+            project.recover()
         return project
+
+    @property
+    def readonly(self) -> bool:
+        """Whether this project was opened read-only (see :meth:`open`)."""
+        return bool(getattr(self.db, "readonly", None))
 
     def close(self) -> None:
         self.db.close()
@@ -170,10 +225,27 @@ class Project:
             )
 
     def set_member(self, user: str, role: str) -> None:
+        """Give ``user`` a role (leads only). A project always keeps at least one lead.
+
+        Without a lead nobody could approve, change roles or move a release tag again, so
+        demoting the last lead (oneself included) is refused. The count is read inside the
+        write transaction: two leads demoting each other at once cannot both succeed.
+        """
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}")
-        self.require_lead("change roles")
         with self.transaction():
+            # Inside the transaction: a lead demoted a moment ago by someone else is no lead now.
+            self.require_lead("change roles")
+            if role != "lead":
+                other_leads = self.db.execute(
+                    "SELECT COUNT(*) FROM member WHERE role = 'lead' AND user != ?", [user]
+                ).fetchone()[0]
+                if not other_leads:
+                    who = "yourself" if user == self.user else user
+                    raise PermissionDeniedError(
+                        f"cannot make {who} an annotator: the project would have no lead left; "
+                        "make someone else lead first (`labeldesk member USER lead`)"
+                    )
             self.db.execute(
                 "INSERT INTO member (user, role, added_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(user) DO UPDATE SET role = excluded.role",

@@ -21,6 +21,7 @@ from .errors import (
     ImmutableError,
     LabelDeskError,
     NothingToCommitError,
+    PermissionDeniedError,
     RefError,
     RefMovedError,
 )
@@ -311,7 +312,24 @@ def write_version(
     return get_version(db, vid)
 
 
+def _guard_release_tag(project: Project, name: str, current: str, action: str) -> None:
+    """Refuse an annotator moving or deleting a tag that names an approved version.
+
+    ``--version v1.0`` must keep meaning the release a lead approved: a tag on an approved
+    version is part of that release, so only a lead may repoint or remove it. Call inside the
+    write transaction, so the status read is the one the change is decided on.
+    """
+    status = project.db.execute("SELECT status FROM version WHERE id = ?", [current]).fetchone()
+    if status and status[0] == "approved" and project.role_of() != "lead":
+        raise PermissionDeniedError(
+            f"tag {name} names approved version {current[:SHORT]}; {project.user} is an "
+            f"annotator and only a lead may {action} it"
+        )
+
+
 def tag(project: Project, name: str, ref: str, *, force: bool = False) -> Version:
+    """Point tag ``name`` at ``ref``; ``force`` moves an existing tag (leads only when the tag
+    names an approved version)."""
     if not _TAG_RE.fullmatch(name) or name == MAIN or _ID_RE.fullmatch(name):
         raise LabelDeskError(
             f"invalid tag name {name!r}: use letters, digits, '.', '_', '-', '/'; "
@@ -328,8 +346,32 @@ def tag(project: Project, name: str, ref: str, *, force: bool = False) -> Versio
         kind = db.execute("SELECT kind FROM ref WHERE name = ?", [name]).fetchone()
         if kind and kind[0] != "tag":
             raise LabelDeskError(f"{name} is a branch, not a tag")
+        if current is not None and current != version.id:
+            _guard_release_tag(project, name, current, "move")
         set_ref(db, name, version.id, current, kind="tag", user=project.user)
     return get_version(db, version.id)
+
+
+def delete_tag(project: Project, name: str) -> str:
+    """Remove tag ``name``; returns the version id it named. The version itself stays.
+
+    Leads only when the tag names an approved version (see :func:`_guard_release_tag`).
+    """
+    db = project.db
+    with project.transaction():
+        row = db.execute("SELECT kind, version FROM ref WHERE name = ?", [name]).fetchone()
+        if row is None:
+            raise RefError(f"no tag {name!r}")
+        kind, current = row
+        if kind != "tag":
+            raise LabelDeskError(f"{name} is a branch, not a tag; it cannot be deleted")
+        _guard_release_tag(project, name, current, "delete")
+        cur = db.execute(
+            "DELETE FROM ref WHERE name = ? AND kind = 'tag' AND version = ?", [name, current]
+        )
+        if cur.rowcount != 1:
+            raise RefMovedError(f"{name} moved while it was being deleted")
+    return current
 
 
 def decide(project: Project, ref: str, decision: str, note: str) -> Version:

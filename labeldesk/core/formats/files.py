@@ -28,7 +28,7 @@ from types import TracebackType
 
 from PIL import Image, ImageOps
 
-from ..errors import LabelDeskError
+from ..errors import LabelDeskError, storage_error
 from ..progress import CancelFn, ProgressFn, check_cancel
 from ..project import Project
 
@@ -69,6 +69,10 @@ class OutputFolder:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             if isinstance(exc, OSError):  # disk full, permissions: the user's to fix
+                # the same one message (and exit 2) as elsewhere
+                known = storage_error(exc, str(self.out))
+                if known is not None:
+                    raise type(known)(f"export failed, no output was left: {known}") from exc
                 raise LabelDeskError(f"export failed, nothing was written: {exc}") from exc
             return
         try:
