@@ -54,6 +54,8 @@ def fsck(
         err(f"database integrity_check failed: {'; '.join(integrity[:5])}")
 
     images = {sha: size for sha, size in db.execute("SELECT sha256, byte_size FROM image")}
+    # Weights of models trained here are objects too (named by their hash, the model id).
+    model_objects = {r[0] for r in db.execute("SELECT id FROM model")}
     pending = {r[0] for r in db.execute("SELECT sha256 FROM pending_object")}
     files = dict(project.objects.iter_objects())
     total = len(files)
@@ -76,7 +78,7 @@ def fsck(
                 err(f"object {name}: corrupt (content hashes to {digest})")
         elif name in images and images[name] != size:
             err(f"object {name}: size {size} but the image row says {images[name]}")
-        if name not in images:
+        if name not in images and name not in model_objects:
             if name in pending:
                 report.notes.append(
                     f"object {name}: left by an interrupted import (journaled; removed when "
