@@ -77,3 +77,17 @@ def test_promote_exit_codes_and_the_release_model_prelabels(proj, capsys) -> Non
     code, out, err = run(capsys, "-p", str(proj), "prelabel", "--imgsz", "64", "--json")
     assert code == 0, err
     assert json.loads(out)["model_name"] == "cli-1"
+
+
+def test_log_and_report_show_what_was_trained_on_each_version(proj, capsys, tmp_path) -> None:
+    code, out, _ = run(capsys, "-p", str(proj), "log", "--json")
+    assert code == 0
+    (only,) = json.loads(out)
+    assert "cli-1" in only["trained"]
+    code, out, _ = run(capsys, "-p", str(proj), "log")
+    assert "models trained on it" in out and "cli-1" in out
+    report = tmp_path / "report.html"
+    assert run(capsys, "-p", str(proj), "report", "--out", str(report))[0] == 0
+    html = report.read_text()
+    training = html[html.index("<h2>Training</h2>") :]
+    assert "cli-1" in training and "completed" in training
