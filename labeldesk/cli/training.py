@@ -81,6 +81,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(handler=cmd_promote)
 
     s = sub.add_parser(
+        "split",
+        help="assign train/val/test splits to main's images (a new version)",
+        description="Images without a split get one, deterministically from their hash and "
+        "--seed (the same images always land in the same split); images with a split keep it "
+        "unless --reassign.",
+    )
+    s.add_argument("--val", type=float, required=True, metavar="FRACTION", help="e.g. 0.2")
+    s.add_argument("--test", type=float, default=0.0, metavar="FRACTION")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--reassign", action="store_true", help="also re-split images that have one")
+    s.add_argument("-m", "--message", help="version message")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler=cmd_split)
+
+    s = sub.add_parser(
         "lineage", help="which models learned from a version, or which version a model did"
     )
     s.add_argument("what", metavar="REF|MODEL")
@@ -326,5 +341,32 @@ def cmd_lineage(args: argparse.Namespace) -> int:
             (r.id, r.status, names.get(r.model or "", ""), r.epochs_done, r.started[:16], r.author)
             for r in runs
         ],
+    )
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from labeldesk.cli.output import emit_json
+    from labeldesk.cli.verbs import _open
+    from labeldesk.core.splits import assign_splits
+
+    with _open(args) as project:
+        report = assign_splits(
+            project,
+            val=args.val,
+            test=args.test,
+            seed=args.seed,
+            reassign=args.reassign,
+            message=args.message,
+        )
+    if args.json:
+        emit_json(
+            {"version": report.version.to_json(), "assigned": report.assigned, "kept": report.kept}
+        )
+        return 0
+    parts = ", ".join(f"{n} to {s}" for s, n in sorted(report.assigned.items()))
+    print(
+        f'committed version {report.version.short} "{report.version.message}": {parts}'
+        + (f"; {report.kept} kept their split" if report.kept else "")
     )
     return 0
