@@ -259,7 +259,7 @@ def m004_watch_settings(db: Database) -> None:
 
 
 @migrations()
-def m005_training_runs(db: Database) -> None:
+def m006_training_runs(db: Database) -> None:
     # A training run: what was trained on (version, split manifest), from what (base model id
     # or config), how (every parameter, seed, library versions), what happened per epoch, and
     # what it produced. ``model`` is set only when the run completed and its weights registered.
