@@ -204,3 +204,39 @@ def test_promote_passes_and_fails_the_gate(trained) -> None:
     from labeldesk.core.watch import watched
 
     assert other.model_id in {m.id for m, _ in watched(project.db)}
+
+
+def test_a_base_with_other_classes_gets_a_new_head_and_says_so(tmp_path, dataset) -> None:
+    from helpers import DEMO_MODEL
+
+    from labeldesk.core.models import add_model
+
+    renamed = tmp_path / "renamed"
+    shutil.copytree(dataset, renamed)
+    yaml = renamed / "data.yaml"
+    text = yaml.read_text()
+    for old, new in (("circle", "disc"), ("star", "asterisk")):
+        text = text.replace(old, new)
+    yaml.write_text(text)
+    project = Project.init(tmp_path / "proj", user="lead")
+    import_yolo(project, renamed)
+    add_model(project, DEMO_MODEL, "shapes")
+    result = train(project, base="shapes", options=TINY)
+    assert any("re-made" in n for n in result.notes)
+    trained = find_model(project.db, result.model_name)
+    assert "disc" in trained.class_names and "circle" not in trained.class_names
+    assert run_of_model(project.db, trained.id).base == find_model(project.db, "shapes").id
+
+
+def test_a_base_registered_with_trust_needs_trust_again(tmp_path, dataset) -> None:
+    from helpers import DEMO_MODEL
+
+    from labeldesk.core.models import add_model
+
+    project = _fresh(tmp_path, dataset)
+    add_model(project, DEMO_MODEL, "shapes", trust=True)
+    before = snapshot(project)
+    with pytest.raises(InputError) as e:
+        train(project, base="shapes", options=TINY)
+    assert "--trust" in str(e.value.problems[0])
+    assert snapshot(project) == before
