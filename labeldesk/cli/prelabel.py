@@ -92,6 +92,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s = msub.add_parser("unwatch", help="stop evaluating the model on new versions")
     s.add_argument("name", metavar="NAME", help="registered model name or id")
     s.set_defaults(handler=cmd_model_unwatch)
+    from labeldesk.cli.training import add_model_show
+
+    add_model_show(msub)
 
     s = sub.add_parser(
         "prelabel",
@@ -99,7 +102,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         epilog=PRELABEL_EPILOG,
         formatter_class=raw,
     )
-    s.add_argument("--model", required=True, metavar="NAME", help="registered model name or id")
+    s.add_argument(
+        "--model", metavar="NAME", help="registered model name or id (default: the release model)"
+    )
     s.add_argument("--version", default="main", metavar="REF", help="version (default: main)")
     s.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
     s.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
@@ -256,6 +261,16 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         with _open(args) as project:
+            if args.model is None:
+                from labeldesk.core.training.promote import release_model
+
+                args.model = release_model(project)
+                if args.model is None:
+                    sys.stderr.write(
+                        "error: no --model given and no release model yet "
+                        "(`labeldesk promote NAME` makes one)\n"
+                    )
+                    return 2
             report = prelabel(
                 project,
                 args.model,

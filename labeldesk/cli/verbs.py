@@ -117,17 +117,20 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    from labeldesk.core.training.runs import trained_per_version
     from labeldesk.core.versions import log
     from labeldesk.core.watch import status_text, watch_status
 
     with _open(args) as project:
         versions = list(log(project.db, args.ref, args.limit))
         watch = watch_status(project)
+        trained = trained_per_version(project.db)
     if args.json:
         emit_json(
             [
                 v.to_json()
                 | {
+                    "trained": trained.get(v.id, []),
                     "watch": [
                         {
                             "model": e.source_name,
@@ -140,7 +143,7 @@ def cmd_log(args: argparse.Namespace) -> int:
                             "regression": e.passed is False,
                         }
                         for e in watch.get(v.id, [])
-                    ]
+                    ],
                 }
                 for v in versions
             ]
@@ -150,6 +153,8 @@ def cmd_log(args: argparse.Namespace) -> int:
     headers.append("message")
     if watch:  # the column only once some model is watched: most projects have none
         headers.append("watched models")
+    if trained:  # likewise once a model has been trained here
+        headers.append("models trained on it")
     rows = []
     for v in versions:
         row = [
@@ -165,6 +170,8 @@ def cmd_log(args: argparse.Namespace) -> int:
         ]
         if watch:
             row.append(status_text(watch.get(v.id, [])))
+        if trained:
+            row.append(", ".join(trained.get(v.id, [])))
         rows.append(row)
     table(headers, rows)
     return 0

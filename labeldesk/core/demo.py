@@ -2,32 +2,37 @@
 
 Everything is generated offline: images of simple shapes on textured backgrounds, with their
 true boxes standing in for a first human labelling pass. The demo then plays a second review
-that corrects some labels, tags and approves a release, diffs the two, imports a fresh batch
+that corrects some labels, tags and approves a release, diffs the two, assigns train/val splits
+and approves that as the next release, imports a fresh batch
 of unlabelled images, pre-labels it with the small detector shipped in
 ``resources/models/demo-shapes.pt`` (trained on scenes of the same kind by
 ``resources/train_demo_model.py``), watches the model (evaluated on both labelled versions,
-and then on every version committed), and opens a review session that shows those pre-labels.
+and then on every version committed), fine-tunes it on the approved release for a couple of
+epochs and promotes the result only if it beats the shipped one on the images it did not train
+on, and opens a review session that shows the pre-labels.
 The model is good but not perfect on purpose, so the review has misses and false positives
 to find.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .boxes import Box
 from .errors import LabelDeskError
 from .fsck import fsck
 from .importer import add_images
-from .models import add_model
+from .models import ModelInfo, add_model
 from .predictions import load as load_predictions
 from .prelabel import prelabel, prelabel_params, show_in_session
 from .progress import ProgressFn
 from .project import DB_NAME, Project
 from .sessions import ReviewSession
+from .splits import assign_splits
 from .synth import CLASSES, SynthBox, write_images
 from .versions import decide, diff, log, tag
 from .watch import WatchSettings, evaluate_watched, status_text, watch, watch_status
@@ -39,6 +44,8 @@ DEMO_MODEL_ENV = "LABELDESK_DEMO_MODEL"
 DEMO_MODEL_NAME = "demo-shapes"
 #: The demo model was trained at 320; inference at that size is also quick on a laptop CPU.
 DEMO_IMGSZ = 320
+#: Epochs of the demo's fine-tuning step: enough to show the loop, seconds on a laptop CPU.
+DEMO_EPOCHS = 2
 
 
 def demo_model_path() -> Path:
@@ -84,12 +91,52 @@ def _matches(truth: list[SynthBox], preds: list) -> tuple[int, int]:
     return found, len(free)
 
 
+def _train_step(
+    project: Project,
+    shipped: ModelInfo,
+    step: Iterator[int],
+    say: Say,
+    progress: ProgressFn | None,
+) -> None:
+    """Close the loop: fine-tune the shipped model on the approved release, a couple of epochs
+    at the demo size, and promote it over the shipped model only if it wins on the images it
+    did not train on. Both figures are printed either way."""
+    from .training.promote import promote
+    from .training.train import TrainOptions, train
+
+    first = promote(project, shipped.id, ref="v2.0", imgsz=DEMO_IMGSZ, progress=progress)
+    result = train(
+        project,
+        ref="v2.0",
+        base=shipped.id,
+        name=f"{DEMO_MODEL_NAME}-ft",
+        options=TrainOptions(epochs=DEMO_EPOCHS, imgsz=DEMO_IMGSZ, batch=8),
+    )
+    last = result.run.epochs[-1]["metrics"] if result.run.epochs else {}
+    say(
+        f"{next(step)}. labeldesk train --version v2.0 --base {shipped.name} --epochs "
+        f"{DEMO_EPOCHS} --imgsz {DEMO_IMGSZ}: {result.model_name} in {result.run.wall_s:.0f}s, "
+        f"val mAP50-95 {last.get('metrics/mAP50-95(B)', 0.0):.3f}; its lineage (version, "
+        "splits, base, parameters, seed, per-epoch figures) is in "
+        f"`labeldesk model show {result.model_name}`"
+    )
+    gate = promote(project, result.model_name, ref="v2.0", imgsz=DEMO_IMGSZ, progress=progress)
+    release = gate.model if gate.passed else first.model
+    say(
+        f"{next(step)}. labeldesk promote {result.model_name}: {gate.metric} "
+        f"{gate.value or 0.0:.3f} against {first.model}'s {gate.baseline_value or 0.0:.3f} on "
+        f"v2.0's val images -> {'promoted' if gate.passed else 'not promoted'}; the release "
+        f"model is {release}"
+    )
+
+
 def build_demo(
     root: Path,
     *,
     n_images: int = 48,
     seed: int = 7,
     force: bool = False,
+    train: bool = True,
     progress: ProgressFn | None = None,
     say: Say = print,
 ) -> Project:
@@ -104,16 +151,20 @@ def build_demo(
 
             raise LabelDeskError(f"{root} is not a LabelDesk project; refusing to delete it")
         shutil.rmtree(root)
+    step = itertools.count(1)
     source = root / "source-images"
-    say(f"1. Generating {n_images} images of {', '.join(CLASSES)} in {source}")
+    say(f"{next(step)}. Generating {n_images} images of {', '.join(CLASSES)} in {source}")
     truth = write_images(source, n_images, seed=seed)
     project = Project.init(root / "project")
-    say(f"2. Created project {project.root} (lead: {project.user})")
+    say(f"{next(step)}. Created project {project.root} (lead: {project.user})")
 
     report = add_images(project, [source], progress=progress)
     v_import = report.version
     assert v_import is not None
-    say(f"3. labeldesk add: {len(report.added)} images imported -> version {v_import.short}")
+    say(
+        f"{next(step)}. labeldesk add: {len(report.added)} images imported -> version "
+        f"{v_import.short}"
+    )
 
     # First pass: a hasty labeller. The generator's truth stands in for them, with the kind of
     # mistakes QA finds: a missed object, a loose box, a wrong class.
@@ -151,10 +202,13 @@ def build_demo(
             flawed[sha] = "wrong class"
         session.set_boxes(sha, hasty)
     v1 = session.commit("First labelling pass", provenance={"method": "manual"})
-    say(f"4. Review session 1 labelled {len(truth)} images: {v1.n_boxes} boxes -> {v1.short}")
+    say(
+        f"{next(step)}. Review session 1 labelled {len(truth)} images: {v1.n_boxes} boxes -> "
+        f"{v1.short}"
+    )
     tag(project, "v1.0", v1.id)
     decide(project, "v1.0", "approved", "first complete labelling")
-    say("5. Tagged it v1.0 and approved it as a release")
+    say(f"{next(step)}. Tagged it v1.0 and approved it as a release")
 
     # Second pass: QA finds and fixes the mistakes.
     session = ReviewSession.start(project)
@@ -172,13 +226,24 @@ def build_demo(
             {k: list(flawed.values()).count(k) for k in set(flawed.values())}.items()
         )
     )
-    say(f"6. Review session 2 corrected {len(flawed)} images ({kinds}) -> {v2.short}")
+    say(f"{next(step)}. Review session 2 corrected {len(flawed)} images ({kinds}) -> {v2.short}")
 
     d = diff(project, "v1.0", "main")
     c = d.counts()
     say(
-        f"7. labeldesk diff v1.0 main: {c['images_changed']} images changed, "
+        f"{next(step)}. labeldesk diff v1.0 main: {c['images_changed']} images changed, "
         f"+{c['boxes_added']} / -{c['boxes_removed']} boxes"
+    )
+
+    # Before a model can learn from the QA'd labels, the images need train/val splits.
+    split = assign_splits(project, val=0.25, seed=seed)
+    v_release = split.version
+    tag(project, "v2.0", v_release.id)
+    decide(project, "v2.0", "approved", "QA passed")
+    say(
+        f"{next(step)}. labeldesk split --val 0.25: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(split.assigned.items()))
+        + f" -> {v_release.short}, tagged v2.0 and approved as the new release"
     )
 
     # A fresh, unlabelled batch: the detector proposes, a reviewer decides.
@@ -188,14 +253,15 @@ def build_demo(
     assert report.version is not None
     new_shas = {Path(a.path).name: a.sha256 for a in report.added}
     say(
-        f"8. labeldesk add: {len(report.added)} new, unlabelled images -> version "
+        f"{next(step)}. labeldesk add: {len(report.added)} new, unlabelled images -> version "
         f"{report.version.short}"
     )
     added = add_model(project, demo_model_path(), DEMO_MODEL_NAME)
     model = added.model
     say(
-        f"9. labeldesk model add: {model.name} ({model.short}), {model.format} {model.task} "
-        f"model, classes {', '.join(model.class_names)}; loaded with safe (weights-only) loading"
+        f"{next(step)}. labeldesk model add: {model.name} ({model.short}), {model.format} "
+        f"{model.task} model, classes {', '.join(model.class_names)}; loaded with safe "
+        "(weights-only) loading"
     )
     params = prelabel_params(imgsz=DEMO_IMGSZ)
     run = prelabel(project, model, imgsz=DEMO_IMGSZ, progress=progress)
@@ -205,10 +271,10 @@ def build_demo(
         f, x = _matches(boxes, preds)
         found, extra, objects = found + f, extra + x, objects + len(boxes)
     say(
-        f"10. labeldesk prelabel --model {model.name} --imgsz {DEMO_IMGSZ}: {run.predicted} "
-        f"images in {run.seconds:.1f}s. On the {n_new} new images it found {found} of "
-        f"{objects} objects (right class, IoU >= 0.5) and proposed {extra} boxes that match "
-        "nothing: work for the reviewer"
+        f"{next(step)}. labeldesk prelabel --model {model.name} --imgsz {DEMO_IMGSZ}: "
+        f"{run.predicted} images in {run.seconds:.1f}s. On the {n_new} new images it found "
+        f"{found} of {objects} objects (right class, IoU >= 0.5) and proposed {extra} boxes "
+        "that match nothing: work for the reviewer"
     )
     watch(project, model.id, WatchSettings(imgsz=DEMO_IMGSZ))
     figures = []
@@ -218,17 +284,19 @@ def build_demo(
             raise LabelDeskError(f"the demo model could not be evaluated: {result.error}")
         figures.append(result.evaluation.summary["map50_95"])
     say(
-        f"11. labeldesk model watch {model.name}: it is evaluated on every new version. "
+        f"{next(step)}. labeldesk model watch {model.name}: it is evaluated on every new version. "
         f"mAP50-95 on v1.0 {figures[0]:.3f}, on the QA version {figures[1]:.3f} "
         "(QA fixed labels the model had right)"
     )
+    if train:
+        _train_step(project, model, step, say, progress)
     session = ReviewSession.start(project)
     show_in_session(project, session.id, model.id, params)
     say(
-        f"12. Review session {session.id} is open on main: the {n_new} new images show the "
-        "model's boxes as pending pre-labels to accept, fix or reject"
+        f"{next(step)}. Review session {session.id} is open on main: the {n_new} new images "
+        "show the model's boxes as pending pre-labels to accept, fix or reject"
     )
-    say("13. labeldesk log:")
+    say(f"{next(step)}. labeldesk log:")
     watched_figures = watch_status(project)
     for v in log(project.db):
         tags = f" [{', '.join(v.tags)}]" if v.tags else ""
@@ -239,7 +307,7 @@ def build_demo(
         )
     report_fsck = fsck(project)
     say(
-        f"14. labeldesk fsck: {'OK' if report_fsck.ok else 'PROBLEMS'} "
+        f"{next(step)}. labeldesk fsck: {'OK' if report_fsck.ok else 'PROBLEMS'} "
         f"({report_fsck.objects_checked} objects re-hashed)"
     )
     say(

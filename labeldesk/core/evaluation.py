@@ -679,6 +679,7 @@ def validate(
     changed_since: str | None = None,
     by_split: bool = False,
     by_tag: bool = False,
+    only: tuple[str, set[str]] | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> ValidationReport:
@@ -688,8 +689,9 @@ def validate(
     on the same version; each of its subsets is evaluated and stored too (role ``baseline``),
     and a candidate row whose metric is more than ``max_drop`` below its baseline row's fails.
     A source may be given as a function of the version's :class:`ImageIndex` (a predictions
-    file is read against the numbering of the version it is judged on). Nothing is stored
-    unless every input is valid.
+    file is read against the numbering of the version it is judged on). ``only`` = (name,
+    image hashes) evaluates that subset instead of all images. Nothing is stored unless every
+    input is valid.
     """
     check_options(metric, max_drop, conf)
     if baseline_ref is not None and baseline_source is not None:
@@ -704,9 +706,12 @@ def validate(
     changed = None
     if since is not None:
         changed = (f"changed-since={since.id}", changed_images(project, since.id, version))
+    elif only is not None:
+        # A named subset chosen by the caller (``promote`` judges on images a model never saw).
+        changed = only
     parts = subsets(index, changed=changed, by_split=by_split, by_tag=by_tag)
     params = evaluation_params(conf, index, src)
-    if changed is not None:
+    if since is not None and changed is not None:
         params["changed_since"] = changed[0].split("=", 1)[1]
 
     gt = ground_truth(project, index, cancel)
@@ -730,7 +735,7 @@ def validate(
             project, index, base_src, parts, conf=conf, gt=gt, progress=progress, cancel=cancel
         )
         b_params = evaluation_params(conf, index, base_src)
-    if changed is not None and baseline:
+    if since is not None and baseline:
         b_params["changed_since"] = params["changed_since"]
     if progress is not None:
         progress(1, 1, "storing evaluations")

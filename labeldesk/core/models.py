@@ -37,7 +37,7 @@ import stat
 import tempfile
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -610,6 +610,7 @@ def add_model(
     trust: bool = False,
     add_classes: bool = False,
     version_ref: str = "main",
+    within: Callable[[str], None] | None = None,
 ) -> AddReport:
     """Register the weights at ``path`` (sha256, format, task, class names) under ``name``.
 
@@ -676,6 +677,10 @@ def add_model(
                 ],
             )
             report = AddReport(_row(_fetch(db, sha)), replaced=replaced)
+        if within is not None:
+            # Part of the same transaction: a trained model and its run record land together.
+            within(sha)
+            report.model = _row(_fetch(db, sha))
     _map_classes(project, report, version_ref, add_classes)
     return report
 

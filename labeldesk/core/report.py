@@ -277,6 +277,63 @@ def _evaluations_section(versions: list[Version], evals: list[Evaluation]) -> st
     return out
 
 
+def _training_section(project: Project, versions: list[Version]) -> str:
+    """Every training run: which version it learned from, how, and what it produced."""
+    from .training.promote import release_model
+    from .training.runs import all_runs
+
+    runs = all_runs(project.db)
+    out = "<h2>Training</h2>"
+    if not runs:
+        return out + "<p class='muted'>No model has been trained in this project.</p>"
+    labels = {v.id: _version_label(v) for v in versions}
+    names = dict(project.db.execute("SELECT id, name FROM model").fetchall())
+    release = release_model(project)
+    rows = []
+    for r in reversed(runs):
+        last = r.epochs[-1]["metrics"] if r.epochs else {}
+        model = names.get(r.model or "", "")
+        if r.model and r.model == release:
+            model += " (release)"
+        base = r.base if r.base_kind == "config" else names.get(r.base, r.base[:12])
+        rows.append(
+            (
+                esc(r.id),
+                esc(r.status),
+                esc(model),
+                esc(labels.get(r.version, r.version[:12])),
+                esc(base),
+                esc(r.epochs_done),
+                _num(last.get("metrics/mAP50(B)")),
+                _num(last.get("metrics/mAP50-95(B)")),
+                esc(r.params.get("imgsz")),
+                esc(r.seed),
+                esc(", ".join(f"{k} {v}" for k, v in sorted(r.libs.items()))),
+                _time(r.started),
+                esc(r.author),
+            )
+        )
+    return out + _table(
+        (
+            "run",
+            "status",
+            "model",
+            "trained on",
+            "base",
+            "epochs",
+            "val mAP50",
+            "val mAP50-95",
+            "imgsz",
+            "seed",
+            "libraries",
+            "started",
+            "by",
+        ),
+        rows,
+        {5, 6, 7, 8, 9},
+    )
+
+
 def _agreement_section(report: AgreementReport) -> str:
     out = "<h2>Review agreement</h2>"
     if not report.sessions:
@@ -388,6 +445,7 @@ def render(
     check_cancel(cancel)
     parts.append(_evaluations_section(versions, list_evaluations(project)))
     check_cancel(cancel)
+    parts.append(_training_section(project, versions))
     parts.append(_agreement_section(agreement(project)))
     ref = drift_reference(project, versions)
     main_id = head(project.db)

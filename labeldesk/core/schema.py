@@ -340,5 +340,56 @@ def expected_schema() -> dict[tuple[str, str], str]:
     return {(t, n): sql for t, n, sql in rows}
 
 
+@migrations()
+def m006_training_runs(db: Database) -> None:
+    # A training run: what was trained on (version, split manifest), from what (base model id
+    # or config), how (every parameter, seed, library versions), what happened per epoch, and
+    # what it produced. ``model`` is set only when the run completed and its weights registered.
+    db.executescript(
+        """
+CREATE TABLE training_run (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL REFERENCES version(id),
+    split_hash TEXT NOT NULL,
+    base_kind TEXT NOT NULL CHECK (base_kind IN ('model', 'config')),
+    base TEXT NOT NULL,
+    params TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    libs TEXT,
+    epochs TEXT NOT NULL DEFAULT '[]',
+    status TEXT NOT NULL DEFAULT 'running'
+        CHECK (status IN ('running', 'completed', 'cancelled', 'failed')),
+    error TEXT,
+    started TEXT NOT NULL,
+    finished TEXT,
+    wall_s REAL,
+    author TEXT NOT NULL,
+    model TEXT REFERENCES model(id),
+    partial TEXT,
+    run_dir TEXT
+);
+CREATE INDEX training_run_version ON training_run(version);
+CREATE INDEX training_run_model ON training_run(model);
+
+CREATE TABLE promotion (
+    id INTEGER PRIMARY KEY,
+    model TEXT NOT NULL REFERENCES model(id),
+    over TEXT REFERENCES model(id),
+    version TEXT NOT NULL REFERENCES version(id),
+    subset TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL,
+    baseline_value REAL,
+    min_gain REAL NOT NULL,
+    passed INTEGER NOT NULL CHECK (passed IN (0, 1)),
+    run TEXT NOT NULL,
+    at TEXT NOT NULL,
+    by TEXT NOT NULL
+);
+"""
+    )
+
+
 #: The schema version this code writes: one per migration.
 SCHEMA_VERSION = len(migrations._migrations)

@@ -266,6 +266,14 @@ class MainWindow(QMainWindow):
         act.triggered.connect(self.prelabel_dialog)
         menus["Review"].addSeparator()
         menus["Review"].addAction(act)
+        models_menu = self.menuBar().addMenu("&Models")
+        for text, slot in (
+            ("&Train a model…", self.train_dialog),
+            ("&Models and promotion…", self.models_dialog),
+        ):
+            act = QAction(text, self)
+            act.triggered.connect(slot)
+            models_menu.addAction(act)
         menus["View"].addSeparator()
         act = QAction("&Validation panel", self)
         act.triggered.connect(self.show_validation)
@@ -776,6 +784,27 @@ class MainWindow(QMainWindow):
         dialog = PrelabelDialog(self, list_models(db), last_prelabel_params(self.project))
         if dialog.exec():
             start_prelabel(self, *dialog.choice())
+
+    def train_dialog(self) -> None:
+        """Train from a version in the background (non-modal: reviewing goes on)."""
+        from .train_dialog import TrainDialog
+
+        if self.project is None:
+            return
+        dialog = TrainDialog(self, self.project.root, self.project.user, self.project)
+        dialog.trained.connect(lambda _name: self.versions.refresh())
+        self.train_window = dialog
+        dialog.show()
+
+    def models_dialog(self) -> None:
+        """The registered models, their lineage, and Promote (the champion/challenger gate)."""
+        from .train_dialog import ModelsDialog
+
+        if self.project is None:
+            return
+        dialog = ModelsDialog(self, self.project.root, self.project.user, self.project)
+        self.models_window = dialog
+        dialog.show()
 
     def prelabels_ready(self, report) -> None:
         """Point the session at the model's boxes, then reload the list with them."""

@@ -307,22 +307,28 @@ class VersionTableModel(_RowsTable):
         "boxes",
         "tags",
         "watch",
+        "trained",
         "message",
     )
     WATCH_COLUMN = 8
+    TRAINED_COLUMN = 9
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         # version id -> the newest watched-model evaluation rows on it (core.watch.watch_status)
         self.watch: dict[str, list[Any]] = {}
+        # version id -> names of the models trained on it (core.training.runs)
+        self.trained: dict[str, list[str]] = {}
 
     @property
     def versions(self) -> list:
         return self.items
 
-    def set_versions(self, versions: list) -> None:
+    def set_versions(self, versions: list, trained: dict[str, list[str]] | None = None) -> None:
         self.beginResetModel()
         self.items = list(versions)
+        if trained is not None:
+            self.trained = dict(trained)
         self.endResetModel()
 
     def set_watch(self, status: dict[str, list[Any]]) -> None:
@@ -347,6 +353,7 @@ class VersionTableModel(_RowsTable):
                 v.n_boxes,
                 ", ".join(v.tags),
                 watch_text(self.watch.get(v.id, ())),
+                ", ".join(self.trained.get(v.id, ())),
                 v.message.splitlines()[0] if v.message else "",
             )[index.column()]
         if index.column() == self.WATCH_COLUMN and v.id in self.watch:

@@ -82,8 +82,10 @@ class VersionsPanel(QWidget):
     def refresh(self) -> None:
         if self.project is None:
             return
+        from labeldesk.core.training.runs import trained_per_version
+
         versions = list(reversed(V.all_versions(self.project.db)))
-        self.model.set_versions(versions)
+        self.model.set_versions(versions, trained_per_version(self.project.db))
         self.table.resizeColumnsToContents()
         self.table.resizeRowsToContents()
         self._refresh_watch()

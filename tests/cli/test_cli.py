@@ -165,11 +165,16 @@ def test_demo_runs_end_to_end_in_a_real_process(tmp_path) -> None:
         check=True,
     )
     log = json.loads(r.stdout)
-    # import, two review passes, then a fresh unlabelled batch that the demo model pre-labels
-    assert [v["kind"] for v in log] == ["import", "review", "review", "import"]
-    assert log[2]["status"] == "approved" and log[2]["tags"] == ["v1.0"]
+    # import, two review passes, the splits (approved as v2.0), then a fresh unlabelled batch
+    # that the demo model pre-labels
+    assert [v["kind"] for v in log] == ["import", "review", "review", "review", "import"]
+    assert log[3]["status"] == "approved" and log[3]["tags"] == ["v1.0"]
+    assert log[1]["status"] == "approved" and log[1]["tags"] == ["v2.0"]
     assert "labeldesk prelabel --model demo-shapes" in r_demo.stdout
     # the demo model is watched, and was evaluated on both labelled versions
     evaluated = [bool(v["watch"]) for v in log]
-    assert evaluated == [False, True, True, False]
-    assert log[1]["watch"][0]["model"] == "demo-shapes" and log[2]["watch"][0]["drop"] is None
+    assert evaluated == [False, False, True, True, False]
+    assert log[2]["watch"][0]["model"] == "demo-shapes" and log[3]["watch"][0]["drop"] is None
+    # the loop closed: a model was trained on v2.0 and judged against the shipped one
+    assert log[1]["trained"] == ["demo-shapes-ft"]
+    assert "labeldesk promote demo-shapes-ft" in r_demo.stdout

@@ -279,7 +279,8 @@ def test_demo_prelabels_new_images_for_review(tmp_path, monkeypatch) -> None:
 
     lines: list[str] = []
     monkeypatch.setenv("LABELDESK_USER", "demo-user")
-    project = build_demo(tmp_path / "demo", n_images=6, say=lines.append)
+    # training is the CLI demo test's to check (tests/cli/test_cli.py); here it only costs time
+    project = build_demo(tmp_path / "demo", n_images=6, train=False, say=lines.append)
     try:
         text = "\n".join(lines)
         assert "labeldesk prelabel --model demo-shapes" in text and "fsck: OK" in text

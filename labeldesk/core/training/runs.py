@@ -1,0 +1,130 @@
+"""Training-run records and lineage: which models learned from a version, and from what.
+
+A run row is written when training starts (status ``running``) and closed once (``completed``,
+``cancelled`` or ``failed``); a completed run names the model it produced, and that model's
+``trained_on`` names the version. Both directions are plain SQL over these two links.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlite_utils import Database
+
+STATUSES = ("running", "completed", "cancelled", "failed")
+
+_COLUMNS = (
+    "id, name, version, split_hash, base_kind, base, params, seed, libs, epochs, status, "
+    "error, started, finished, wall_s, author, model, partial, run_dir"
+)
+
+
+@dataclass
+class TrainingRun:
+    id: int
+    name: str
+    version: str
+    split_hash: str
+    base_kind: str
+    base: str
+    params: dict[str, Any]
+    seed: int
+    libs: dict[str, str]
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "running"
+    error: str | None = None
+    started: str = ""
+    finished: str | None = None
+    wall_s: float | None = None
+    author: str = ""
+    model: str | None = None
+    partial: str | None = None
+    run_dir: str | None = None
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.epochs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "version": self.version,
+            "split_hash": self.split_hash,
+            "base_kind": self.base_kind,
+            "base": self.base,
+            "params": self.params,
+            "seed": self.seed,
+            "libs": self.libs,
+            "epochs": self.epochs,
+            "epochs_done": self.epochs_done,
+            "status": self.status,
+            "error": self.error,
+            "started": self.started,
+            "finished": self.finished,
+            "wall_s": self.wall_s,
+            "author": self.author,
+            "model": self.model,
+            "partial": self.partial,
+        }
+
+
+def _run(r: Any) -> TrainingRun:
+    return TrainingRun(
+        id=r["id"],
+        name=r["name"],
+        version=r["version"],
+        split_hash=r["split_hash"],
+        base_kind=r["base_kind"],
+        base=r["base"],
+        params=json.loads(r["params"]),
+        seed=r["seed"],
+        libs=json.loads(r["libs"] or "{}"),
+        epochs=json.loads(r["epochs"]),
+        status=r["status"],
+        error=r["error"],
+        started=r["started"],
+        finished=r["finished"],
+        wall_s=r["wall_s"],
+        author=r["author"],
+        model=r["model"],
+        partial=r["partial"],
+        run_dir=r["run_dir"],
+    )
+
+
+def _rows(db: Database, where: str, params: list[Any]) -> list[TrainingRun]:
+    cur = db.execute(f"SELECT {_COLUMNS} FROM training_run WHERE {where} ORDER BY id", params)
+    names = [d[0] for d in cur.description]
+    return [_run(dict(zip(names, r, strict=True))) for r in cur.fetchall()]
+
+
+def get_run(db: Database, run_id: int) -> TrainingRun | None:
+    rows = _rows(db, "id = ?", [run_id])
+    return rows[0] if rows else None
+
+
+def all_runs(db: Database) -> list[TrainingRun]:
+    return _rows(db, "1", [])
+
+
+def runs_of_version(db: Database, version: str) -> list[TrainingRun]:
+    """Every training run on ``version``, oldest first (completed or not)."""
+    return _rows(db, "version = ?", [version])
+
+
+def run_of_model(db: Database, model: str) -> TrainingRun | None:
+    rows = _rows(db, "model = ?", [model])
+    return rows[-1] if rows else None
+
+
+def trained_per_version(db: Database) -> dict[str, list[str]]:
+    """Version id -> names of the models trained on it (for ``log`` and the versions table)."""
+    out: dict[str, list[str]] = {}
+    for version, name in db.execute(
+        "SELECT trained_on, name FROM model WHERE trained_on IS NOT NULL ORDER BY added_at"
+    ):
+        out.setdefault(version, []).append(name)
+    return out
