@@ -78,9 +78,12 @@ def check_object_files(ctx: Context) -> None:
 
 
 def check_orphan_objects(ctx: Context) -> None:
-    """Every object file is named by an image row (or journaled by an import in progress)."""
+    """Every object file is named by an image row or a model row (the weights of a model
+    trained here are an object named by their hash, the model id), or journaled by an import
+    in progress."""
     images = ctx.images
-    for name in sorted(ctx.object_files.keys() - images.keys()):
+    models = {r[0] for r in ctx.db.execute("SELECT id FROM model")}
+    for name in sorted(ctx.object_files.keys() - images.keys() - models):
         if ctx.db.execute("SELECT 1 FROM image WHERE sha256 = ?", [name]).fetchone():
             continue  # committed by another process since the rows were read
         if not os.path.lexists(ctx.object_files[name]):
