@@ -750,9 +750,16 @@ def _safe_default(on: bool) -> Iterator[None]:
     """
     from ultralytics.nn import tasks
 
-    if not on or not hasattr(tasks, "SAFE_LOAD"):
+    if not on:
         yield
         return
+    if not hasattr(tasks, "SAFE_LOAD"):
+        # Fail closed: without the switch, Ultralytics' own load would fully unpickle the file.
+        raise ModelError(
+            "this Ultralytics version has no weights-only switch (ultralytics.nn.tasks."
+            "SAFE_LOAD), so LabelDesk cannot load an untrusted .pt with it; install a version "
+            "LabelDesk supports (see pyproject.toml) or use --trust for files you trust"
+        )
     with _LOAD_LOCK:
         before = tasks.SAFE_LOAD
         tasks.SAFE_LOAD = True

@@ -251,3 +251,27 @@ def test_unknown_classes_are_reported_and_added_only_when_asked(
 
 def _first_image(project) -> str:
     return project.db.execute("SELECT sha256 FROM image LIMIT 1").fetchone()[0]
+
+
+def test_the_ultralytics_internals_safe_loading_relies_on_exist() -> None:
+    """Safe loading leans on Ultralytics internals; if an upgrade removes one, this fails loudly
+    (and loading refuses untrusted files) instead of the protection quietly going away."""
+    import inspect
+
+    from ultralytics.nn import tasks
+
+    assert hasattr(tasks, "SAFE_LOAD")
+    assert "safe_only" in inspect.signature(tasks.torch_safe_load).parameters
+    assert callable(tasks.guess_model_task)
+
+
+def test_loading_refuses_when_the_weights_only_switch_is_gone(monkeypatch) -> None:
+    from ultralytics.nn import tasks
+
+    from labeldesk.core.models import ModelError, _safe_default
+
+    monkeypatch.delattr(tasks, "SAFE_LOAD")
+    with pytest.raises(ModelError, match="SAFE_LOAD"), _safe_default(True):
+        pass
+    with _safe_default(False):  # trusted files do not need it
+        pass
