@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -161,3 +162,14 @@ def red_fraction(rgb: np.ndarray, box) -> float:
     x, y, w, h = (round(float(v)) for v in box)
     patch = rgb[y + 2 : y + h - 2, x + 2 : x + w - 2].astype(int)
     return float(((patch[..., 0] > 200) & (patch[..., 1] < 60)).mean()) if patch.size else 0.0
+
+
+def fill(fs: Path, leave: int = 0) -> Path:
+    """Take all but ``leave`` bytes of the file system's free space with one file."""
+    st = os.statvfs(fs)
+    free = st.f_bavail * st.f_frsize
+    filler = fs / "filler"
+    with open(filler, "wb") as f:
+        if free - leave > 0:
+            os.posix_fallocate(f.fileno(), 0, free - leave)
+    return filler

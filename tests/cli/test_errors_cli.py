@@ -7,7 +7,6 @@ and exit status 2, never a traceback; the project is unchanged afterwards.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 import signal
@@ -16,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import DEMO_MODEL, snapshot, write_image
+from helpers import DEMO_MODEL, fill, snapshot, write_image
 from helpers import run_cli as run
 
 from labeldesk.core.project import Project
@@ -62,47 +61,6 @@ def test_cli_last_lead_cannot_demote_themselves(released, capsys):
 
 
 # -- a real full or read-only file system --------------------------------------------------------
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """``tmpfs(name, size)`` mounts a fresh tmpfs of ``size`` bytes: a real device that fills up.
-
-    Needs root and a kernel that lets it mount (CI runs as root); skipped elsewhere, where
-    ``test_file_size_limit_fails_cleanly`` still exercises the same path with a real kernel
-    limit.
-    """
-    mounted: list[Path] = []
-
-    def mount(name: str, size: int = 4 << 20) -> Path:
-        if os.geteuid() != 0 or shutil.which("mount") is None:
-            pytest.skip("mounting a tmpfs needs root")
-        target = tmp_path / name
-        target.mkdir()
-        r = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
-            capture_output=True,
-            text=True,
-        )
-        if r.returncode != 0:
-            pytest.skip(f"this machine does not let root mount a tmpfs: {r.stderr.strip()}")
-        mounted.append(target)
-        return target
-
-    yield mount
-    for target in reversed(mounted):
-        subprocess.run(["umount", "-l", str(target)], check=False)
-
-
-def fill(fs: Path, leave: int = 0) -> Path:
-    """Take all but ``leave`` bytes of the file system's free space with one file."""
-    st = os.statvfs(fs)
-    free = st.f_bavail * st.f_frsize
-    filler = fs / "filler"
-    with open(filler, "wb") as f:
-        if free - leave > 0:
-            os.posix_fallocate(f.fileno(), 0, free - leave)
-    return filler
 
 
 def state(root: Path) -> dict:

@@ -45,6 +45,8 @@ from .runs import TrainingRun, get_run
 #: Folder inside the project where runs live (datasets are hard links: cheap).
 RUNS_DIR = "training"
 _DEVICE_RE = re.compile(r"^(cpu|mps|\d+(,\d+)*)$")
+#: Free space below which a failed run is reported as a full disk (a checkpoint is megabytes).
+_FULL_BELOW = 16 << 20
 
 
 class TrainingCancelled(LabelDeskError):
@@ -391,6 +393,9 @@ def train(
         rc = proc.wait()
     if rc != 0 or done is None:
         error = error or f"the training process exited with status {rc}"
+        if shutil.disk_usage(run_dir).free < _FULL_BELOW:
+            # Ultralytics and torch word a full disk many ways ("file write failed", ...).
+            error = f"the disk is full (training could not write to {run_dir}): {error}"
         shutil.rmtree(run_dir / "dataset", ignore_errors=True)  # the log stays for the user
         _close_run(
             project,

@@ -240,3 +240,22 @@ def test_a_base_registered_with_trust_needs_trust_again(tmp_path, dataset) -> No
         train(project, base="shapes", options=TINY)
     assert "--trust" in str(e.value.problems[0])
     assert snapshot(project) == before
+
+
+def test_a_disk_that_fills_during_training_fails_cleanly(tmp_path, dataset, tmpfs) -> None:
+    from helpers import fill
+
+    fs = tmpfs("small", 24 << 20)
+    project = Project.init(fs / "proj", user="lead")
+    import_yolo(project, dataset)
+    fill(fs, leave=3 << 20)  # room for the links and labels, not for a checkpoint
+    with pytest.raises(TrainingFailed) as e:
+        train(project, config="yolov8n.yaml", options=TINY)
+    assert "disk is full" in str(e.value)
+    (run,) = all_runs(project.db)
+    assert run.status == "failed" and run.model is None
+    assert list_models(project.db) == []
+    (fs / "filler").unlink()
+    report = fsck(project)
+    assert report.ok, report.errors
+    project.close()
