@@ -7,6 +7,7 @@ for ``labeldesk --help`` stays instant and never loads torch.
 from __future__ import annotations
 
 import argparse
+import sys
 
 IMPORT_EPILOG = """\
 Bad input is refused with a list of every problem (file, line or record, reason) and nothing is
@@ -255,6 +256,12 @@ def _export(args: argparse.Namespace, fmt: str) -> int:
             upright=not args.keep_orientation,
             progress=bar,
             **extra,
+        )
+    shown = sys.stderr if args.json else sys.stdout  # under --json stdout is one document
+    for path, pid in report.stale_removed:
+        shown.write(
+            f"removed stale temp folder {path} (left by an export that was killed: "
+            f"process {pid} is gone)\n"
         )
     if args.json:
         emit_json(report.to_json())

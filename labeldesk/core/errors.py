@@ -91,3 +91,23 @@ class MergeConflictError(LabelDeskError):
             f"{len(conflicts)} image(s) were changed both in this session and on main since "
             f"the session began: {names}{more}. Choose 'ours' or 'theirs' for each."
         )
+
+
+#: What every integrity refusal tells the user to do next.
+FSCK_HINT = "run `labeldesk fsck` to check the whole project"
+
+
+class IntegrityError(InputError):
+    """Stored data (an object file or a content-addressed row) does not match its hash.
+
+    Raised by export and evaluation, which refuse to use damaged data rather than pass it on;
+    ``problems`` lists each damaged object or row, like ``labeldesk fsck`` does.
+    """
+
+    def __init__(self, what: str, problems: list[Problem], count: int | None = None) -> None:
+        self.count = len(problems) if count is None else count
+        super().__init__(
+            f"{what}: {self.count} damaged object(s) or row(s) in the project (missing, or no "
+            f"longer matching their hashes); nothing was written; {FSCK_HINT}",
+            problems,
+        )
