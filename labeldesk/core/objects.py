@@ -188,11 +188,23 @@ def _check_digest(sha: str, digest: str, n: int, size: int | None) -> None:
     raise ObjectDamagedError(sha, f"corrupt (content hashes to {digest})")
 
 
-def _read_chunk(fd: int, n: int, sha: str) -> bytes:
-    try:
-        return os.read(fd, n)
-    except OSError as e:  # an I/O error on the store's disk is damage too, named like fsck
-        raise ObjectDamagedError(sha, f"unreadable ({e.strerror or e})") from None
+def _chunks_of(fd: int, st_size: int, sha: str) -> Iterator[bytes]:
+    """The file's bytes in chunks of at most 1 MiB, as many as ``fstat`` said it holds.
+
+    The size is known, so the usual small image takes one ``read`` and no second one to see
+    the end (and no 1 MiB buffer for a 2 kB file). What is yielded is what gets hashed and
+    used, so a file that changed size meanwhile cannot slip unchecked bytes through.
+    """
+    left = st_size
+    while left > 0:
+        try:
+            chunk = os.read(fd, min(left, _READ_CHUNK))
+        except OSError as e:  # an I/O error on the store's disk is damage too, named like fsck
+            raise ObjectDamagedError(sha, f"unreadable ({e.strerror or e})") from None
+        if not chunk:
+            return
+        left -= len(chunk)
+        yield chunk
 
 
 def read_verified(path: Path | str, sha: str, size: int | None = None) -> bytes:
@@ -203,10 +215,7 @@ def read_verified(path: Path | str, sha: str, size: int | None = None) -> bytes:
     """
     fd, st_size = _open_object(path, sha)
     try:
-        parts = []
-        # One read of the whole file (plus one that sees the end) for the usual small image.
-        while chunk := _read_chunk(fd, max(st_size + 1, _READ_CHUNK), sha):
-            parts.append(chunk)
+        parts = list(_chunks_of(fd, st_size, sha))
     finally:
         os.close(fd)
     data = parts[0] if len(parts) == 1 else b"".join(parts)
@@ -217,11 +226,11 @@ def read_verified(path: Path | str, sha: str, size: int | None = None) -> bytes:
 def verify_file(path: Path | str, sha: str, size: int | None = None) -> None:
     """Check that the object file at ``path`` hashes to ``sha`` (before a hard link shares it:
     a link copies no bytes, so it would otherwise pass damage on unseen)."""
-    fd, _ = _open_object(path, sha)
+    fd, st_size = _open_object(path, sha)
     h = hashlib.sha256()
     n = 0
     try:
-        while chunk := _read_chunk(fd, _READ_CHUNK, sha):
+        for chunk in _chunks_of(fd, st_size, sha):
             h.update(chunk)
             n += len(chunk)
     finally:
@@ -242,14 +251,12 @@ def copy_verified(src: Path | str, dest: Path | str, sha: str, size: int | None 
         n = 0
         fd_out = os.open(dest, _NEW_FILE, 0o644)
         try:
-            want = max(st_size + 1, 1 << 16) if st_size < _READ_CHUNK else _READ_CHUNK
-            while chunk := _read_chunk(fd_in, want, sha):
+            for chunk in _chunks_of(fd_in, st_size, sha):
                 h.update(chunk)
                 n += len(chunk)
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd_out, view) :]
-                want = _READ_CHUNK
         finally:
             os.close(fd_out)
         try:

@@ -359,7 +359,7 @@ def export_coco(
     :class:`~labeldesk.core.errors.IntegrityError` listing all of it, and ``out`` is left as it
     was. ``verify=False`` skips the checks (only to measure what they cost).
     """
-    plan = load_plan(project, ref, cancel)
+    plan = load_plan(project, ref, cancel, verify=verify)
     version = plan.version
     names, renamed = unique_names(plan.images, key=str.casefold)
     ids, renumbered = _coco_ids(plan.images, names)

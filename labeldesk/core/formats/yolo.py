@@ -168,7 +168,7 @@ def export_yolo(
     As :func:`~.coco.export_coco`, every row and image is checked against its hash and damage
     is refused with an itemised :class:`~labeldesk.core.errors.IntegrityError`.
     """
-    plan = load_plan(project, ref, cancel)
+    plan = load_plan(project, ref, cancel, verify=verify)
     version = plan.version
     index = {cid: i for i, cid in enumerate(plan.class_ids)}
     groups: dict[str, list[PlannedImage]] = {}
