@@ -10,6 +10,9 @@ per image (so ~1,000,000 boxes), then, each in a fresh process so that peak memo
   ``verify=False``, so ``verify_cost_{coco,yolo}`` (verified time / unverified time, same run)
   and ``verify_cpu_cost_{coco,yolo}`` (the same for CPU seconds of all threads, less noisy on a
   shared machine) say what checking the hashes costs;
+- ``copy_plain`` / ``copy_verified``: every object copied on one thread with ``sendfile``, or
+  read, hashed and written as a verified export does (``verify_cost_copy``): the per-file cost
+  of the check without the exporter around it;
 - ``supervision_coco`` / ``supervision_yolo``: the same images and boxes given to
   ``supervision.DetectionDataset`` and written with ``as_coco`` / ``as_yolo``, the tool a user
   would otherwise pick. Only the writer call is timed; loading the boxes into supervision's
@@ -229,11 +232,37 @@ def run_supervision(work: Path, fmt: str) -> dict:
     }
 
 
+def run_copy(work: Path, verify: bool) -> dict:
+    """Every object copied on one thread, plain (``sendfile``) or hashed on the way: the
+    per-file cost of verification alone, without the exporter around it."""
+    from labeldesk.core.formats.files import copy_file
+    from labeldesk.core.project import Project
+
+    out = work / f"out_copy_{'verified' if verify else 'plain'}"
+    _settle(out)
+    out.mkdir()
+    with Project.open(work / "project") as project:
+        objects = list(project.objects.iter_objects())
+    t, cpu = time.perf_counter(), os.times()
+    for i, (sha, path) in enumerate(objects):
+        copy_file(str(path), f"{out}/{i}", sha if verify else None)
+    seconds = time.perf_counter() - t
+    end = os.times()
+    return {
+        "seconds": round(seconds, 3),
+        "cpu_seconds": round(end.user - cpu.user + end.system - cpu.system, 3),
+        "objects": len(objects),
+        "bytes": sum(p.stat().st_size for _, p in objects),
+    }
+
+
 PHASES = {
     "labeldesk_coco": lambda w: run_labeldesk(w, "coco"),
     "labeldesk_coco_unverified": lambda w: run_labeldesk(w, "coco", verify=False),
     "labeldesk_yolo": lambda w: run_labeldesk(w, "yolo"),
     "labeldesk_yolo_unverified": lambda w: run_labeldesk(w, "yolo", verify=False),
+    "copy_plain": lambda w: run_copy(w, verify=False),
+    "copy_verified": lambda w: run_copy(w, verify=True),
     "supervision_coco": lambda w: run_supervision(w, "coco"),
     "supervision_yolo": lambda w: run_supervision(w, "yolo"),
 }
@@ -336,6 +365,9 @@ def main() -> int:
                 for p in (f"labeldesk_{fmt}", f"labeldesk_{fmt}_unverified")
             ]
             result[f"verify_cpu_cost_{fmt}"] = round(runs_cpu[0] / runs_cpu[1], 3)
+    plain, checked = result["copy_plain"], result["copy_verified"]
+    if "seconds" in plain and "seconds" in checked and plain["seconds"]:
+        result["verify_cost_copy"] = round(checked["seconds"] / plain["seconds"], 3)
     if not args.keep and (work / MARKER).is_file():  # only ever delete what we made
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result))

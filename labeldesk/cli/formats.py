@@ -22,7 +22,9 @@ Examples:
 EXPORT_EPILOG = """\
 OUT must not exist or be empty; the export appears there complete or not at all. Exporting the
 same version twice gives byte-identical files. Images with an EXIF orientation are written with
-upright pixels (see docs/formats.md); other images are copied byte for byte.
+upright pixels (see docs/formats.md); other images are copied byte for byte. Every image and
+every row used is checked against its hash: damage refuses the export with each item listed
+(then run `labeldesk fsck`). Temporary folders of killed exports beside OUT are removed.
 
 Examples:
   labeldesk export coco --out exports/coco-v1 --version v1.0
