@@ -4,7 +4,15 @@ Builds a project with one version of ``--images`` images (default 100,000) and a
 per image (so ~1,000,000 boxes), then, each in a fresh process so that peak memory is its own:
 
 - ``labeldesk_coco`` / ``labeldesk_yolo``: ``export_coco`` / ``export_yolo`` of that version
-  (reading everything from the project database, copying the images, writing the files);
+  (reading everything from the project database, copying the images, writing the files), with
+  every row and image checked against its hash, as a user's export does;
+- ``labeldesk_coco_unverified`` / ``labeldesk_yolo_unverified``: the same with
+  ``verify=False``, so ``verify_cost_{coco,yolo}`` (verified time / unverified time, same run)
+  and ``verify_cpu_cost_{coco,yolo}`` (the same for CPU seconds of all threads, less noisy on a
+  shared machine) say what checking the hashes costs;
+- ``copy_plain`` / ``copy_verified``: every object copied on one thread with ``sendfile``, or
+  read, hashed and written as a verified export does (``verify_cost_copy``): the per-file cost
+  of the check without the exporter around it;
 - ``supervision_coco`` / ``supervision_yolo``: the same images and boxes given to
   ``supervision.DetectionDataset`` and written with ``as_coco`` / ``as_yolo``, the tool a user
   would otherwise pick. Only the writer call is timed; loading the boxes into supervision's
@@ -141,20 +149,24 @@ def _settle(out: Path) -> None:
     time.sleep(1)
 
 
-def run_labeldesk(work: Path, fmt: str) -> dict:
+def run_labeldesk(work: Path, fmt: str, verify: bool = True) -> dict:
     from labeldesk.core.formats import export_coco, export_yolo
     from labeldesk.core.project import Project
 
-    out = work / f"out_labeldesk_{fmt}"
+    out = work / f"out_labeldesk_{fmt}{'' if verify else '_unverified'}"
     _settle(out)
     base = peak_rss_mib()
     with Project.open(work / "project") as project:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), os.times()
         export = export_coco if fmt == "coco" else export_yolo
-        report = export(project, out)
+        report = export(project, out, verify=verify)
         seconds = time.perf_counter() - t
+        end = os.times()
     return {
         "seconds": round(seconds, 2),
+        # CPU of all threads, user + system: what hashing adds, less noisy than wall time on a
+        # shared machine
+        "cpu_seconds": round(end.user - cpu.user + end.system - cpu.system, 2),
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "rss_before_mib": round(base, 1),
         "images": report.n_images,
@@ -220,9 +232,37 @@ def run_supervision(work: Path, fmt: str) -> dict:
     }
 
 
+def run_copy(work: Path, verify: bool) -> dict:
+    """Every object copied on one thread, plain (``sendfile``) or hashed on the way: the
+    per-file cost of verification alone, without the exporter around it."""
+    from labeldesk.core.formats.files import copy_file
+    from labeldesk.core.project import Project
+
+    out = work / f"out_copy_{'verified' if verify else 'plain'}"
+    _settle(out)
+    out.mkdir()
+    with Project.open(work / "project") as project:
+        objects = list(project.objects.iter_objects())
+    t, cpu = time.perf_counter(), os.times()
+    for i, (sha, path) in enumerate(objects):
+        copy_file(str(path), f"{out}/{i}", sha if verify else None)
+    seconds = time.perf_counter() - t
+    end = os.times()
+    return {
+        "seconds": round(seconds, 3),
+        "cpu_seconds": round(end.user - cpu.user + end.system - cpu.system, 3),
+        "objects": len(objects),
+        "bytes": sum(p.stat().st_size for _, p in objects),
+    }
+
+
 PHASES = {
     "labeldesk_coco": lambda w: run_labeldesk(w, "coco"),
+    "labeldesk_coco_unverified": lambda w: run_labeldesk(w, "coco", verify=False),
     "labeldesk_yolo": lambda w: run_labeldesk(w, "yolo"),
+    "labeldesk_yolo_unverified": lambda w: run_labeldesk(w, "yolo", verify=False),
+    "copy_plain": lambda w: run_copy(w, verify=False),
+    "copy_verified": lambda w: run_copy(w, verify=True),
     "supervision_coco": lambda w: run_supervision(w, "coco"),
     "supervision_yolo": lambda w: run_supervision(w, "yolo"),
 }
@@ -317,6 +357,17 @@ def main() -> int:
         ours, theirs = result[f"labeldesk_{fmt}"], result[f"supervision_{fmt}"]
         if "seconds" in ours and "seconds" in theirs and theirs["seconds"]:
             result[f"time_ratio_{fmt}"] = round(ours["seconds"] / theirs["seconds"], 3)
+        raw = result[f"labeldesk_{fmt}_unverified"]
+        if "seconds" in ours and "seconds" in raw and raw["seconds"]:
+            result[f"verify_cost_{fmt}"] = round(ours["seconds"] / raw["seconds"], 3)
+            runs_cpu = [
+                min(r["cpu_seconds"] for r in runs[p] if "cpu_seconds" in r)
+                for p in (f"labeldesk_{fmt}", f"labeldesk_{fmt}_unverified")
+            ]
+            result[f"verify_cpu_cost_{fmt}"] = round(runs_cpu[0] / runs_cpu[1], 3)
+    plain, checked = result["copy_plain"], result["copy_verified"]
+    if "seconds" in plain and "seconds" in checked and plain["seconds"]:
+        result["verify_cost_copy"] = round(checked["seconds"] / plain["seconds"], 3)
     if not args.keep and (work / MARKER).is_file():  # only ever delete what we made
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result))

@@ -7,6 +7,7 @@ for ``labeldesk --help`` stays instant and never loads torch.
 from __future__ import annotations
 
 import argparse
+import sys
 
 IMPORT_EPILOG = """\
 Bad input is refused with a list of every problem (file, line or record, reason) and nothing is
@@ -21,7 +22,9 @@ Examples:
 EXPORT_EPILOG = """\
 OUT must not exist or be empty; the export appears there complete or not at all. Exporting the
 same version twice gives byte-identical files. Images with an EXIF orientation are written with
-upright pixels (see docs/formats.md); other images are copied byte for byte.
+upright pixels (see docs/formats.md); other images are copied byte for byte. Every image and
+every row used is checked against its hash: damage refuses the export with each item listed
+(then run `labeldesk fsck`). Temporary folders of killed exports beside OUT are removed.
 
 Examples:
   labeldesk export coco --out exports/coco-v1 --version v1.0
@@ -262,6 +265,12 @@ def _export(args: argparse.Namespace, fmt: str) -> int:
             upright=not args.keep_orientation,
             progress=bar,
             **extra,
+        )
+    shown = sys.stderr if args.json else sys.stdout  # under --json stdout is one document
+    for path, pid in report.stale_removed:
+        shown.write(
+            f"removed stale temp folder {path} (left by an export that was killed: "
+            f"process {pid} is gone)\n"
         )
     if args.json:
         emit_json(report.to_json())

@@ -230,3 +230,23 @@ def _out_of_space(where: str | None) -> bool:
     except OSError:
         return False
     return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+#: What every integrity refusal tells the user to do next.
+FSCK_HINT = "run `labeldesk fsck` to check the whole project"
+
+
+class IntegrityError(InputError):
+    """Stored data (an object file or a content-addressed row) does not match its hash.
+
+    Raised by export and evaluation, which refuse to use damaged data rather than pass it on;
+    ``problems`` lists each damaged object or row, like ``labeldesk fsck`` does.
+    """
+
+    def __init__(self, what: str, problems: list[Problem], count: int | None = None) -> None:
+        self.count = len(problems) if count is None else count
+        super().__init__(
+            f"{what}: {self.count} damaged object(s) or row(s) in the project (missing, or no "
+            f"longer matching their hashes); nothing was written; {FSCK_HINT}",
+            problems,
+        )

@@ -13,8 +13,11 @@ import ctypes.util
 import hashlib
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import LabelDeskError
 
 TMP_PREFIX = ".tmp-"
 _READ_CHUNK = 1 << 20
@@ -137,3 +140,134 @@ class ObjectStore:
         for d in self.base.iterdir():
             if d.is_dir():
                 yield from d.glob(f"{TMP_PREFIX}*")
+
+
+# -- verified reads: export, evaluation and training never use bytes they have not checked ----
+
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY
+
+
+class ObjectDamagedError(LabelDeskError):
+    """An object file whose bytes are not the ones its name promises (or that cannot be read).
+
+    ``reason`` is fsck's wording ("corrupt (content hashes to …)", "truncated (n of m bytes)",
+    "object file is missing", "not a regular file"), so the two tools describe a damage alike.
+    """
+
+    def __init__(self, sha: str, reason: str) -> None:
+        self.sha = sha
+        self.reason = reason
+        super().__init__(f"object {sha}: {reason}")
+
+
+def _open_object(path: Path | str, sha: str) -> tuple[int, int]:
+    """Open an object for reading: ``(fd, size)``. Only a regular file is ever read.
+
+    ``O_NONBLOCK`` makes opening a FIFO that replaced an object return at once instead of
+    waiting for a writer forever; the ``fstat`` then refuses it (and devices, folders).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _O_BINARY)
+    except FileNotFoundError:
+        raise ObjectDamagedError(sha, "object file is missing") from None
+    except OSError as e:
+        raise ObjectDamagedError(sha, f"unreadable ({e.strerror or e})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ObjectDamagedError(sha, "not a regular file")
+    return fd, st.st_size
+
+
+def _check_digest(sha: str, digest: str, n: int, size: int | None) -> None:
+    if digest == sha:
+        return
+    if size is not None and n < size:
+        raise ObjectDamagedError(sha, f"truncated ({n} of {size} bytes)")
+    raise ObjectDamagedError(sha, f"corrupt (content hashes to {digest})")
+
+
+def _chunks_of(fd: int, st_size: int, sha: str) -> Iterator[bytes]:
+    """The file's bytes in chunks of at most 1 MiB, as many as ``fstat`` said it holds.
+
+    The size is known, so the usual small image takes one ``read`` and no second one to see
+    the end (and no 1 MiB buffer for a 2 kB file). What is yielded is what gets hashed and
+    used, so a file that changed size meanwhile cannot slip unchecked bytes through.
+    """
+    left = st_size
+    while left > 0:
+        try:
+            chunk = os.read(fd, min(left, _READ_CHUNK))
+        except OSError as e:  # an I/O error on the store's disk is damage too, named like fsck
+            raise ObjectDamagedError(sha, f"unreadable ({e.strerror or e})") from None
+        if not chunk:
+            return
+        left -= len(chunk)
+        yield chunk
+
+
+def read_verified(path: Path | str, sha: str, size: int | None = None) -> bytes:
+    """The bytes of the object ``sha`` at ``path``, after checking they hash to ``sha``.
+
+    ``size`` (the image row's byte count), when given, only makes the message say "truncated"
+    for a short file. Raises :class:`ObjectDamagedError`; never returns unchecked bytes.
+    """
+    fd, st_size = _open_object(path, sha)
+    try:
+        parts = list(_chunks_of(fd, st_size, sha))
+    finally:
+        os.close(fd)
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    _check_digest(sha, hashlib.sha256(data).hexdigest(), len(data), size)
+    return data
+
+
+def verify_file(path: Path | str, sha: str, size: int | None = None) -> None:
+    """Check that the object file at ``path`` hashes to ``sha`` (before a hard link shares it:
+    a link copies no bytes, so it would otherwise pass damage on unseen)."""
+    fd, st_size = _open_object(path, sha)
+    h = hashlib.sha256()
+    n = 0
+    try:
+        for chunk in _chunks_of(fd, st_size, sha):
+            h.update(chunk)
+            n += len(chunk)
+    finally:
+        os.close(fd)
+    _check_digest(sha, h.hexdigest(), n, size)
+
+
+def copy_verified(src: Path | str, dest: Path | str, sha: str, size: int | None = None) -> None:
+    """Copy the object ``sha`` at ``src`` to the new file ``dest``, hashing the bytes on the way.
+
+    The bytes are read once, hashed and written (the hash costs what reading costs, not a second
+    pass). If they do not hash to ``sha``, ``dest`` is removed and :class:`ObjectDamagedError`
+    raised. Errors writing ``dest`` (disk full) are raised as the ``OSError`` they are.
+    """
+    fd_in, st_size = _open_object(src, sha)
+    try:
+        h = hashlib.sha256()
+        n = 0
+        fd_out = os.open(dest, _NEW_FILE, 0o644)
+        try:
+            for chunk in _chunks_of(fd_in, st_size, sha):
+                h.update(chunk)
+                n += len(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd_out, view) :]
+        finally:
+            os.close(fd_out)
+        try:
+            _check_digest(sha, h.hexdigest(), n, size)
+        except ObjectDamagedError:
+            os.unlink(dest)
+            raise
+    finally:
+        os.close(fd_in)
+
+
+def read_object(store: ObjectStore, sha: str, size: int | None = None) -> bytes:
+    """:func:`read_verified` of ``sha`` in ``store``: the read for evaluation and training."""
+    return read_verified(store.path(sha), sha, size)

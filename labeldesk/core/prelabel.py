@@ -29,6 +29,7 @@ from typing import Any
 from .errors import CancelledError, InputError, LabelDeskError, Problem
 from .manifest import ManifestStore
 from .models import LoadedModel, ModelInfo, get_model, load_model, unknown_classes
+from .objects import ObjectDamagedError, read_object
 from .predictions import Prediction, cached_images, params_key, store
 from .progress import CancelFn, ProgressFn
 from .project import Project
@@ -136,7 +137,10 @@ class _Prefetch:
     def _run(self) -> None:
         for sha in self._shas:
             try:
-                item = (sha, decode_upright_bgr(self._objects.read_bytes(sha)), None)
+                # verified: a model must never be run (or judged) on bytes that are not the image
+                item = (sha, decode_upright_bgr(read_object(self._objects, sha)), None)
+            except ObjectDamagedError as e:
+                item = (sha, None, f"{e.reason}; run `labeldesk fsck`")
             except Exception as e:  # a damaged object: report it, go on with the rest
                 item = (sha, None, f"cannot decode: {e}")
             if not self._put(item):

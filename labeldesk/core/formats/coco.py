@@ -50,6 +50,7 @@ from .plan import (
     ExportPlan,
     PlannedImage,
     load_plan,
+    refuse_damage,
     unique_names,
     unknown_classes_error,
 )
@@ -259,10 +260,16 @@ class _CocoWriter:
     """
 
     def __init__(
-        self, project: Project, plan: ExportPlan, names: dict[str, str], ids: dict[str, int]
+        self,
+        project: Project,
+        plan: ExportPlan,
+        names: dict[str, str],
+        ids: dict[str, int],
+        damaged: Problems,
+        verify: bool = True,
     ) -> None:
         self.plan, self.names, self.ids = plan, names, ids
-        self.reader = BoxReader(project)
+        self.reader = BoxReader(project, damaged, verify=verify)
         self.known = {c["id"] for c in plan.version.classes}
         self.ann_id = 1
         self.bad: dict[int, int] = {}
@@ -302,7 +309,11 @@ class _CocoWriter:
                         sep = ",\n"
                     yield [
                         ImageJob(
-                            im.sha, im.orientation, im.format, f"{tmp}/images/{self.names[im.sha]}"
+                            im.sha,
+                            im.orientation,
+                            im.format,
+                            f"{tmp}/images/{self.names[im.sha]}",
+                            size=im.byte_size,
                         )
                         for im in chunk
                     ]
@@ -346,6 +357,7 @@ def export_coco(
     *,
     link: bool = False,
     upright: bool = True,
+    verify: bool = True,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> ExportReport:
@@ -354,8 +366,12 @@ def export_coco(
     Exporting the same version twice gives byte-identical files. ``link`` hard-links images
     from the store instead of copying (they are then read-only); ``upright=False`` keeps the
     original bytes of EXIF-rotated images (see :mod:`.files`).
+
+    Every row used and every image's bytes are checked against their hashes; damage raises
+    :class:`~labeldesk.core.errors.IntegrityError` listing all of it, and ``out`` is left as it
+    was. ``verify=False`` skips the checks (only to measure what they cost).
     """
-    plan = load_plan(project, ref, cancel)
+    plan = load_plan(project, ref, cancel, verify=verify)
     version = plan.version
     names, renamed = unique_names(plan.images, key=str.casefold)
     ids, renumbered = _coco_ids(plan.images, names)
@@ -365,20 +381,26 @@ def export_coco(
     ]
     if renumbered:
         notes.append(Problem("images", f"{renumbered} COCO image ids were taken twice; renumbered"))
-    writer = _CocoWriter(project, plan, names, ids)
+    damaged = Problems()
+    writer = _CocoWriter(project, plan, names, ids, damaged, verify)
     report = ExportReport("coco", Path(out).absolute(), version, len(plan.images), 0, [])
-    with OutputFolder(out) as tmp:
+    folder = OutputFolder(out)
+    with folder as tmp:
         counts = write_files(
             project,
             writer.chunks(tmp, report.files, cancel),
             len(plan.images),
             link=link,
             upright=upright,
+            verify=verify,
+            root=tmp,
             progress=progress,
             cancel=cancel,
         )
+        refuse_damage(version, damaged, counts)
         if writer.bad:
             raise unknown_classes_error(version, writer.bad)
+    report.stale_removed = [(str(t.path), t.pid) for t in folder.removed]
     report.n_boxes = writer.ann_id - 1 - writer.crowd
     if writer.crowd:
         notes.append(Problem("annotations", f"{writer.crowd} crowd regions written (iscrowd 1)"))

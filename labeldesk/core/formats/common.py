@@ -91,6 +91,8 @@ class ExportReport:
     linked: int = 0
     copied: int = 0
     notes: list[Problem] = field(default_factory=list)
+    #: (path, pid) of temporary folders that killed exports had left beside ``out``, removed
+    stale_removed: list[tuple[str, int]] = field(default_factory=list)
 
     def finish(self, counts: Any, notes: list[Problem], *, clipped: int, dropped: int) -> None:
         """Take the image counts of ``files.write_files`` and the notes, plus one note each
@@ -114,6 +116,7 @@ class ExportReport:
             "linked": self.linked,
             "copied": self.copied,
             "notes": [{"where": n.where, "note": n.reason} for n in self.notes],
+            "removed_stale_temp": [{"path": p, "pid": pid} for p, pid in self.stale_removed],
         }
 
 

@@ -1,7 +1,14 @@
 """Writing an export: the output folder, all or nothing, and the image files in it.
 
 The folder is built under a hidden sibling name and renamed into place at the end, so a failed or
-cancelled export leaves nothing behind and a finished one never mixes with an older one.
+cancelled export leaves nothing behind and a finished one never mixes with an older one. The
+name carries the host and pid of the exporting process (``.OUT.labeldesk-HOST-PID-RANDOM``): an
+export that was killed cannot clean up after itself, so the next export into the same parent
+folder removes every such folder of this host whose process is gone, and says so.
+
+Integrity. Every image's bytes are hashed as they are copied (or read, before a hard link or a
+re-encode) and checked against the object's name; damage is listed and the export refused at
+its end, with the temporary folder removed (see :func:`labeldesk.core.objects.copy_verified`).
 
 EXIF orientation. Boxes live in the upright frame. Readers disagree about EXIF: Ultralytics
 (``imread`` via OpenCV, ``exif_size``) and Detectron2 rotate JPEGs upright, but plain
@@ -18,19 +25,22 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import secrets
 import shutil
+import socket
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 from PIL import Image, ImageOps
 
-from ..errors import LabelDeskError, storage_error
+from ..errors import LabelDeskError, Problem, storage_error
+from ..objects import ObjectDamagedError, copy_verified, read_verified, verify_file
 from ..progress import CancelFn, ProgressFn, check_cancel
-from ..project import Project
+from ..project import Project, _pid_alive
 
 _CHUNK = 256
 _BATCH = 16  # jobs per task: fewer futures, fewer lock hand-overs
@@ -38,11 +48,57 @@ _WORKERS = 4
 JPEG_QUALITY = 95  # re-encoding loses a little; 95 with 4:4:4 chroma keeps it invisible
 
 
+#: ``.OUT.labeldesk-HOST-PID-RANDOM``; releases before the host was recorded wrote
+#: ``.OUT.labeldesk-PID-RANDOM``, taken to be from this host.
+_TEMP_RE = re.compile(r"^\.(?P<out>.+)\.labeldesk-(?:(?P<host>.+)-)?(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def _host() -> str:
+    """This machine's name as it goes into a temporary folder's name (no path separators)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+
+
+@dataclass(frozen=True)
+class StaleTemp:
+    """A temporary export folder that a killed export left, removed by a later export."""
+
+    path: Path
+    pid: int
+
+
+def remove_stale_temps(parent: Path) -> list[StaleTemp]:
+    """Remove the temporary folders of exports into ``parent`` whose process is gone.
+
+    Only folders named by this host are judged (a pid means nothing on another machine that
+    shares the folder), and only when that pid is no longer running; a live one may be an
+    export in progress. Returns what was removed.
+    """
+    removed: list[StaleTemp] = []
+    host = _host()
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP_RE.match(entry.name)
+        if m is None or not entry.is_dir(follow_symlinks=False):
+            continue
+        pid = int(m["pid"])
+        if m["host"] not in (None, host) or pid == os.getpid() or _pid_alive(pid):
+            continue
+        path = Path(entry.path)
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            removed.append(StaleTemp(path, pid))
+    return removed
+
+
 class OutputFolder:
     """Context manager: yields a temporary folder that becomes ``out`` if the block succeeds.
 
     ``out`` must not exist or be an empty folder: an export never overwrites or mixes with
-    files that are already there.
+    files that are already there. On entry, temporary folders that killed exports left in the
+    same parent are removed (:func:`remove_stale_temps`); ``removed`` lists them.
     """
 
     def __init__(self, out: Path | str) -> None:
@@ -51,12 +107,14 @@ class OutputFolder:
             raise LabelDeskError(
                 f"{self.out} exists and is not an empty folder; export into a new or empty folder"
             )
-        self.tmp = (
-            self.out.parent / f".{self.out.name}.labeldesk-{os.getpid()}-{secrets.token_hex(4)}"
+        self.tmp = self.out.parent / (
+            f".{self.out.name}.labeldesk-{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
         )
+        self.removed: list[StaleTemp] = []
 
     def __enter__(self) -> Path:
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.removed = remove_stale_temps(self.out.parent)
         self.tmp.mkdir()
         return self.tmp
 
@@ -94,6 +152,7 @@ class ImageJob:
     dest: str  # plain strings: a Path per file costs more than writing a small label
     label: str | None = None
     text: str = ""
+    size: int | None = None  # the object's byte size per its image row (messages only)
 
 
 @dataclass
@@ -101,6 +160,7 @@ class ImageCounts:
     reencoded: int = 0
     linked: int = 0
     copied: int = 0
+    damaged: list[Problem] = field(default_factory=list)  # objects that failed their hash
 
 
 def upright_bytes(data: bytes, fmt: str) -> bytes:
@@ -141,9 +201,16 @@ def _write_new(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-def copy_file(src: str, dest: str) -> None:
-    """Copy with as few Python-level steps as possible: each one hands the GIL over, and with
-    several writer threads those hand-overs, not the disk, end up setting the pace."""
+def copy_file(src: str, dest: str, sha: str | None = None, size: int | None = None) -> None:
+    """Copy an object to ``dest``; with ``sha``, hash the bytes on the way and refuse damage.
+
+    Unverified copies use ``sendfile`` with as few Python-level steps as possible: each one
+    hands the GIL over, and with several writer threads those hand-overs, not the disk, end up
+    setting the pace. A verified copy reads the bytes anyway, so it hashes what it reads.
+    """
+    if sha is not None:
+        copy_verified(src, dest, sha, size)
+        return
     if not hasattr(os, "sendfile"):
         shutil.copyfile(src, dest)
         return
@@ -168,26 +235,40 @@ def copy_file(src: str, dest: str) -> None:
         os.close(fd_in)
 
 
-def _place(base: str, job: ImageJob, link: bool, upright: bool) -> str:
+def _place(base: str, job: ImageJob, link: bool, upright: bool, verify: bool) -> str:
     src = f"{base}/{job.sha[:2]}/{job.sha[2:]}"  # ObjectStore.path, without a Path per file
     if job.label is not None:
         _write_new(job.label, job.text.encode("utf-8"))
     if upright and job.orientation != 1:
-        with open(src, "rb") as f:
-            _write_new(job.dest, upright_bytes(f.read(), job.format))
+        if verify:
+            data = read_verified(src, job.sha, job.size)
+        else:
+            with open(src, "rb") as f:
+                data = f.read()
+        _write_new(job.dest, upright_bytes(data, job.format))
         return "reencoded"
     if link:
+        if verify:
+            verify_file(src, job.sha, job.size)  # a link copies no bytes: hash them first
         try:
             os.link(src, job.dest)
             return "linked"
         except OSError:
             pass  # another file system, or links not allowed: copy instead (counted)
-    copy_file(src, job.dest)
+    copy_file(src, job.dest, job.sha if verify else None, job.size)
     return "copied"
 
 
-def _place_batch(base: str, jobs: Sequence[ImageJob], link: bool, upright: bool) -> list[str]:
-    return [_place(base, job, link, upright) for job in jobs]
+def _place_batch(
+    base: str, jobs: Sequence[ImageJob], link: bool, upright: bool, verify: bool
+) -> list[str | tuple[ImageJob, ObjectDamagedError]]:
+    out: list[str | tuple[ImageJob, ObjectDamagedError]] = []
+    for job in jobs:
+        try:
+            out.append(_place(base, job, link, upright, verify))
+        except ObjectDamagedError as e:  # listed with the others at the end; go on checking
+            out.append((job, e))
+    return out
 
 
 def write_files(
@@ -197,6 +278,8 @@ def write_files(
     *,
     link: bool = False,
     upright: bool = True,
+    verify: bool = True,
+    root: Path | str | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     what: str = "writing images",
@@ -207,23 +290,33 @@ def write_files(
     disk), and creation runs in parallel, so files are written by a thread pool. ``chunks`` is
     consumed lazily: while the pool writes one chunk, the caller's generator computes the next
     (label text, JSON lines), so computing and writing overlap and memory stays bounded.
+
+    With ``verify`` (the default) each image's bytes are checked against its hash; damaged
+    objects are collected in ``counts.damaged`` (named relative to ``root``) for the caller to
+    refuse the export with, and every other image is still checked so the list is complete.
     """
     counts = ImageCounts()
     made: set[str] = set()
     done = 0
+    prefix = f"{root}/" if root is not None else ""
 
     base = str(project.objects.base)
 
-    def collect(futures: list[Future[list[str]]]) -> int:
+    def collect(futures: list[Future[list[str | tuple[ImageJob, ObjectDamagedError]]]]) -> int:
         n = 0
         for fut in futures:
             for how in fut.result():
-                setattr(counts, how, getattr(counts, how) + 1)
+                if isinstance(how, str):
+                    setattr(counts, how, getattr(counts, how) + 1)
+                else:
+                    job, e = how
+                    name = job.dest.removeprefix(prefix)
+                    counts.damaged.append(Problem(f"object {job.sha}", f"{e.reason} ({name})"))
                 n += 1
         return n
 
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        pending: list[Future[list[str]]] = []
+        pending: list[Future[list[str | tuple[ImageJob, ObjectDamagedError]]]] = []
         try:
             for chunk in chunks:
                 check_cancel(cancel)
@@ -234,7 +327,7 @@ def write_files(
                             os.makedirs(folder, exist_ok=True)
                             made.add(folder)
                 submitted = [
-                    pool.submit(_place_batch, base, chunk[k : k + _BATCH], link, upright)
+                    pool.submit(_place_batch, base, chunk[k : k + _BATCH], link, upright, verify)
                     for k in range(0, len(chunk), _BATCH)
                 ]
                 done += collect(pending)

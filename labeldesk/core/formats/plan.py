@@ -8,6 +8,11 @@ File names are chosen deterministically: names a format gave us (``meta["file_na
 in image-hash order, then names derived from the first source file, in name order. A name that is
 taken gets the short image hash appended, so two source files with the same base name never
 overwrite each other, and the same version always gets the same names.
+
+Nothing is used unchecked: the version's id is recomputed from its content, and the manifest
+tree, every bucket and every annotation set read is re-hashed against its key (the image bytes
+are checked as they are copied, see :mod:`.files`). Damage is collected into one itemised
+:class:`~labeldesk.core.errors.IntegrityError`, never written into an export or an evaluation.
 """
 
 from __future__ import annotations
@@ -18,12 +23,19 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from ..errors import LabelDeskError
-from ..manifest import Entry, ManifestStore
+from ..canonical import hash_json, sha256_hex
+from ..errors import IntegrityError, LabelDeskError, Problem
+from ..manifest import Entry
 from ..progress import CancelFn, check_cancel
 from ..project import Project
 from ..versions import Version, resolve
-from .common import FORMAT_EXTENSIONS, IMAGE_EXTENSIONS, check_relative_name, normalise_name
+from .common import (
+    FORMAT_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    Problems,
+    check_relative_name,
+    normalise_name,
+)
 
 _BATCH = 500
 
@@ -38,6 +50,7 @@ class PlannedImage:
     format: str
     meta_name: str | None  # the file name a dataset gave it, if usable as a relative name
     derived_name: str  # a name for an image no dataset named: its first source's base name
+    byte_size: int | None = None  # of the object file, from the image row (for messages)
 
 
 def _meta_name(entry: Entry) -> str | None:
@@ -71,31 +84,145 @@ def _chunks(items: list[str], n: int = _BATCH) -> Iterator[list[str]]:
         yield items[i : i + n]
 
 
-def load_plan(project: Project, ref: str, cancel: CancelFn | None = None) -> ExportPlan:
+def row_matches(key: str, text: object) -> bool:
+    """Whether a content-addressed row's stored JSON ``text`` hashes to its ``key``.
+
+    LabelDesk stores the canonical text, so hashing the text as it is stored is the fast check;
+    text that differs from it only in form (spacing, key order) is judged by its content, as
+    ``labeldesk fsck`` does.
+    """
+    if not isinstance(text, str):
+        return False
+    if sha256_hex(text) == key:
+        return True
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    return hash_json(value)[0] == key
+
+
+def version_matches(version: Version) -> bool:
+    """Whether ``version.id`` is the hash of its content, as :func:`~..versions.write_version`
+    computed it: a row rewritten behind LabelDesk's back (another tree, other classes) fails."""
+    body = {
+        "tree": version.tree,
+        "classes": version.classes,
+        "parents": version.parents,
+        "kind": version.kind,
+        "author": version.author,
+        "message": version.message,
+        "created": version.created,
+        "provenance": version.provenance,
+    }
+    return hash_json(body)[0] == version.id
+
+
+def integrity_error(what: str, problems: Problems) -> IntegrityError:
+    """One :class:`IntegrityError` listing what ``problems`` collected (capped, with a count)."""
+    items = list(problems.items)
+    if problems.count > len(items):
+        items.append(Problem("…", f"{problems.count - len(items)} more problems not listed"))
+    return IntegrityError(what, items, problems.count)
+
+
+def refuse_damage(version: Version, damaged: Problems, counts: Any) -> None:
+    """Raise the export's :class:`IntegrityError` if a set or an object failed its check.
+
+    ``damaged`` holds the annotation sets :class:`BoxReader` found, ``counts`` the
+    ``files.ImageCounts`` with the objects that did not hash to their names.
+    """
+    for p in counts.damaged:
+        damaged.add(p.where, p.reason)
+    if damaged:
+        raise integrity_error(f"cannot export version {version.short}", damaged)
+
+
+def _read_manifest(
+    project: Project,
+    version: Version,
+    problems: Problems,
+    cancel: CancelFn | None,
+    verify: bool = True,
+) -> list[tuple[str, Entry]]:
+    """The entries of ``version``'s manifest in image-hash order, from verified rows only."""
+    db = project.db
+    where = f"manifest tree {version.tree}"
+    row = db.execute("SELECT buckets FROM manifest_tree WHERE hash = ?", [version.tree]).fetchone()
+    if row is None:
+        problems.add(where, f"missing (it is the content of version {version.short})")
+        return []
+    if verify and not row_matches(version.tree, row[0]):
+        problems.add(where, "content does not match its hash")
+        return []
+    buckets: dict[str, str] = json.loads(row[0])
+    texts: dict[str, str] = {}
+    for chunk in _chunks(sorted(set(buckets.values()))):
+        check_cancel(cancel)
+        marks = ",".join("?" * len(chunk))
+        texts.update(
+            db.execute(
+                f"SELECT hash, entries FROM manifest_bucket WHERE hash IN ({marks})", chunk
+            ).fetchall()
+        )
+    entries: list[tuple[str, Entry]] = []
+    for prefix in sorted(buckets):
+        bh = buckets[prefix]
+        if bh not in texts:
+            problems.add(f"manifest bucket {bh}", f"missing (images {prefix}… of {where})")
+            continue
+        text = texts[bh]
+        if verify and not row_matches(bh, text):
+            problems.add(f"manifest bucket {bh}", "content does not match its hash")
+            continue
+        raw = json.loads(text)
+        entries.extend((image, Entry.from_json(raw[image])) for image in sorted(raw))
+    return entries
+
+
+def load_plan(
+    project: Project, ref: str, cancel: CancelFn | None = None, *, verify: bool = True
+) -> ExportPlan:
+    """Everything an export of ``ref`` needs but the boxes, read and verified in a few queries.
+
+    Raises :class:`IntegrityError` listing every damaged or missing row (the version, its tree,
+    buckets, image rows) before anything is written. ``verify=False`` skips the hash checks
+    (missing rows are still refused); it exists to measure what they cost.
+    """
     db = project.db
     version = resolve(db, ref)
-    store = ManifestStore(db)
-    entries = list(store.entries(store.tree(version.tree)))
+    problems = Problems()
+    if verify and not version_matches(version):
+        problems.add(
+            f"version {version.id}",
+            "its content (tree, classes, parents, message…) does not hash to its id: the row "
+            "was changed after it was committed",
+        )
+    entries = _read_manifest(project, version, problems, cancel, verify)
     shas = [sha for sha, _ in entries]
     info: dict[str, tuple[int, int, int, str]] = {}
+    sizes: dict[str, int] = {}
     sources: dict[str, str] = {}
     for chunk in _chunks(shas):
         check_cancel(cancel)
         marks = ",".join("?" * len(chunk))
-        for sha, w, h, o, fmt in db.execute(
-            f"SELECT sha256, width, height, orientation, format FROM image "
+        for sha, w, h, o, fmt, size in db.execute(
+            f"SELECT sha256, width, height, orientation, format, byte_size FROM image "
             f"WHERE sha256 IN ({marks})",
             chunk,
         ):
             info[sha] = (w, h, o, fmt)
+            sizes[sha] = size
         for sha, path in db.execute(
             f"SELECT sha256, path FROM image_source WHERE sha256 IN ({marks}) ORDER BY id",
             chunk,
         ):
             sources.setdefault(sha, path)
-    missing = [sha for sha in shas if sha not in info]
-    if missing:
-        raise LabelDeskError(f"images missing from the database: {', '.join(missing[:3])}")
+    for sha in shas:
+        if sha not in info:
+            problems.add(f"image {sha}", "no image row (the version's manifest names it)")
+    if problems:
+        raise integrity_error(f"cannot read version {version.short}", problems)
     images = [
         PlannedImage(
             sha,
@@ -103,6 +230,7 @@ def load_plan(project: Project, ref: str, cancel: CancelFn | None = None) -> Exp
             *info[sha],
             _meta_name(entry),
             _derived_name(sources.get(sha, ""), sha, info[sha][3]),
+            sizes[sha],
         )
         for sha, entry in entries
     ]
@@ -159,11 +287,20 @@ class BoxReader:
 
     Boxes stay canonical dicts (``class``, ``x``, ``y``, ``w``, ``h``…): exports touch every box
     of the dataset once, and building a million objects would cost more than writing them.
+
+    Every set is re-hashed against its key as it is read (``verify``). A missing or damaged set
+    is added to ``problems`` and reads as no boxes, so an export can list all of them at the
+    end; without ``problems`` it raises :class:`IntegrityError` at once.
     """
 
-    def __init__(self, project: Project) -> None:
+    def __init__(
+        self, project: Project, problems: Problems | None = None, *, verify: bool = True
+    ) -> None:
         self.db = project.db
         self.cache: dict[str, list[dict[str, Any]]] = {}
+        self.problems = problems
+        self.verify = verify
+        self.reported: set[str] = set()  # a set shared by many images is listed once
 
     def prefetch(self, annsets: Iterable[str]) -> None:
         """Load the boxes of ``annsets``, forgetting earlier ones: exporters read chunk by
@@ -171,26 +308,75 @@ class BoxReader:
         wanted = set(annsets)
         self.cache = {h: v for h, v in self.cache.items() if h in wanted}
         missing = sorted(wanted - self.cache.keys())
+        damaged: dict[str, str] = {}  # set hash -> what is wrong with it
         for chunk in _chunks(missing):
-            # One row holding the whole chunk as a JSON object: a row per set would hand the GIL
-            # over once per image, which stalls behind the export's writer threads.
-            marks = ",".join("?" * len(chunk))
-            (text,) = self.db.execute(
-                "SELECT json_group_object(hash, json(boxes)) FROM annotation_set "
-                f"WHERE hash IN ({marks})",
-                chunk,
-            ).fetchone()
-            text = text or "{}"
-            sets: dict[str, list[dict[str, Any]]] = json.loads(text)
-            if '"rejected"' in text:
-                sets = {
-                    h: [d for d in boxes if d.get("state") != "rejected"]
-                    for h, boxes in sets.items()
-                }
-            self.cache.update(sets)
-        lost = [h for h in missing if h not in self.cache]
-        if lost:
-            raise LabelDeskError(f"annotation sets missing: {', '.join(lost[:3])}")
+            if self.verify:
+                self.cache.update(self._read_verified(chunk, damaged))
+            else:
+                self.cache.update(self._read_unverified(chunk))
+        for h in missing:
+            if h not in self.cache and h not in damaged:
+                damaged[h] = "missing (a manifest entry refers to it)"
+        if not damaged:
+            return
+        found = self.problems if self.problems is not None else Problems()
+        for h, reason in damaged.items():
+            if h not in self.reported:
+                found.add(f"annotation set {h}", reason)
+                self.reported.add(h)
+            self.cache[h] = []  # reads as no boxes; the export is refused at its end
+        if self.problems is None:
+            raise integrity_error("cannot read the boxes", found)
+
+    def _read_unverified(self, chunk: list[str]) -> dict[str, list[dict[str, Any]]]:
+        # One row holding the whole chunk as a JSON object: a row per set would hand the GIL
+        # over once per image, which stalls behind the export's writer threads.
+        marks = ",".join("?" * len(chunk))
+        (text,) = self.db.execute(
+            "SELECT json_group_object(hash, json(boxes)) FROM annotation_set "
+            f"WHERE hash IN ({marks})",
+            chunk,
+        ).fetchone()
+        text = text or "{}"
+        sets: dict[str, list[dict[str, Any]]] = json.loads(text)
+        if '"rejected"' in text:
+            sets = {
+                h: [d for d in boxes if d.get("state") != "rejected"] for h, boxes in sets.items()
+            }
+        return sets
+
+    def _read_verified(
+        self, chunk: list[str], damaged: dict[str, str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The chunk's sets as stored, each text hashed before it is parsed.
+
+        Still one row for the chunk (see :meth:`_read_unverified`): key and text joined, sets
+        separated by U+001E, which canonical JSON never holds unescaped. Text that breaks that
+        framing (only a row edited by hand can) sends the chunk through a row-per-set query.
+        """
+        marks = ",".join("?" * len(chunk))
+        n, text = self.db.execute(
+            "SELECT count(*), group_concat(hash || boxes, char(30)) FROM annotation_set "
+            f"WHERE hash IN ({marks})",
+            chunk,
+        ).fetchone()
+        parts = text.split("\x1e") if text else []
+        keys = set(chunk)
+        rows: list[tuple[str, Any]] = [(p[:64], p[64:]) for p in parts]
+        if len(rows) != n or not all(h in keys for h, _ in rows):
+            rows = self.db.execute(
+                f"SELECT hash, boxes FROM annotation_set WHERE hash IN ({marks})", chunk
+            ).fetchall()
+        sets: dict[str, list[dict[str, Any]]] = {}
+        for h, t in rows:
+            if not row_matches(h, t):
+                damaged[h] = "content does not match its hash"
+                continue
+            boxes = json.loads(t)
+            if '"rejected"' in t:
+                boxes = [d for d in boxes if d.get("state") != "rejected"]
+            sets[h] = boxes
+        return sets
 
     def boxes(self, annset: str) -> list[dict[str, Any]]:
         if annset not in self.cache:

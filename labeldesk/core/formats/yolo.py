@@ -41,7 +41,14 @@ from .common import (
     provenance,
 )
 from .files import ImageJob, OutputFolder, write_files
-from .plan import BoxReader, PlannedImage, load_plan, unique_names, unknown_classes_error
+from .plan import (
+    BoxReader,
+    PlannedImage,
+    load_plan,
+    refuse_damage,
+    unique_names,
+    unknown_classes_error,
+)
 from .yolo_reader import UNASSIGNED, YoloImage, YoloReader
 
 DECIMALS = 10
@@ -148,6 +155,7 @@ def export_yolo(
     link: bool = False,
     upright: bool = True,
     portable: bool = False,
+    verify: bool = True,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> ExportReport:
@@ -156,8 +164,11 @@ def export_yolo(
     ``data.yaml`` carries the absolute ``path`` of ``out`` so it trains from any working
     folder; ``portable`` leaves ``path`` out (Ultralytics then uses the yaml's own folder) and
     makes every file independent of where the export was written.
+
+    As :func:`~.coco.export_coco`, every row and image is checked against its hash and damage
+    is refused with an itemised :class:`~labeldesk.core.errors.IntegrityError`.
     """
-    plan = load_plan(project, ref, cancel)
+    plan = load_plan(project, ref, cancel, verify=verify)
     version = plan.version
     index = {cid: i for i, cid in enumerate(plan.class_ids)}
     groups: dict[str, list[PlannedImage]] = {}
@@ -174,7 +185,8 @@ def export_yolo(
         ]
     folder_of = {im.sha: FOLDERS[im.entry.split] for im in plan.images}
     ordered = sorted(plan.images, key=lambda i: (folder_of[i.sha], names[i.sha]))
-    reader = BoxReader(project)
+    damaged = Problems()
+    reader = BoxReader(project, damaged, verify=verify)
     root = Path(out).absolute()
     report = ExportReport("yolo", root, version, len(plan.images), 0, ["data.yaml"])
     stats = {"clipped": 0, "dropped": 0, "unlabelled": 0, "crowd": 0}
@@ -197,7 +209,7 @@ def export_yolo(
                 boxes = objects
                 if not boxes and UNLABELLED_TAG in im.entry.tags:
                     stats["unlabelled"] += 1  # not known to be background: no label file
-                    job = ImageJob(im.sha, im.orientation, im.format, dest)
+                    job = ImageJob(im.sha, im.orientation, im.format, dest, size=im.byte_size)
                 else:
                     text, c, d, b = label_text(boxes, index, im.width, im.height)
                     stats["clipped"] += c
@@ -206,20 +218,26 @@ def export_yolo(
                         bad[k] = bad.get(k, 0) + n
                     report.n_boxes += len(boxes) - d - sum(b.values())
                     label = f"{tmp}/labels/{folder}/{_stem(name)}.txt"
-                    job = ImageJob(im.sha, im.orientation, im.format, dest, label, text)
+                    job = ImageJob(
+                        im.sha, im.orientation, im.format, dest, label, text, im.byte_size
+                    )
                 jobs.append(job)
             yield jobs
 
-    with OutputFolder(out) as tmp:
+    folder = OutputFolder(out)
+    with folder as tmp:
         counts = write_files(
             project,
             chunks(tmp),
             len(ordered),
             link=link,
             upright=upright,
+            verify=verify,
+            root=tmp,
             progress=progress,
             cancel=cancel,
         )
+        refuse_damage(version, damaged, counts)
         if bad:
             raise unknown_classes_error(version, bad)
         (tmp / "data.yaml").write_text(
@@ -233,6 +251,7 @@ def export_yolo(
         )
     if crowd := stats["crowd"]:
         notes.append(Problem("boxes", f"{crowd} crowd regions (iscrowd 1) left out: YOLO has none"))
+    report.stale_removed = [(str(t.path), t.pid) for t in folder.removed]
     report.finish(counts, notes, clipped=stats["clipped"], dropped=stats["dropped"])
     return report
 
