@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .boxes import Box
-from .canonical import hash_json
+from .canonical import hash_json, sha256_hex
 
 
 def version_body(
@@ -84,6 +84,24 @@ def content_hash(text: str) -> str:
     Raises ``ValueError`` when ``text`` is not JSON.
     """
     return hash_json(json.loads(text))[0]
+
+
+def row_matches(key: str, text: object) -> bool:
+    """Whether a content-addressed row's stored JSON ``text`` hashes to its ``key``.
+
+    LabelDesk stores the canonical text, so hashing the text as it is stored is the fast check;
+    text that differs from it only in form (spacing, key order) is judged by its content, as
+    ``labeldesk fsck`` does.
+    """
+    if not isinstance(text, str):
+        return False
+    if sha256_hex(text) == key:
+        return True
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    return hash_json(value)[0] == key
 
 
 def row_hash_problem(what: str, name: str, text: str) -> str | None:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from ..canonical import hash_json, sha256_hex
 from ..errors import IntegrityError, LabelDeskError, Problem
+from ..integrity import row_matches, version_id
 from ..manifest import Entry
 from ..progress import CancelFn, check_cancel
 from ..project import Project
@@ -84,38 +84,22 @@ def _chunks(items: list[str], n: int = _BATCH) -> Iterator[list[str]]:
         yield items[i : i + n]
 
 
-def row_matches(key: str, text: object) -> bool:
-    """Whether a content-addressed row's stored JSON ``text`` hashes to its ``key``.
-
-    LabelDesk stores the canonical text, so hashing the text as it is stored is the fast check;
-    text that differs from it only in form (spacing, key order) is judged by its content, as
-    ``labeldesk fsck`` does.
-    """
-    if not isinstance(text, str):
-        return False
-    if sha256_hex(text) == key:
-        return True
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return False
-    return hash_json(value)[0] == key
-
-
 def version_matches(version: Version) -> bool:
     """Whether ``version.id`` is the hash of its content, as :func:`~..versions.write_version`
     computed it: a row rewritten behind LabelDesk's back (another tree, other classes) fails."""
-    body = {
-        "tree": version.tree,
-        "classes": version.classes,
-        "parents": version.parents,
-        "kind": version.kind,
-        "author": version.author,
-        "message": version.message,
-        "created": version.created,
-        "provenance": version.provenance,
-    }
-    return hash_json(body)[0] == version.id
+    return (
+        version_id(
+            tree=version.tree,
+            classes=version.classes,
+            parents=version.parents,
+            kind=version.kind,
+            author=version.author,
+            message=version.message,
+            created=version.created,
+            provenance=version.provenance,
+        )
+        == version.id
+    )
 
 
 def integrity_error(what: str, problems: Problems) -> IntegrityError:

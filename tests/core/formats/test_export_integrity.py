@@ -91,11 +91,17 @@ def truncate(project: Project, sha: str) -> None:
     path.write_bytes(path.read_bytes()[:100])
 
 
-def shell(project: Project, sql: str, args: tuple = ()) -> None:
+def shell(project: Project, sql: str, args: tuple | list = ()) -> None:
     """Change the database the way a plain ``sqlite3`` shell would: another connection, no
-    LabelDesk code. ``INSERT OR REPLACE`` fires no UPDATE trigger, so it passes them."""
+    LabelDesk code. The triggers refuse such writes (see tests/core/test_fsck.py), so this user
+    drops them first, as anyone with the file can: what export must then catch is the damage."""
     con = sqlite3.connect(project.root / "labeldesk.db")
     try:
+        triggers = [
+            r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        ]
+        for name in triggers:
+            con.execute(f"DROP TRIGGER [{name}]")
         con.execute(sql, args)
         con.commit()
     finally:
@@ -319,8 +325,7 @@ def test_a_version_row_given_another_tree_is_refused(labelled, tmp_path) -> None
             replace_all=True,
         )
     second = resolve(project.db, "main")
-    # point the first version's row at the second's tree, keeping its id: REPLACE passes the
-    # UPDATE triggers (issue 11, item 2)
+    # point the first version's row at the second's tree, keeping its id (issue 11, item 2)
     _replace_version_tree(project, first.id, second.tree)
     err = refused(project, "coco", tmp_path / "out", ref=first.id)
     (problem,) = err.problems
@@ -334,12 +339,12 @@ def _replace_version_tree(project: Project, vid: str, tree: str) -> None:
     try:
         cols = [r[1] for r in con.execute("PRAGMA table_info(version)")]
         values = list(con.execute("SELECT * FROM version WHERE id = ?", [vid]).fetchone())
-        values[cols.index("tree")] = tree
-        marks = ",".join("?" * len(cols))
-        con.execute(f"INSERT OR REPLACE INTO version ({','.join(cols)}) VALUES ({marks})", values)
-        con.commit()
     finally:
         con.close()
+    values[cols.index("tree")] = tree
+    marks = ",".join("?" * len(cols))
+    # the insert triggers refuse this now; shell() drops them first, as a hostile user would
+    shell(project, f"INSERT OR REPLACE INTO version ({','.join(cols)}) VALUES ({marks})", values)
 
 
 @pytest.mark.parametrize("fmt", ["coco", "yolo"])
