@@ -5,6 +5,18 @@ their state (not reviewed, reviewed, edited, conflict), the boxes of each image 
 sees them (the session's edit, else the base labels, else the model's pre-labels as *pending*),
 and the class list. The GUI reads it on its own connection and sends writes to a single writer
 thread, so the database is touched in one order and the window never waits on a write.
+
+Pre-labels belong to the project: the session's source is any stored prediction run covering
+the version (``labeldesk prelabel``, the window, a watched evaluation); a session without one
+takes the newest (or the previous committed session's) when opened, and the reviewer switches
+with :func:`set_prelabel_source`. On labelled images the source's predictions become
+suggestions (:mod:`labeldesk.core.suggestions`) instead of pending boxes.
+
+API: :class:`ImageRow`, :func:`open_or_start_session`, :func:`edit_state`, :class:`Workspace`
+(``load``, ``boxes``, ``prelabels``, ``predictions``, ``suggestions``, ``runs``,
+``refresh_row``, ``counts``, ``main_moved``; attributes ``prelabel_model``,
+``prelabel_params``, ``suggestion_params``), :func:`last_prelabel_params`,
+:func:`set_prelabel_source`, :func:`available_runs`. Review actions: :mod:`labeldesk.app.rules`.
 """
 
 from __future__ import annotations
@@ -14,9 +26,9 @@ import os
 from dataclasses import dataclass, field
 
 from labeldesk.core import predictions
+from labeldesk.core import suggestions as sg
 from labeldesk.core.boxes import Box, live_boxes
 from labeldesk.core.manifest import ManifestStore
-from labeldesk.core.prelabel import show_in_session
 from labeldesk.core.project import Project
 from labeldesk.core.sessions import ReviewSession
 from labeldesk.core.versions import MAIN, head, load_annotation_set
@@ -38,10 +50,13 @@ class ImageRow:
 
 
 def open_or_start_session(project: Project) -> ReviewSession:
-    """The user's newest open session, or a new one on ``main``."""
+    """The user's newest open session, or a new one on ``main``; either way with a pre-label
+    source when any stored run covers its base (see ``ReviewSession.ensure_source``)."""
     mine = ReviewSession.open_sessions(project, author=project.user)
     if mine:
-        return ReviewSession(project, mine[-1].id)
+        session = ReviewSession(project, mine[-1].id)
+        session.ensure_source()
+        return session
     return ReviewSession.start(project, MAIN)
 
 
@@ -68,6 +83,7 @@ class Workspace:
         self.classes: dict[int, str] = {}
         self.prelabel_model: str | None = None
         self.prelabel_params: dict | None = None
+        self.suggestion_params = sg.Params()
         self.conflicts: set[str] = set()
 
     # -- loading -----------------------------------------------------------------------------
@@ -140,30 +156,38 @@ class Workspace:
         entry = self.session.base_entry(sha)
         return load_annotation_set(self.project.db, entry.annset) if entry else []
 
-    def prelabels(self, sha: str) -> list[Box]:
-        """The pre-labels of the session's model for ``sha``, as undecided boxes."""
+    def predictions(self, sha: str) -> list[Box]:
+        """The source run's predictions for ``sha`` as undecided model boxes (project classes
+        only: a model class the project lacks is reported when the model runs)."""
         if not self.prelabel_model or self.prelabel_params is None:
             return []
         by_name = {name: cid for cid, name in self.classes.items()}
-        out = []
-        for p in predictions.load(self.project.db, self.prelabel_model, self.prelabel_params, sha):
-            cid = by_name.get(p.name)
-            if cid is None:
-                continue  # the model's class is not a project class (reported when run)
-            out.append(
-                Box(
-                    cid,
-                    p.x,
-                    p.y,
-                    p.w,
-                    p.h,
-                    origin="model",
-                    state="pending",
-                    score=p.score,
-                    model=self.prelabel_model,
-                )
-            )
-        return out
+        stored = predictions.load(self.project.db, self.prelabel_model, self.prelabel_params, sha)
+        return sg.as_boxes(stored, by_name, self.prelabel_model)
+
+    def prelabels(self, sha: str) -> list[Box]:
+        """The pre-labels of the session's model for ``sha``, as undecided boxes."""
+        return self.predictions(sha)
+
+    def suggestions(self, sha: str, boxes: list[Box] | None = None) -> list[sg.Suggestion]:
+        """Where the source run disagrees with the labels of ``sha`` (none on an image without
+        labels in the base: there the predictions are pending pre-labels instead).
+
+        ``boxes``: the image's boxes as the window holds them (its unsaved overlay), else read.
+        """
+        if not self.base_boxes(sha):
+            return []
+        preds = self.predictions(sha)
+        if not preds:
+            return []
+        current = self.boxes(sha) if boxes is None else boxes
+        return sg.suggest(
+            current, preds, self.suggestion_params, self.classes, model=self.prelabel_model
+        )
+
+    def runs(self) -> list[predictions.Run]:
+        """The stored runs covering this session's base version, newest first."""
+        return available_runs(self.project, self.session.base_id)
 
     def boxes(self, sha: str) -> list[Box]:
         """What the reviewer sees: their edit, else the base labels, else pending pre-labels."""
@@ -208,5 +232,14 @@ def last_prelabel_params(project: Project) -> dict[str, dict]:
 def set_prelabel_source(
     project: Project, session_id: int, model: str | None, params: dict | None
 ) -> None:
-    """Choose whose predictions the session shows as pre-labels (recorded for provenance)."""
-    show_in_session(project, session_id, model, params)
+    """Choose whose predictions the session shows as pre-labels and suggestions (recorded for
+    provenance and agreement; the next session inherits it after a commit). Reload the
+    workspace afterwards: the list's scores come from the source."""
+    ReviewSession(project, session_id).set_source(model, params)
+
+
+def available_runs(project: Project, version_id: str) -> list[predictions.Run]:
+    """The stored prediction runs covering ``version_id``'s images, newest first (the source
+    chooser's entries: model name, params, images covered, when)."""
+    db = project.db
+    return predictions.runs(db, predictions.version_images(db, version_id))
