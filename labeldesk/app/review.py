@@ -175,11 +175,13 @@ class Workspace:
 
         ``boxes``: the image's boxes as the window holds them (its unsaved overlay), else read.
         """
-        if not self.base_boxes(sha):
+        if not self.base_boxes(sha) or not self.prelabel_model or self.prelabel_params is None:
             return []
-        preds = self.predictions(sha)
-        if not preds:
-            return []
+        found = predictions.stored(self.project.db, self.prelabel_model, self.prelabel_params, sha)
+        if found is None:
+            return []  # the run never saw this image: no evidence either way
+        by_name = {name: cid for cid, name in self.classes.items()}
+        preds = sg.as_boxes(found, by_name, self.prelabel_model)
         current = self.boxes(sha) if boxes is None else boxes
         return sg.suggest(
             current, preds, self.suggestion_params, self.classes, model=self.prelabel_model

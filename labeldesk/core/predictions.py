@@ -11,7 +11,7 @@ window, a watched evaluation). :func:`runs` lists the runs that cover a version'
 first: that is what a review session offers as its pre-label source.
 
 API: :class:`Prediction`, :func:`params_key`, :func:`store`, :func:`cached_images`, :func:`load`,
-:func:`load_many`, :class:`Run`, :func:`runs`, :func:`version_images`.
+:func:`stored`, :func:`load_many`, :class:`Run`, :func:`runs`, :func:`version_images`.
 """
 
 from __future__ import annotations
@@ -83,12 +83,20 @@ def cached_images(db: Database, model: str, params: Mapping[str, Any]) -> set[st
 
 
 def load(db: Database, model: str, params: Mapping[str, Any], image: str) -> list[Prediction]:
+    return stored(db, model, params, image) or []
+
+
+def stored(
+    db: Database, model: str, params: Mapping[str, Any], image: str
+) -> list[Prediction] | None:
+    """Like :func:`load`, but None when the run never saw ``image`` ([] when it found nothing:
+    that is evidence, e.g. that a label may be spurious)."""
     row = db.execute(
         "SELECT boxes FROM prediction WHERE model = ? AND params = ? AND image = ?",
         [model, params_key(params), image],
     ).fetchone()
     if row is None:
-        return []
+        return None
     return [Prediction(**d) for d in json.loads(row[0])]
 
 
