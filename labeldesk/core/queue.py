@@ -27,9 +27,13 @@ API: :data:`KIND_WEIGHT`, :class:`Params`, :class:`Reason`, :class:`QueueItem`,
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from . import predictions
 from . import suggestions as sg
@@ -199,16 +203,20 @@ def _disagreement(
 
 
 def source_run(
-    project: Project, version_id: str, model: str | None = None
+    project: Project,
+    version_id: str,
+    model: str | None = None,
+    covering: list[predictions.Run] | None = None,
 ) -> predictions.Run | None:
     """The run the queue ranks by: the newest run of ``model`` (name, id or id prefix)
     covering the version, else the default source of a new session (the newest committed
-    session's, else the newest run)."""
+    session's, else the newest run). ``covering``: the runs covering the version, if known."""
     from .agreement import resolve_model
     from .sessions import default_source
 
     db = project.db
-    covering = predictions.runs(db, predictions.version_images(db, version_id))
+    if covering is None:
+        covering = predictions.runs(db, predictions.version_images(db, version_id))
     if model is not None:
         model_id = resolve_model(project, model)[0]
         mine = [r for r in covering if r.model == model_id]
@@ -218,7 +226,7 @@ def source_run(
                 "run `labeldesk prelabel --model ...` first"
             )
         return mine[0]
-    source = default_source(project, version_id)
+    source = default_source(project, version_id, covering)
     if source is None:
         return None
     return next(r for r in covering if (r.model, r.params) == source)
@@ -233,6 +241,7 @@ def rank(
     limit: int | None = None,
     edits: Mapping[str, Sequence[Box]] | None = None,
     include_empty: bool = False,
+    vectorised: bool = True,
 ) -> list[QueueItem]:
     """Every image of ``version`` with at least one reason, highest priority first.
 
@@ -240,10 +249,13 @@ def rank(
     review session's record and the window's unsaved edits) replace the version's labels of
     those images; ``include_empty`` keeps images without reasons (priority 0) at the end.
     Reads only: safe on a worker thread with its own connection.
+
+    Most images are ranked on numpy arrays (``vectorised``); images the arrays cannot settle
+    exactly (an ambiguous match, an edit, other models' runs) go through
+    :func:`image_reasons`, which defines the result: both give the same ranking (tested).
     """
     db = project.db
     v = resolve(db, version)
-    run = source_run(project, v.id, model)
     class_names = dict(v.class_names)
     by_name = {n: c for c, n in class_names.items()}
     store = ManifestStore(db)
@@ -253,45 +265,85 @@ def rank(
         for bucket in tree.buckets.values()
         for sha, raw in store.raw_bucket(bucket).items()
     }
-    names = dict(db.execute("SELECT sha256, path FROM image_source ORDER BY id"))
-    preds: dict[str, list[Box]] = {}
-    others: dict[str, dict[str, list[Box]]] = {}
-    if run is not None:
-        preds = _load_run(db, run, by_name, entries)
-        newest_per_model: dict[str, predictions.Run] = {}
-        for r in predictions.runs(db, set(entries)):
-            if r.model != run.model:
-                newest_per_model.setdefault(r.model, r)
-        for r in newest_per_model.values():
-            for sha, boxes in _load_run(db, r, by_name, entries).items():
-                others.setdefault(sha, {})[r.model] = boxes
-    annsets = {raw[0] for sha, raw in entries.items() if sha in preds or sha in others}
-    labels_of = _annotation_sets(db, annsets)
-    out: list[QueueItem] = []
+    covering = predictions.runs(db, set(entries))
+    run = source_run(project, v.id, model, covering)
     edits = edits or {}
-    for sha, raw in entries.items():
-        base = labels_of.get(raw[0], [])
-        p = preds.get(sha)
-        o = others.get(sha)
-        reasons: list[Reason] = []
-        if p is not None or o:
-            record = list(edits[sha]) if sha in edits else base
-            reasons = image_reasons(
-                record,
-                p or [],
-                labelled=bool(base),
-                class_names=class_names,
-                params=params,
-                model=run.model if run else None,
-                others=o,
+    reasons_of: dict[str, list[Reason]] = {}
+    if run is not None:
+        others_runs: dict[str, predictions.Run] = {}
+        for r in covering:
+            if r.model != run.model:
+                others_runs.setdefault(r.model, r)  # runs() is newest first
+        other_images: set[str] = set()
+        for r in others_runs.values():
+            other_images |= predictions.cached_images(db, r.model, r.params)
+        exact = set(edits) | (other_images & set(entries))
+        if vectorised:
+            fast, unsure = _vector_reasons(db, run, entries, exact, class_names, by_name, params)
+            reasons_of.update(fast)
+            exact |= unsure
+        else:
+            exact = set(entries)
+        reasons_of.update(
+            _exact_reasons(
+                db, run, others_runs, entries, exact, edits, class_names, by_name, params
             )
+        )
+    names: dict[str, str] = {}
+    for sha, path in db.execute("SELECT sha256, path FROM image_source ORDER BY id DESC"):
+        names[sha] = path  # the first path it was imported from, as the window shows it
+    out: list[QueueItem] = []
+    for sha, raw in entries.items():
+        reasons = reasons_of.get(sha, [])
         if not reasons and not include_empty:
             continue
         meta = raw[3] if len(raw) > 3 else {}
-        name = meta.get("file_name") or names.get(sha, sha).rsplit("/", 1)[-1]
+        name = meta.get("file_name") or os.path.basename(names.get(sha, sha))
         out.append(QueueItem(sha, name, priority(reasons), reasons))
     out.sort(key=lambda q: (-q.priority, q.name, q.image))
     return out[:limit] if limit is not None else out
+
+
+def _exact_reasons(
+    db: Any,
+    run: predictions.Run,
+    others_runs: Mapping[str, predictions.Run],
+    entries: Mapping[str, Any],
+    images: set[str],
+    edits: Mapping[str, Sequence[Box]],
+    class_names: Mapping[int, str],
+    by_name: Mapping[str, int],
+    params: Params,
+) -> dict[str, list[Reason]]:
+    """:func:`image_reasons` on Box objects for ``images``: the definition of the ranking."""
+    if not images:
+        return {}
+    wanted = {sha: entries[sha] for sha in images if sha in entries}
+    preds = _load_run(db, run, by_name, wanted)
+    others: dict[str, dict[str, list[Box]]] = {}
+    for r in others_runs.values():
+        for sha, boxes in _load_run(db, r, by_name, wanted).items():
+            others.setdefault(sha, {})[r.model] = boxes
+    labels_of = _annotation_sets(db, {raw[0] for raw in wanted.values()})
+    out: dict[str, list[Reason]] = {}
+    for sha, raw in wanted.items():
+        p, o = preds.get(sha), others.get(sha)
+        if p is None and not o:
+            continue
+        base = labels_of.get(raw[0], [])
+        record = list(edits[sha]) if sha in edits else base
+        reasons = image_reasons(
+            record,
+            p or [],
+            labelled=bool(base),
+            class_names=class_names,
+            params=params,
+            model=run.model,
+            others=o,
+        )
+        if reasons:
+            out[sha] = reasons
+    return out
 
 
 def _load_run(
@@ -321,3 +373,256 @@ def _annotation_sets(db: Any, hashes: set[str]) -> dict[str, list[Box]]:
         ):
             out[h] = [Box.from_dict(d) for d in json.loads(text)]
     return out
+
+
+# -- the vectorised path -----------------------------------------------------------------------
+# Ranking 100,000 images must take about a second, which rules out one Box object per box:
+# boxes are read straight from their canonical JSON into numpy columns and the matching rules
+# of suggestions.suggest run on all images at once. Greedy matching is sequential only where a
+# prediction or a label has two candidates at some stage; such images are handed back to the
+# exact path, so the result is always the one image_reasons gives.
+
+_JSTR = r'"(?:[^"\\]|\\.)*"'
+_LABEL_RE = re.compile(
+    r'\{(?:"author":' + _JSTR + r',)?"class":(-?\d+),"h":([^,]+),(?:"model":' + _JSTR + r",)?"
+    r'"origin":"(\w+)",(?:"score":([^,]+),)?"state":"(\w+)","w":([^,]+),"x":([^,]+),'
+    r'"y":([^,}]+)\}'
+)
+_PRED_RE = re.compile(
+    r'\{"h":([^,]+),"name":(' + _JSTR + r'),"score":([^,]+),"w":([^,]+),"x":([^,]+),'
+    r'"y":([^,}]+)\}'
+)
+_KIND_RANK = {k: n for n, k in enumerate(sg.KINDS)}
+
+
+def _label_columns(texts: list[str], total: int) -> dict[str, np.ndarray] | None:
+    """cls, x, y, w, h, score (nan without), model (origin), accepted of every box, in order;
+    None when the text is not in the canonical form the pattern expects."""
+    found = _LABEL_RE.findall("".join(texts))
+    if len(found) != total:
+        return None
+    cols = list(zip(*found, strict=True)) if found else [()] * 8
+    cls, h, origin, score, state, w, x, y = cols
+    return {
+        "cls": np.array(cls, dtype=np.int64),
+        "x": np.array(x, dtype=float),
+        "y": np.array(y, dtype=float),
+        "w": np.array(w, dtype=float),
+        "h": np.array(h, dtype=float),
+        "score": np.array([v or "nan" for v in score], dtype=float),
+        "model": np.array([o == "model" for o in origin], dtype=bool),
+        "accepted": np.array([st == "accepted" for st in state], dtype=bool),
+    }
+
+
+def _pred_columns(texts: list[str], total: int, by_name: Mapping[str, int]):
+    found = _PRED_RE.findall("".join(texts))
+    if len(found) != total:
+        return None
+    cols = list(zip(*found, strict=True)) if found else [()] * 6
+    h, name, score, w, x, y = cols
+    ids = {lit: by_name.get(json.loads(lit), -1) for lit in set(name)}
+    return {
+        "cls": np.array([ids[n] for n in name], dtype=np.int64),
+        "x": np.array(x, dtype=float),
+        "y": np.array(y, dtype=float),
+        "w": np.array(w, dtype=float),
+        "h": np.array(h, dtype=float),
+        "score": np.array(score, dtype=float),
+    }
+
+
+def _ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For groups of ``counts`` items laid end to end: each item's group and its position."""
+    group = np.repeat(np.arange(len(counts)), counts)
+    starts = np.cumsum(counts) - counts
+    pos = np.arange(int(counts.sum())) - np.repeat(starts, counts)
+    return group, pos
+
+
+def _twice(index: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    """Items (of ``n``) that appear in two or more pairs selected by ``mask``."""
+    return np.bincount(index[mask], minlength=n) >= 2
+
+
+def _vector_reasons(
+    db: Any,
+    run: predictions.Run,
+    entries: Mapping[str, Any],
+    skip: set[str],
+    class_names: Mapping[int, str],
+    by_name: Mapping[str, int],
+    params: Params,
+) -> tuple[dict[str, list[Reason]], set[str]]:
+    """Reasons of the run's images (but ``skip``), and the images left to the exact path."""
+    shas: list[str] = []
+    ptexts: list[str] = []
+    pcounts: list[int] = []
+    for image, text in db.execute(
+        "SELECT image, boxes FROM prediction WHERE model = ? AND params = ?",
+        [run.model, predictions.params_key(run.params)],
+    ):
+        if image in entries and image not in skip:
+            shas.append(image)
+            ptexts.append(text)
+            # a key only: a quote inside a class name is escaped in JSON
+            pcounts.append(text.count('"score":'))
+    if not shas:
+        return {}, set()
+    annsets = [entries[sha][0] for sha in shas]
+    ltext: dict[str, tuple[int, str]] = {}
+    wanted = sorted(set(annsets))
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for h, n, text in db.execute(
+            f"SELECT hash, n_boxes, boxes FROM annotation_set WHERE hash IN ({marks})", chunk
+        ):
+            ltext[h] = (n, text)
+    order = list(ltext)
+    set_start = {}
+    at = 0
+    for h in order:
+        set_start[h] = at
+        at += ltext[h][0]
+    lab_all = _label_columns([ltext[h][1] for h in order], at)
+    pred_all = _pred_columns(ptexts, sum(pcounts), by_name)
+    if lab_all is None or pred_all is None:
+        return {}, set(shas)  # not canonical text: let the exact path read it
+    k = len(shas)
+    # labels, one copy per image (images may share an annotation set)
+    l_n = np.array([ltext[a][0] if a in ltext else 0 for a in annsets], dtype=np.int64)
+    l_from = np.array([set_start.get(a, 0) for a in annsets], dtype=np.int64)
+    l_img, l_pos = _ranges(l_n)
+    src = np.repeat(l_from, l_n) + l_pos
+    L = {key: col[src] for key, col in lab_all.items()}
+    l_start = np.cumsum(l_n) - l_n
+    # predictions of project classes only, in stored order (as suggestions.as_boxes keeps them)
+    p_img_all, _ = _ranges(np.array(pcounts, dtype=np.int64))
+    keep = pred_all["cls"] >= 0
+    P = {key: col[keep] for key, col in pred_all.items()}
+    p_img = p_img_all[keep]
+    p_n = np.bincount(p_img, minlength=k)
+    _, p_pos = _ranges(p_n)
+    n_l, n_p = len(l_img), len(p_img)
+    labelled = l_n > 0
+    settled = L["model"] | L["accepted"]
+
+    # every (prediction, label) pair of the same image
+    cnt = l_n[p_img]
+    pair_p, off = _ranges(cnt)
+    pair_l = np.repeat(l_start[p_img], cnt) + off
+    ax, ay, aw, ah = L["x"][pair_l], L["y"][pair_l], L["w"][pair_l], L["h"][pair_l]
+    bx, by, bw, bh = P["x"][pair_p], P["y"][pair_p], P["w"][pair_p], P["h"][pair_p]
+    iw = np.minimum(ax + aw, bx + bw) - np.maximum(ax, bx)
+    ih = np.minimum(ay + ah, by + bh) - np.maximum(ay, by)
+    inter = iw * ih
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where((iw > 0) & (ih > 0), inter / (aw * ah + bw * bh - inter), 0.0)
+    same = L["cls"][pair_l] == P["cls"][pair_p]
+    conflict = np.zeros(k, dtype=bool)
+
+    def flag(mask: np.ndarray) -> None:
+        bad_l = _twice(pair_l, mask, n_l)
+        bad_p = _twice(pair_p, mask, n_p)
+        conflict[l_img[bad_l]] = True
+        conflict[p_img[bad_p]] = True
+
+    # 0. predictions already decided: a model box of the record with the same score
+    c0 = L["model"][pair_l] & (np.abs(L["score"][pair_l] - P["score"][pair_p]) <= 5e-7)
+    flag(c0)
+    removed = np.zeros(n_p, dtype=bool)
+    removed[pair_p[c0]] = True
+    valid = ~removed[pair_p]
+    # 1. COCO matching: same class, IoU >= threshold
+    c1 = valid & same & (iou >= params.iou)
+    flag(c1)
+    used = np.zeros(n_p, dtype=bool)
+    taken = np.zeros(n_l, dtype=bool)
+    used[pair_p[c1]] = True
+    taken[pair_l[c1]] = True
+    confident = P["score"] >= params.min_score
+    # 2. wrong class
+    c2 = valid & ~same & (iou >= params.iou) & ~used[pair_p] & confident[pair_p] & ~taken[pair_l]
+    flag(c2)
+    used[pair_p[c2]] = True
+    taken[pair_l[c2]] = True
+    # 3. loose box
+    c3 = valid & same & (iou > 0) & ~used[pair_p] & ~taken[pair_l]
+    flag(c3)
+    used[pair_p[c3]] = True
+    taken[pair_l[c3]] = True
+    # 4. possibly missing: confident, unused, overlapping no label at the threshold
+    big = np.bincount(pair_p[iou >= params.iou], minlength=n_p) > 0
+    missing = ~removed & ~used & confident & ~big & labelled[p_img]
+    # 5. possibly spurious: no prediction overlaps at all
+    touched = np.bincount(pair_l[iou > 0], minlength=n_l) > 0
+    spurious = ~taken & ~settled & ~touched
+    # unlabelled images: doubtful pending pre-labels
+    low = ~labelled[p_img] & (P["score"] < params.low_score)
+
+    def name(cls: int) -> str:
+        return class_names.get(cls, f"class {cls}")
+
+    found: dict[int, list[tuple]] = {}
+    model = run.model
+
+    def pbox(j: int) -> tuple[float, float, float, float]:
+        return (float(P["x"][j]), float(P["y"][j]), float(P["w"][j]), float(P["h"][j]))
+
+    def add(img: int, kind: str, score: float, tie: int, reason: Reason) -> None:
+        found.setdefault(img, []).append(
+            (-weight(kind, score), _KIND_RANK.get(kind, 9), -score, tie, reason)
+        )
+
+    for sel, kind in ((c2, "wrong_class"), (c3, "loose")):
+        for q in np.flatnonzero(sel):
+            i, j = int(pair_l[q]), int(pair_p[q])
+            img = int(p_img[j])
+            if conflict[img] or settled[i]:
+                continue
+            score = float(P["score"][j])
+            lab, pred = name(int(L["cls"][i])), name(int(P["cls"][j]))
+            text = sg.reason_text(kind, lab, pred, score, float(iou[q]))
+            tie = int(p_pos[j]) if kind == "wrong_class" else int(l_pos[i])
+            add(img, kind, score, tie, Reason(kind, pred, pbox(j), score, model, text))
+    for j in np.flatnonzero(missing | low):
+        img = int(p_img[j])
+        if conflict[img]:
+            continue
+        score = float(P["score"][j])
+        pred = name(int(P["cls"][j]))
+        if missing[j]:
+            text = sg.reason_text("missing", "", pred, score, 0.0)
+            add(
+                img,
+                "missing",
+                score,
+                int(p_pos[j]),
+                Reason("missing", pred, pbox(j), score, model, text),
+            )
+        else:
+            text = f"pending {pred} pre-label at {score:.2f}"
+            add(
+                img,
+                "low_confidence",
+                score,
+                int(p_pos[j]),
+                Reason("low_confidence", pred, pbox(j), score, model, text),
+            )
+    for i in np.flatnonzero(spurious):
+        img = int(l_img[i])
+        if conflict[img]:
+            continue
+        lab = name(int(L["cls"][i]))
+        box = (float(L["x"][i]), float(L["y"][i]), float(L["w"][i]), float(L["h"][i]))
+        text = sg.reason_text("spurious", lab, "", sg.SPURIOUS_SCORE, 0.0)
+        add(
+            img,
+            "spurious",
+            sg.SPURIOUS_SCORE,
+            int(l_pos[i]),
+            Reason("spurious", lab, box, sg.SPURIOUS_SCORE, model, text),
+        )
+    out = {shas[img]: [r[-1] for r in sorted(rs, key=lambda r: r[:4])] for img, rs in found.items()}
+    return out, {shas[img] for img in np.flatnonzero(conflict)}

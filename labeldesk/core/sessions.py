@@ -341,12 +341,15 @@ class ReviewSession:
         return version
 
 
-def default_source(project: Project, version_id: str) -> tuple[str, dict[str, Any]] | None:
+def default_source(
+    project: Project, version_id: str, available: list[predictions.Run] | None = None
+) -> tuple[str, dict[str, Any]] | None:
     """The run a new session on ``version_id`` shows: the newest committed session's source if
-    it covers any of the version's images, else the newest run that does; None without runs."""
+    it covers any of the version's images, else the newest run that does; None without runs.
+    ``available``: the runs covering the version, when the caller has listed them already."""
     db = project.db
-    images = predictions.version_images(db, version_id)
-    available = predictions.runs(db, images)
+    if available is None:
+        available = predictions.runs(db, predictions.version_images(db, version_id))
     if not available:
         return None
     row = db.execute(

@@ -25,7 +25,7 @@ decided in the record (a model box with the prediction's score and class, accept
 rejected) are left out, so a dismissed suggestion does not come back.
 
 API: :data:`KINDS`, :class:`Params`, :class:`Suggestion`, :func:`iou`, :func:`match`,
-:func:`suggest`, :func:`as_boxes`, :func:`undecided`.
+:func:`suggest`, :func:`as_boxes`, :func:`undecided`, :func:`reason_text`.
 """
 
 from __future__ import annotations
@@ -94,6 +94,17 @@ class Suggestion:
         b = self.prediction if self.prediction is not None else self.label_box
         assert b is not None
         return b
+
+
+def reason_text(kind: str, label: str, predicted: str, score: float, overlap: float) -> str:
+    """The words for a suggestion (class names of the label and of the prediction)."""
+    if kind == "wrong_class":
+        return f"labelled {label}, the model says {predicted} ({score:.2f}, IoU {overlap:.2f})"
+    if kind == "loose":
+        return f"{label}: the model's box overlaps it only at IoU {overlap:.2f} ({score:.2f})"
+    if kind == "missing":
+        return f"the model sees a {predicted} ({score:.2f}) that has no label"
+    return f"no prediction overlaps this {label} at any confidence"
 
 
 def iou(a: Box, b: Box) -> float:
@@ -238,8 +249,7 @@ def suggest(
                 p,
                 p.score or 0.0,
                 best_v,
-                f"labelled {name(lab.cls)}, the model says {name(p.cls)} "
-                f"({p.score:.2f}, IoU {best_v:.2f})",
+                reason_text("wrong_class", name(lab.cls), name(p.cls), p.score or 0.0, best_v),
                 model,
             )
         )
@@ -271,8 +281,7 @@ def suggest(
                 p,
                 p.score or 0.0,
                 best_v,
-                f"{name(lab.cls)}: the model's box overlaps it only at IoU {best_v:.2f} "
-                f"({p.score:.2f})",
+                reason_text("loose", name(lab.cls), name(p.cls), p.score or 0.0, best_v),
                 model,
             )
         )
@@ -294,7 +303,7 @@ def suggest(
                 p,
                 p.score or 0.0,
                 0.0,
-                f"the model sees a {name(p.cls)} ({p.score:.2f}) that has no label",
+                reason_text("missing", "", name(p.cls), p.score or 0.0, 0.0),
                 model,
             )
         )
@@ -314,7 +323,7 @@ def suggest(
                 None,
                 SPURIOUS_SCORE,
                 0.0,
-                f"no prediction overlaps this {name(lab.cls)} at any confidence",
+                reason_text("spurious", name(lab.cls), "", SPURIOUS_SCORE, 0.0),
                 model,
             )
         )

@@ -90,3 +90,92 @@ def test_two_models_disagreeing_raise_the_priority(project, shas) -> None:
     kinds = sorted((r.kind, r.model) for r in item.reasons)
     assert kinds == [("disagreement", "m1"), ("disagreement", "m2")]
     assert item.priority == pytest.approx(priority(item.reasons))
+
+
+def _random_version(project, n: int, seed: int) -> None:
+    """n images without files (ranking reads rows only) with random labels and predictions,
+    crowded enough that every matching stage meets ties, duplicates and ambiguous overlaps."""
+    import random
+
+    from labeldesk.core.manifest import Entry, ManifestStore
+    from labeldesk.core.versions import put_annotation_set, write_version
+
+    rng = random.Random(seed)
+    now = now_iso()
+    results = []
+    with project.transaction():
+        db = project.db
+        entries = {}
+        for i in range(n):
+            sha = f"{seed:08x}{i:056x}"
+            db.execute(
+                "INSERT INTO image VALUES (?, 'PNG', 200, 100, 1, 200, 100, 'RGB', 1, ?)",
+                [sha, now],
+            )
+            db.execute(
+                "INSERT INTO image_source (sha256, path, imported_at) VALUES (?, ?, ?)",
+                [sha, f"/d/img{i:04d}.png", now],
+            )
+
+            def xywh() -> tuple[float, float, float, float]:
+                return (
+                    rng.choice([0, 5, 10, rng.uniform(0, 60)]),
+                    rng.choice([0, 5, rng.uniform(0, 40)]),
+                    rng.choice([20, 25, rng.uniform(5, 40)]),
+                    rng.choice([20, rng.uniform(5, 40)]),
+                )
+
+            labels = []
+            for _ in range(rng.choice([0, 0, 1, 2, 3, 5])):
+                kind = rng.random()
+                if kind < 0.15:  # accepted from a model earlier: settled, with a score
+                    score = rng.choice([0.3, 0.6, 0.9])
+                    labels.append(
+                        Box(
+                            rng.randint(1, 3),
+                            *xywh(),
+                            origin="model",
+                            state="accepted",
+                            score=score,
+                            model="m1",
+                        )
+                    )
+                elif kind < 0.25:
+                    labels.append(Box(rng.randint(1, 3), *xywh(), state="accepted"))
+                else:
+                    labels.append(Box(rng.randint(1, 3), *xywh(), state="imported"))
+            entries[sha] = Entry(put_annotation_set(db, labels))
+            if rng.random() < 0.9:
+                preds = [
+                    Prediction(
+                        rng.choice(["cat", "dog", "owl", "yak"]),
+                        *xywh(),
+                        rng.choice([0.3, 0.6, 0.9, round(rng.random(), 6)]),
+                    )
+                    for _ in range(rng.choice([0, 1, 2, 4, 6]))
+                ]
+                results.append((sha, preds))
+        tree = ManifestStore(db).apply(None, entries)
+        classes = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "owl"}]
+        write_version(
+            project,
+            tree=tree,
+            classes=classes,
+            parents=[],
+            kind="import",
+            message="random",
+            provenance={},
+            move_main_from=None,
+        )
+    add_model(project, "m1", "first")
+    predictions.store(project, "m1", P, results)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_vectorised_ranking_equals_the_exact_one(project, seed) -> None:
+    _random_version(project, 400, seed)
+    for params in (Params(), Params(iou=0.3, min_score=0.3, low_score=0.7)):
+        fast = rank(project, params=params)
+        exact = rank(project, params=params, vectorised=False)
+        assert len(exact) > 100
+        assert fast == exact
