@@ -16,16 +16,20 @@ API: :class:`ImageRow`, :func:`open_or_start_session`, :func:`edit_state`, :clas
 (``load``, ``boxes``, ``prelabels``, ``predictions``, ``suggestions``, ``runs``,
 ``refresh_row``, ``counts``, ``main_moved``; attributes ``prelabel_model``,
 ``prelabel_params``, ``suggestion_params``), :func:`last_prelabel_params`,
-:func:`set_prelabel_source`, :func:`available_runs`. Review actions: :mod:`labeldesk.app.rules`.
+:func:`set_prelabel_source`, :func:`available_runs`, :func:`review_queue`. Review actions:
+:mod:`labeldesk.app.rules`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from labeldesk.core import predictions
+from labeldesk.core import queue as review_queue_core
 from labeldesk.core import suggestions as sg
 from labeldesk.core.boxes import Box, live_boxes
 from labeldesk.core.manifest import ManifestStore
@@ -245,3 +249,41 @@ def available_runs(project: Project, version_id: str) -> list[predictions.Run]:
     chooser's entries: model name, params, images covered, when)."""
     db = project.db
     return predictions.runs(db, predictions.version_images(db, version_id))
+
+
+def review_queue(
+    project: Project,
+    session_id: int,
+    overlay: Mapping[str, list[Box]] | None = None,
+    params: review_queue_core.Params | None = None,
+) -> list[review_queue_core.QueueItem]:
+    """The session's images ranked by likely error (:func:`labeldesk.core.queue.rank`) by the
+    session's source run, on its base version, with its edits and the window's unsaved
+    ``overlay`` in place of the labels. Reads only: run it on a worker thread.
+
+    Edits that leave an image exactly as the base has it (a person looked and kept it) are
+    ranked with the base, on the fast path.
+    """
+    session = ReviewSession(project, session_id)
+    source = session.source()
+    if source is None:
+        return []
+    store = ManifestStore(project.db)
+    tree = store.tree(session.base.tree)
+    edits: dict[str, list[Box]] = {}
+    for image, text in project.db.execute(
+        "SELECT image, boxes FROM session_edit WHERE session = ?", [session_id]
+    ):
+        entry = store.entry(tree, image)
+        # session_edit holds the same canonical JSON an annotation set is hashed from
+        if entry is not None and hashlib.sha256(text.encode()).hexdigest() == entry.annset:
+            continue
+        edits[image] = [Box.from_dict(d) for d in json.loads(text)]
+    edits.update(overlay or {})
+    return review_queue_core.rank(
+        project,
+        session.base_id,
+        source=source,
+        params=params or review_queue_core.Params(),
+        edits=edits,
+    )

@@ -242,10 +242,12 @@ def rank(
     edits: Mapping[str, Sequence[Box]] | None = None,
     include_empty: bool = False,
     vectorised: bool = True,
+    source: tuple[str, Mapping[str, Any]] | None = None,
 ) -> list[QueueItem]:
     """Every image of ``version`` with at least one reason, highest priority first.
 
-    ``model`` picks the source run (see :func:`source_run`); ``edits`` (image -> boxes, e.g. a
+    ``model`` picks the source run (see :func:`source_run`), or ``source`` gives it exactly
+    as ``(model id, params)`` (a review session's); ``edits`` (image -> boxes, e.g. a
     review session's record and the window's unsaved edits) replace the version's labels of
     those images; ``include_empty`` keeps images without reasons (priority 0) at the end.
     Reads only: safe on a worker thread with its own connection.
@@ -266,8 +268,12 @@ def rank(
         for sha, raw in store.raw_bucket(bucket).items()
     }
     covering = predictions.runs(db, set(entries))
-    run = source_run(project, v.id, model, covering)
-    edits = edits or {}
+    if source is not None:
+        wanted_run = (source[0], dict(source[1]))
+        run = next((r for r in covering if (r.model, r.params) == wanted_run), None)
+    else:
+        run = source_run(project, v.id, model, covering)
+    edits = {sha: boxes for sha, boxes in (edits or {}).items() if sha in entries}
     reasons_of: dict[str, list[Reason]] = {}
     if run is not None:
         others_runs: dict[str, predictions.Run] = {}
@@ -278,8 +284,23 @@ def rank(
         for r in others_runs.values():
             other_images |= predictions.cached_images(db, r.model, r.params)
         exact = set(edits) | (other_images & set(entries))
+        # Reviewed images without labels in the version and nothing pending left (pre-labels
+        # all decided) have no reason unless another model disagrees: skip them outright, so a
+        # long session does not push thousands of images through the per-image path.
+        counts = store.n_boxes_of(entries[sha][0] for sha in edits) if edits else {}
+        done = {
+            sha
+            for sha, boxes in edits.items()
+            if counts[entries[sha][0]] == 0
+            and sha not in other_images
+            and not any(b.state == "pending" for b in boxes)
+        }
+        exact -= done
         if vectorised:
-            fast, unsure = _vector_reasons(db, run, entries, exact, class_names, by_name, params)
+            skip = exact | done
+            fast, unsure = _vector_reasons(
+                db, v.id, run, entries, skip, class_names, by_name, params
+            )
             reasons_of.update(fast)
             exact |= unsure
         else:
@@ -350,10 +371,23 @@ def _load_run(
     db: Any, run: predictions.Run, by_name: Mapping[str, int], images: Mapping[str, Any]
 ) -> dict[str, list[Box]]:
     out: dict[str, list[Box]] = {}
-    for image, text in db.execute(
-        "SELECT image, boxes FROM prediction WHERE model = ? AND params = ?",
-        [run.model, predictions.params_key(run.params)],
-    ):
+    key = predictions.params_key(run.params)
+    if len(images) > 5000:
+        rows = db.execute(
+            "SELECT image, boxes FROM prediction WHERE model = ? AND params = ?", [run.model, key]
+        )
+    else:  # a few images (the exact path's usual share): look them up by key
+        wanted = sorted(images)
+        rows = (
+            row
+            for i in range(0, len(wanted), 500)
+            for row in db.execute(
+                "SELECT image, boxes FROM prediction WHERE model = ? AND params = ? AND image IN "
+                f"({','.join('?' * len(wanted[i : i + 500]))})",
+                [run.model, key, *wanted[i : i + 500]],
+            )
+        )
+    for image, text in rows:
         if image not in images:
             continue
         out[image] = sg.as_boxes(
@@ -395,10 +429,38 @@ _PRED_RE = re.compile(
 _KIND_RANK = {k: n for n, k in enumerate(sg.KINDS)}
 
 
+_NUM_RE = re.compile(r'":(-?[0-9][^,}]*)')
+_NAME_RE = re.compile(r'"name":("(?:[^"\\]|\\.)*")')
+
+
 def _label_columns(texts: list[str], total: int) -> dict[str, np.ndarray] | None:
     """cls, x, y, w, h, score (nan without), model (origin), accepted of every box, in order;
-    None when the text is not in the canonical form the pattern expects."""
-    found = _LABEL_RE.findall("".join(texts))
+    None when the text is not in the canonical form the patterns expect."""
+    text = "".join(texts)
+    if '"score":' not in text:
+        # The common case (imported or drawn labels): five numbers a box, in key order
+        # class, h, w, x, y, read by one simple pattern; string fields are skipped by it.
+        nums = _NUM_RE.findall(text)
+        if len(nums) == 5 * total:
+            m = np.array(nums, dtype=float).reshape(-1, 5)
+            model = np.zeros(total, dtype=bool)
+            if '"origin":"model"' in text:
+                model = np.array(re.findall(r'"origin":"(\w)', text)) == "m"
+            accepted = np.zeros(total, dtype=bool)
+            if '"state":"accepted"' in text:
+                accepted = np.array(re.findall(r'"state":"(\w\w)', text)) == "ac"
+            if len(model) == len(accepted) == total:
+                return {
+                    "cls": m[:, 0].astype(np.int64),
+                    "x": m[:, 3],
+                    "y": m[:, 4],
+                    "w": m[:, 2],
+                    "h": m[:, 1],
+                    "score": np.full(total, np.nan),
+                    "model": model,
+                    "accepted": accepted,
+                }
+    found = _LABEL_RE.findall(text)
     if len(found) != total:
         return None
     cols = list(zip(*found, strict=True)) if found else [()] * 8
@@ -415,21 +477,29 @@ def _label_columns(texts: list[str], total: int) -> dict[str, np.ndarray] | None
     }
 
 
-def _pred_columns(texts: list[str], total: int, by_name: Mapping[str, int]):
-    found = _PRED_RE.findall("".join(texts))
-    if len(found) != total:
+def _pred_columns(
+    texts: list[str], total: int, by_name: Mapping[str, int]
+) -> dict[str, np.ndarray] | None:
+    """cls (-1: not a project class), x, y, w, h, score of every prediction, in order."""
+    text = "".join(texts)
+    nums = _NUM_RE.findall(text)  # h, score, w, x, y: the name is a string
+    names = _NAME_RE.findall(text)
+    if len(nums) != 5 * total or len(names) != total:
         return None
-    cols = list(zip(*found, strict=True)) if found else [()] * 6
-    h, name, score, w, x, y = cols
-    ids = {lit: by_name.get(json.loads(lit), -1) for lit in set(name)}
+    m = np.array(nums, dtype=float).reshape(-1, 5)
+    ids = {lit: by_name.get(json.loads(lit), -1) for lit in set(names)}
     return {
-        "cls": np.array([ids[n] for n in name], dtype=np.int64),
-        "x": np.array(x, dtype=float),
-        "y": np.array(y, dtype=float),
-        "w": np.array(w, dtype=float),
-        "h": np.array(h, dtype=float),
-        "score": np.array(score, dtype=float),
+        "cls": np.array([ids[n] for n in names], dtype=np.int64),
+        "x": m[:, 3],
+        "y": m[:, 4],
+        "w": m[:, 2],
+        "h": m[:, 0],
+        "score": m[:, 1],
     }
+
+
+def _order(r: tuple) -> tuple:
+    return r[:4]
 
 
 def _ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -445,16 +515,44 @@ def _twice(index: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(index[mask], minlength=n) >= 2
 
 
-def _vector_reasons(
-    db: Any,
-    run: predictions.Run,
-    entries: Mapping[str, Any],
-    skip: set[str],
-    class_names: Mapping[int, str],
-    by_name: Mapping[str, int],
-    params: Params,
-) -> tuple[dict[str, list[Reason]], set[str]]:
-    """Reasons of the run's images (but ``skip``), and the images left to the exact path."""
+@dataclass
+class _Arrays:
+    """A run's predictions and the labels of the images it covers, as numpy columns, with
+    every same-image (label, prediction) pair and its IoU: what ranking needs whatever the
+    thresholds. Built once per (version, run) and kept (see ``_CACHE``)."""
+
+    shas: list[str]
+    L: dict[str, np.ndarray]  # labels, one copy per image
+    P: dict[str, np.ndarray]  # predictions of project classes, in stored order
+    l_img: np.ndarray
+    l_pos: np.ndarray
+    p_img: np.ndarray
+    p_pos: np.ndarray
+    labelled: np.ndarray  # per image: the version has labels for it
+    pair_l: np.ndarray
+    pair_p: np.ndarray
+    iou: np.ndarray
+    same: np.ndarray
+
+
+#: (database, version, run, its size and newest row) -> arrays. A version never changes and a
+#: run's rows change only by adding images or replacing rows (which moves ``created``), so the
+#: key says when they must be read again; recomputing the queue after an edit or a threshold
+#: change then costs only the matching stages.
+_CACHE: dict[tuple, _Arrays] = {}
+_CACHE_SIZE = 2
+
+
+def _arrays(
+    db: Any, version_id: str, run: predictions.Run, entries: Mapping[str, Any], by_name: Any
+) -> _Arrays | None:
+    """The arrays of ``run`` on the version (cached); None when some stored text is not in the
+    canonical form (then every image goes through the exact path)."""
+    path = db.execute("PRAGMA database_list").fetchone()[2]
+    key = (path, version_id, run.model, predictions.params_key(run.params), run.images, run.created)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
     shas: list[str] = []
     ptexts: list[str] = []
     pcounts: list[int] = []
@@ -462,23 +560,27 @@ def _vector_reasons(
         "SELECT image, boxes FROM prediction WHERE model = ? AND params = ?",
         [run.model, predictions.params_key(run.params)],
     ):
-        if image in entries and image not in skip:
+        if image in entries:
             shas.append(image)
             ptexts.append(text)
             # a key only: a quote inside a class name is escaped in JSON
             pcounts.append(text.count('"score":'))
-    if not shas:
-        return {}, set()
     annsets = [entries[sha][0] for sha in shas]
     ltext: dict[str, tuple[int, str]] = {}
-    wanted = sorted(set(annsets))
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        for h, n, text in db.execute(
-            f"SELECT hash, n_boxes, boxes FROM annotation_set WHERE hash IN ({marks})", chunk
-        ):
-            ltext[h] = (n, text)
+    wanted = set(annsets)
+    if len(wanted) > 5000:  # one pass over the table beats thousands of IN (...) lookups
+        for h, n, text in db.execute("SELECT hash, n_boxes, boxes FROM annotation_set"):
+            if h in wanted:
+                ltext[h] = (n, text)
+    else:
+        ordered = sorted(wanted)
+        for i in range(0, len(ordered), 500):
+            chunk = ordered[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for h, n, text in db.execute(
+                f"SELECT hash, n_boxes, boxes FROM annotation_set WHERE hash IN ({marks})", chunk
+            ):
+                ltext[h] = (n, text)
     order = list(ltext)
     set_start = {}
     at = 0
@@ -488,27 +590,22 @@ def _vector_reasons(
     lab_all = _label_columns([ltext[h][1] for h in order], at)
     pred_all = _pred_columns(ptexts, sum(pcounts), by_name)
     if lab_all is None or pred_all is None:
-        return {}, set(shas)  # not canonical text: let the exact path read it
+        return None
     k = len(shas)
     # labels, one copy per image (images may share an annotation set)
     l_n = np.array([ltext[a][0] if a in ltext else 0 for a in annsets], dtype=np.int64)
     l_from = np.array([set_start.get(a, 0) for a in annsets], dtype=np.int64)
     l_img, l_pos = _ranges(l_n)
     src = np.repeat(l_from, l_n) + l_pos
-    L = {key: col[src] for key, col in lab_all.items()}
+    L = {name: col[src] for name, col in lab_all.items()}
     l_start = np.cumsum(l_n) - l_n
     # predictions of project classes only, in stored order (as suggestions.as_boxes keeps them)
     p_img_all, _ = _ranges(np.array(pcounts, dtype=np.int64))
     keep = pred_all["cls"] >= 0
-    P = {key: col[keep] for key, col in pred_all.items()}
+    P = {name: col[keep] for name, col in pred_all.items()}
     p_img = p_img_all[keep]
-    p_n = np.bincount(p_img, minlength=k)
-    _, p_pos = _ranges(p_n)
-    n_l, n_p = len(l_img), len(p_img)
-    labelled = l_n > 0
-    settled = L["model"] | L["accepted"]
-
-    # every (prediction, label) pair of the same image
+    _, p_pos = _ranges(np.bincount(p_img, minlength=k))
+    # every (prediction, label) pair of the same image, with suggestions.iou's arithmetic
     cnt = l_n[p_img]
     pair_p, off = _ranges(cnt)
     pair_l = np.repeat(l_start[p_img], cnt) + off
@@ -519,8 +616,51 @@ def _vector_reasons(
     inter = iw * ih
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where((iw > 0) & (ih > 0), inter / (aw * ah + bw * bh - inter), 0.0)
-    same = L["cls"][pair_l] == P["cls"][pair_p]
+    arrays = _Arrays(
+        shas,
+        L,
+        P,
+        l_img,
+        l_pos,
+        p_img,
+        p_pos,
+        l_n > 0,
+        pair_l,
+        pair_p,
+        iou,
+        L["cls"][pair_l] == P["cls"][pair_p],
+    )
+    while len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = arrays
+    return arrays
+
+
+def _vector_reasons(
+    db: Any,
+    version_id: str,
+    run: predictions.Run,
+    entries: Mapping[str, Any],
+    skip: set[str],
+    class_names: Mapping[int, str],
+    by_name: Mapping[str, int],
+    params: Params,
+) -> tuple[dict[str, list[Reason]], set[str]]:
+    """Reasons of the run's images (but ``skip``), and the images left to the exact path."""
+    arrays = _arrays(db, version_id, run, entries, by_name)
+    if arrays is None:
+        cached = predictions.cached_images(db, run.model, run.params)
+        return {}, {sha for sha in cached if sha in entries} - skip
+    shas, L, P = arrays.shas, arrays.L, arrays.P
+    l_img, l_pos, p_img, p_pos = arrays.l_img, arrays.l_pos, arrays.p_img, arrays.p_pos
+    pair_l, pair_p, iou, same = arrays.pair_l, arrays.pair_p, arrays.iou, arrays.same
+    labelled = arrays.labelled
+    k, n_l, n_p = len(shas), len(l_img), len(p_img)
+    settled = L["model"] | L["accepted"]
     conflict = np.zeros(k, dtype=bool)
+    skipped = np.zeros(k, dtype=bool)
+    if skip:
+        skipped[[i for i, sha in enumerate(shas) if sha in skip]] = True
 
     def flag(mask: np.ndarray) -> None:
         bad_l = _twice(pair_l, mask, n_l)
@@ -560,69 +700,71 @@ def _vector_reasons(
     spurious = ~taken & ~settled & ~touched
     # unlabelled images: doubtful pending pre-labels
     low = ~labelled[p_img] & (P["score"] < params.low_score)
+    excluded = conflict | skipped
 
     def name(cls: int) -> str:
         return class_names.get(cls, f"class {cls}")
 
     found: dict[int, list[tuple]] = {}
     model = run.model
+    names = {int(c): name(int(c)) for c in np.unique(np.concatenate([L["cls"], P["cls"]]))}
 
-    def pbox(j: int) -> tuple[float, float, float, float]:
-        return (float(P["x"][j]), float(P["y"][j]), float(P["w"][j]), float(P["h"][j]))
-
-    def add(img: int, kind: str, score: float, tie: int, reason: Reason) -> None:
-        found.setdefault(img, []).append(
-            (-weight(kind, score), _KIND_RANK.get(kind, 9), -score, tie, reason)
+    def emit(kind: str, img, cls, score, tie, x, y, w, h, labels=None, overlap=None) -> None:
+        """One reason per element of the arrays (plain lists from here: numpy scalars are
+        slow one at a time)."""
+        k_rank = _KIND_RANK.get(kind, 9)
+        k_weight = KIND_WEIGHT[kind]
+        rows = zip(
+            img.tolist(),
+            cls.tolist(),
+            score.tolist(),
+            tie.tolist(),
+            x.tolist(),
+            y.tolist(),
+            w.tolist(),
+            h.tolist(),
+            (labels.tolist() if labels is not None else [0] * len(img)),
+            (overlap.tolist() if overlap is not None else [0.0] * len(img)),
+            strict=True,
         )
+        for m, c, sc, t, bx_, by_, bw_, bh_, lc, ov in rows:
+            cname = names[c]
+            if kind == "low_confidence":
+                text = f"pending {cname} pre-label at {sc:.2f}"
+            elif kind == "spurious":
+                text = sg.reason_text(kind, cname, "", sc, 0.0)
+            elif kind == "missing":
+                text = sg.reason_text(kind, "", cname, sc, 0.0)
+            else:
+                text = sg.reason_text(kind, names[lc], cname, sc, ov)
+            reason = Reason(kind, cname, (bx_, by_, bw_, bh_), sc, model, text)
+            # weight() inlined: this runs once per reason, ~100,000 times at scale
+            w = k_weight * min(1.0, max(0.0, 1.0 - sc if kind == "low_confidence" else sc))
+            found.setdefault(m, []).append((-w, k_rank, -sc, t, reason))
 
     for sel, kind in ((c2, "wrong_class"), (c3, "loose")):
-        for q in np.flatnonzero(sel):
-            i, j = int(pair_l[q]), int(pair_p[q])
-            img = int(p_img[j])
-            if conflict[img] or settled[i]:
-                continue
-            score = float(P["score"][j])
-            lab, pred = name(int(L["cls"][i])), name(int(P["cls"][j]))
-            text = sg.reason_text(kind, lab, pred, score, float(iou[q]))
-            tie = int(p_pos[j]) if kind == "wrong_class" else int(l_pos[i])
-            add(img, kind, score, tie, Reason(kind, pred, pbox(j), score, model, text))
-    for j in np.flatnonzero(missing | low):
-        img = int(p_img[j])
-        if conflict[img]:
-            continue
-        score = float(P["score"][j])
-        pred = name(int(P["cls"][j]))
-        if missing[j]:
-            text = sg.reason_text("missing", "", pred, score, 0.0)
-            add(
-                img,
-                "missing",
-                score,
-                int(p_pos[j]),
-                Reason("missing", pred, pbox(j), score, model, text),
-            )
-        else:
-            text = f"pending {pred} pre-label at {score:.2f}"
-            add(
-                img,
-                "low_confidence",
-                score,
-                int(p_pos[j]),
-                Reason("low_confidence", pred, pbox(j), score, model, text),
-            )
-    for i in np.flatnonzero(spurious):
-        img = int(l_img[i])
-        if conflict[img]:
-            continue
-        lab = name(int(L["cls"][i]))
-        box = (float(L["x"][i]), float(L["y"][i]), float(L["w"][i]), float(L["h"][i]))
-        text = sg.reason_text("spurious", lab, "", sg.SPURIOUS_SCORE, 0.0)
-        add(
-            img,
-            "spurious",
-            sg.SPURIOUS_SCORE,
-            int(l_pos[i]),
-            Reason("spurious", lab, box, sg.SPURIOUS_SCORE, model, text),
-        )
-    out = {shas[img]: [r[-1] for r in sorted(rs, key=lambda r: r[:4])] for img, rs in found.items()}
-    return out, {shas[img] for img in np.flatnonzero(conflict)}
+        q = np.flatnonzero(sel)
+        i, j = pair_l[q], pair_p[q]
+        ok = ~excluded[p_img[j]] & ~settled[i]
+        q, i, j = q[ok], i[ok], j[ok]
+        tie = p_pos[j] if kind == "wrong_class" else l_pos[i]
+        emit(
+            kind, p_img[j], P["cls"][j], P["score"][j], tie,
+            P["x"][j], P["y"][j], P["w"][j], P["h"][j], L["cls"][i], iou[q],
+        )  # fmt: skip
+    for sel, kind in ((missing, "missing"), (low, "low_confidence")):
+        j = np.flatnonzero(sel & ~excluded[p_img])
+        emit(
+            kind, p_img[j], P["cls"][j], P["score"][j], p_pos[j],
+            P["x"][j], P["y"][j], P["w"][j], P["h"][j],
+        )  # fmt: skip
+    i = np.flatnonzero(spurious & ~excluded[l_img])
+    emit(
+        "spurious", l_img[i], L["cls"][i], np.full(len(i), sg.SPURIOUS_SCORE), l_pos[i],
+        L["x"][i], L["y"][i], L["w"][i], L["h"][i],
+    )  # fmt: skip
+    out = {
+        shas[img]: [rs[0][-1]] if len(rs) == 1 else [r[-1] for r in sorted(rs, key=_order)]
+        for img, rs in found.items()
+    }
+    return out, {shas[img] for img in np.flatnonzero(conflict & ~skipped)}

@@ -89,3 +89,34 @@ def test_a_session_takes_the_newest_run_and_a_commit_keeps_the_choice(project, s
     # the image still to review keeps its pending boxes; the reviewed one has labels now
     assert [b.state for b in ws2.boxes(shas[2])] == ["pending", "pending"]
     assert [b.state for b in ws2.boxes(shas[1])] == ["accepted", "accepted"]
+
+
+def test_the_session_queue_follows_its_source_and_its_edits(project, shas) -> None:
+    from labeldesk.app import rules
+    from labeldesk.app.review import review_queue
+
+    store(project, "m1", P1, shas, "2026-01-01T10:00:00Z")
+    predictions.store(project, "m2", P2, [(shas[0], [Prediction("dog", 50, 40, 9, 9, 0.8)])])
+    session = open_or_start_session(project)
+    set_prelabel_source(project, session.id, "m1", P1)
+    queue = review_queue(project, session.id)
+    kinds = {q.image: sorted(r.kind for r in q.reasons) for q in queue}
+    # m2 disagrees on the labelled image; the unlabelled ones have a doubtful pending dog
+    # (each model has a confident box the other lacks)
+    assert kinds[shas[0]] == ["disagreement", "disagreement", "missing", "spurious"]
+    assert kinds[shas[1]] == kinds[shas[2]] == ["low_confidence"]
+    assert queue[0].image == shas[0]
+
+    ws = Workspace(project, session)
+    ws.load()
+    boxes = ws.boxes(shas[0])
+    for s in ws.suggestions(shas[0]):
+        boxes = rules.dismiss_suggestion(boxes, s, "rev")
+    session.set_boxes(shas[0], boxes)
+    # decided: only the other model's word is left on that image
+    after = {q.image: [r.kind for r in q.reasons] for q in review_queue(project, session.id)}
+    assert after[shas[0]] == ["disagreement", "disagreement"]
+    # an image reviewed as it was (all pending accepted) leaves the queue; unsaved edits count
+    session.set_boxes(shas[1], rules.accept_all(ws.boxes(shas[1]), "rev"))
+    overlay = {shas[2]: rules.reject_all(ws.boxes(shas[2]), "rev")}
+    assert [q.image for q in review_queue(project, session.id, overlay)] == [shas[0]]
