@@ -33,6 +33,7 @@ from labeldesk.core import queue as review_queue_core
 from labeldesk.core import suggestions as sg
 from labeldesk.core.boxes import Box, live_boxes
 from labeldesk.core.manifest import ManifestStore
+from labeldesk.core.predictions import Run
 from labeldesk.core.project import Project
 from labeldesk.core.sessions import ReviewSession
 from labeldesk.core.versions import MAIN, head, load_annotation_set
@@ -120,8 +121,8 @@ class Workspace:
             seen[r.name] = seen.get(r.name, 0) + 1
         for r in rows:
             if seen[r.name] > 1 and r.sha in names:
-                folder, base = os.path.split(names[r.sha])
-                r.name = f"{os.path.basename(folder)}/{base}"
+                folder, leaf = os.path.split(names[r.sha])
+                r.name = f"{os.path.basename(folder)}/{leaf}"
         rows.sort(key=lambda r: (r.name, r.sha))
         self.rows = rows
         self.index = {r.sha: i for i, r in enumerate(rows)}
@@ -191,7 +192,7 @@ class Workspace:
             current, preds, self.suggestion_params, self.classes, model=self.prelabel_model
         )
 
-    def runs(self) -> list[predictions.Run]:
+    def runs(self) -> list[Run]:
         """The stored runs covering this session's base version, newest first."""
         return available_runs(self.project, self.session.base_id)
 
@@ -244,7 +245,7 @@ def set_prelabel_source(
     ReviewSession(project, session_id).set_source(model, params)
 
 
-def available_runs(project: Project, version_id: str) -> list[predictions.Run]:
+def available_runs(project: Project, version_id: str) -> list[Run]:
     """The stored prediction runs covering ``version_id``'s images, newest first (the source
     chooser's entries: model name, params, images covered, when)."""
     db = project.db

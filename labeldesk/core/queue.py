@@ -169,11 +169,10 @@ def image_reasons(
                 )
     if others:
         runs = {model or "": list(preds), **{m: list(v) for m, v in others.items()}}
-        for a, a_boxes in runs.items():
-            for b, b_boxes in runs.items():
-                if a == b:
-                    continue
-                out.extend(_disagreement(a, a_boxes, b, b_boxes, params, name))
+        for a_id, a_boxes in runs.items():
+            for b_id, b_boxes in runs.items():
+                if a_id != b_id:
+                    out.extend(_disagreement(a_id, a_boxes, b_id, b_boxes, params, name))
     out.sort(key=lambda r: -r.weight)
     return out
 
@@ -426,7 +425,7 @@ _PRED_RE = re.compile(
     r'\{"h":([^,]+),"name":(' + _JSTR + r'),"score":([^,]+),"w":([^,]+),"x":([^,]+),'
     r'"y":([^,}]+)\}'
 )
-_KIND_RANK = {k: n for n, k in enumerate(sg.KINDS)}
+_KIND_RANK: dict[str, int] = {k: n for n, k in enumerate(sg.KINDS)}
 
 
 _NUM_RE = re.compile(r'":(-?[0-9][^,}]*)')
