@@ -30,7 +30,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -260,12 +260,7 @@ def rank(
     class_names = dict(v.class_names)
     by_name = {n: c for c, n in class_names.items()}
     store = ManifestStore(db)
-    tree = store.tree(v.tree)
-    entries = {
-        sha: raw
-        for bucket in tree.buckets.values()
-        for sha, raw in store.raw_bucket(bucket).items()
-    }
+    entries = _entries(db, store, v)
     covering = predictions.runs(db, set(entries))
     if source is not None:
         wanted_run = (source[0], dict(source[1]))
@@ -322,6 +317,26 @@ def rank(
         out.append(QueueItem(sha, name, priority(reasons), reasons))
     out.sort(key=lambda q: (-q.priority, q.name, q.image))
     return out[:limit] if limit is not None else out
+
+
+_ENTRIES: dict[tuple[str, str], dict[str, list]] = {}
+
+
+def _entries(db: Any, store: ManifestStore, v: Any) -> dict[str, list]:
+    """image -> stored entry JSON of version ``v``; kept, since a version never changes."""
+    key = (db.execute("PRAGMA database_list").fetchone()[2], v.id)
+    hit = _ENTRIES.get(key)
+    if hit is None:
+        tree = store.tree(v.tree)
+        hit = {
+            sha: raw
+            for bucket in tree.buckets.values()
+            for sha, raw in store.raw_bucket(bucket).items()
+        }
+        while len(_ENTRIES) >= _CACHE_SIZE:
+            _ENTRIES.pop(next(iter(_ENTRIES)))
+        _ENTRIES[key] = hit
+    return hit
 
 
 def _exact_reasons(
@@ -532,6 +547,8 @@ class _Arrays:
     pair_p: np.ndarray
     iou: np.ndarray
     same: np.ndarray
+    #: thresholds -> (reasons by image, images for the exact path)
+    by_params: dict[Params, tuple[dict[str, list[Reason]], set[str]]] = field(default_factory=dict)
 
 
 #: (database, version, run, its size and newest row) -> arrays. A version never changes and a
@@ -645,11 +662,35 @@ def _vector_reasons(
     by_name: Mapping[str, int],
     params: Params,
 ) -> tuple[dict[str, list[Reason]], set[str]]:
-    """Reasons of the run's images (but ``skip``), and the images left to the exact path."""
+    """Reasons of the run's images (but ``skip``), and the images left to the exact path.
+
+    Images are independent of each other, so the reasons of every image are computed once per
+    thresholds and kept with the arrays; leaving out ``skip`` (edited images) is a filter.
+    """
     arrays = _arrays(db, version_id, run, entries, by_name)
     if arrays is None:
         cached = predictions.cached_images(db, run.model, run.params)
         return {}, {sha for sha in cached if sha in entries} - skip
+    hit = arrays.by_params.get(params)
+    if hit is None:
+        found, unsure = _array_reasons(arrays, class_names, params, run.model)
+        # The ambiguous images, as the version has them, through the exact rule, kept too.
+        # (Those with edits or other models' runs are in ``skip`` and are redone by rank.)
+        found.update(_exact_reasons(db, run, {}, entries, unsure, {}, class_names, by_name, params))
+        hit = (found, unsure)
+        if len(arrays.by_params) >= 4:
+            arrays.by_params.clear()
+        arrays.by_params[params] = hit
+    found, unsure = hit
+    unsure = set()  # settled above
+    # fresh lists: a caller may edit its queue's reasons, never the kept ones
+    return {sha: list(r) for sha, r in found.items() if sha not in skip}, unsure - skip
+
+
+def _array_reasons(
+    arrays: _Arrays, class_names: Mapping[int, str], params: Params, model: str
+) -> tuple[dict[str, list[Reason]], set[str]]:
+    """The matching stages of suggestions.suggest on every image at once."""
     shas, L, P = arrays.shas, arrays.L, arrays.P
     l_img, l_pos, p_img, p_pos = arrays.l_img, arrays.l_pos, arrays.p_img, arrays.p_pos
     pair_l, pair_p, iou, same = arrays.pair_l, arrays.pair_p, arrays.iou, arrays.same
@@ -657,9 +698,6 @@ def _vector_reasons(
     k, n_l, n_p = len(shas), len(l_img), len(p_img)
     settled = L["model"] | L["accepted"]
     conflict = np.zeros(k, dtype=bool)
-    skipped = np.zeros(k, dtype=bool)
-    if skip:
-        skipped[[i for i, sha in enumerate(shas) if sha in skip]] = True
 
     def flag(mask: np.ndarray) -> None:
         bad_l = _twice(pair_l, mask, n_l)
@@ -699,13 +737,12 @@ def _vector_reasons(
     spurious = ~taken & ~settled & ~touched
     # unlabelled images: doubtful pending pre-labels
     low = ~labelled[p_img] & (P["score"] < params.low_score)
-    excluded = conflict | skipped
+    excluded = conflict
 
     def name(cls: int) -> str:
         return class_names.get(cls, f"class {cls}")
 
     found: dict[int, list[tuple]] = {}
-    model = run.model
     names = {int(c): name(int(c)) for c in np.unique(np.concatenate([L["cls"], P["cls"]]))}
 
     def emit(kind: str, img, cls, score, tie, x, y, w, h, labels=None, overlap=None) -> None:
@@ -766,4 +803,4 @@ def _vector_reasons(
         shas[img]: [rs[0][-1]] if len(rs) == 1 else [r[-1] for r in sorted(rs, key=_order)]
         for img, rs in found.items()
     }
-    return out, {shas[img] for img in np.flatnonzero(conflict & ~skipped)}
+    return out, {shas[img] for img in np.flatnonzero(conflict)}

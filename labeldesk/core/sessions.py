@@ -348,20 +348,45 @@ def default_source(
     it covers any of the version's images, else the newest run that does; None without runs.
     ``available``: the runs covering the version, when the caller has listed them already."""
     db = project.db
-    if available is None:
-        available = predictions.runs(db, predictions.version_images(db, version_id))
-    if not available:
-        return None
     row = db.execute(
         "SELECT prelabel_model, prelabel_params FROM review_session WHERE status = 'committed' "
         "AND prelabel_model IS NOT NULL AND prelabel_params IS NOT NULL ORDER BY id DESC LIMIT 1"
     ).fetchone()
-    if row is not None:
-        previous = (row[0], json.loads(row[1]))
+    previous = (row[0], json.loads(row[1])) if row is not None else None
+    if available is not None:
+        if not available:
+            return None
         for run in available:
             if (run.model, run.params) == previous:
                 return previous
-    return available[0].model, available[0].params
+        return available[0].model, available[0].params
+    # Without the list: this runs when a session starts (on the window's thread too), so no
+    # scan of every prediction and manifest entry. Runs newest first from the primary key's
+    # order; a run covers the version when one of its images is in it, which the first row
+    # usually shows.
+    candidates = db.execute(
+        "SELECT model, params, MAX(created), COUNT(*) FROM prediction GROUP BY model, params"
+    ).fetchall()
+    candidates.sort(key=lambda r: (r[2], r[3]), reverse=True)
+    store = ManifestStore(db)
+    tree = store.tree(get_version(db, version_id).tree)
+
+    def covers(model: str, params: str) -> bool:
+        rows = db.execute(
+            "SELECT image FROM prediction WHERE model = ? AND params = ?", [model, params]
+        )
+        return any(store.entry(tree, image) is not None for (image,) in rows)
+
+    if previous is not None:
+        key = predictions.params_key(previous[1])
+        if any((m, p) == (previous[0], key) for m, p, _, _ in candidates) and covers(
+            previous[0], key
+        ):
+            return previous
+    for model, params, _, _ in candidates:
+        if covers(model, params):
+            return model, json.loads(params)
+    return None
 
 
 def _merge_classes(

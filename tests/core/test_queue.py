@@ -78,8 +78,10 @@ def test_session_edits_replace_the_labels(project, shas) -> None:
         Box(2, 0, 0, 20, 20),
         Box(1, 0, 0, 20, 20, origin="model", state="rejected", score=0.9),
     ]
+    assert shas[1] in [q.image for q in rank(project)]
     queue = rank(project, edits={shas[1]: fixed})
     assert shas[1] not in [q.image for q in queue]
+    assert shas[1] in [q.image for q in rank(project)]  # the kept arrays are not changed
 
 
 def test_two_models_disagreeing_raise_the_priority(project, shas) -> None:
