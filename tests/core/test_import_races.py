@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 from helpers import write_image
 
+from labeldesk.core.boxes import EMPTY_SET_HASH
 from labeldesk.core.errors import CancelledError, InputError
 from labeldesk.core.formats import export_coco, import_coco
 from labeldesk.core.fsck import fsck
-from labeldesk.core.importer import add_images
-from labeldesk.core.manifest import ManifestStore
+from labeldesk.core.importer import Staging, add_images
+from labeldesk.core.manifest import Entry, ManifestStore
 from labeldesk.core.project import Project
 from labeldesk.core.versions import get_version, head
 
@@ -243,3 +244,78 @@ def test_recovery_of_a_killed_import_spares_objects_an_add_in_flight_has_staged(
     # C removed A's other leftovers and its journal: nothing pending, nothing orphaned
     assert project.db.execute("SELECT COUNT(*) FROM pending_object").fetchone()[0] == 0
     assert len(list(project.objects.iter_objects())) == N_SHARED
+
+
+def test_an_object_two_imports_journaled_is_deleted_only_when_neither_needs_it(
+    project, tmp_path
+) -> None:
+    """The rule itself, with two stagings of the same bytes: the first to give up leaves the
+    file to the other; the file goes only when the last one gives up; a commit keeps it."""
+    files = _batch(tmp_path / "a", 3)
+    first, second = Staging(project), Staging(project)
+    first.stage_files(files)
+    second.stage_files(files[:2])
+    first.abort()
+    shas = sorted(second.infos)
+    assert [project.objects.exists(s) for s in shas] == [True, True]
+    assert len(list(project.objects.iter_objects())) == 2  # the third was first's alone
+    second.abort()
+    assert list(project.objects.iter_objects()) == []
+
+    first, second = Staging(project), Staging(project)
+    first.stage_files(files)
+    with second:
+        second.stage_files(files[:2])
+        first.abort()  # while second is between staging and commit
+        second.commit(
+            entries={s: Entry(EMPTY_SET_HASH) for s in second.infos},
+            annsets={},
+            classes=None,
+            message="second",
+            provenance={},
+        )
+    assert fsck(project).ok
+    assert _main_images(project) == set(second.infos)
+
+
+STAGE_AND_WAIT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from labeldesk.core.importer import Staging
+    from labeldesk.core.project import Project
+
+    staging = Staging(Project.open(sys.argv[1], user="lead-user"))
+    staging.stage_files([Path(a) for a in sys.argv[2:]])
+    print("staged", flush=True)
+    sys.stdin.readline()  # killed here
+    """
+)
+
+
+def test_recovery_of_two_dead_imports_of_the_same_bytes_leaves_no_orphan(project, tmp_path) -> None:
+    """Two imports staging the same bytes both die: recovering both deletes every file (each
+    one's journal row must not keep the other's file alive) and leaves nothing behind."""
+    files = _batch(tmp_path / "a", 4)
+    children = []
+    try:
+        for subset in (files, files[:2]):  # both alive at once: neither recovers the other
+            child = subprocess.Popen(
+                [sys.executable, "-c", STAGE_AND_WAIT, str(project.root), *map(str, subset)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            children.append(child)
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "staged"
+    finally:
+        for child in children:
+            child.kill()
+            child.communicate()  # reaps it and closes its pipes
+    ops = project.db.execute("SELECT COUNT(DISTINCT op) FROM pending_object").fetchone()[0]
+    assert ops == 2 and len(list(project.objects.iter_objects())) == 4
+    assert project.recover() == 4
+    assert list(project.objects.iter_objects()) == []
+    assert project.db.execute("SELECT COUNT(*) FROM pending_object").fetchone()[0] == 0
+    assert fsck(project).ok
