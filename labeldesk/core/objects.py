@@ -136,9 +136,12 @@ class ObjectStore:
         """
         p = self.path(sha)
         try:
-            p.unlink()  # the file's own mode does not matter: unlinking needs the folder's
+            p.unlink()  # on POSIX the file's own read-only mode does not matter, only the folder's
         except FileNotFoundError:
             return False
+        except PermissionError:  # systems that refuse to unlink a read-only file
+            os.chmod(p, 0o644)
+            p.unlink()
         return True
 
     def iter_objects(self) -> Iterator[tuple[str, Path]]:
