@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -43,7 +44,7 @@ from labeldesk.core.importer import Staging, add_images
 from labeldesk.core.manifest import Entry
 from labeldesk.core.project import Project
 from labeldesk.core.sessions import ReviewSession
-from labeldesk.core.versions import diff, log
+from labeldesk.core.versions import Version, diff, log
 
 CLASSES = [{"id": i + 1, "name": f"class{i}"} for i in range(10)]
 
@@ -98,7 +99,7 @@ def plain_copy(paths: list[Path], dest: Path) -> tuple[float, float]:
 
 def labelled_import(
     root: Path, paths: list[Path], labels: list[list[tuple]]
-) -> tuple[Project, object, dict[str, Entry], float, float]:
+) -> tuple[Project, Version | None, dict[str, Entry], float, float]:
     """Import ``paths`` with their labels as one version; returns (project, version, entries,
     wall seconds, CPU seconds). Boxes are made from the raw rows inside the timed step, as the
     COCO and YOLO importers make them from their files."""
@@ -193,15 +194,17 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     n = args.images
     rng = random.Random(args.seed)
-    figures: dict[str, float | int] = {"images": n}
+    figures: dict[str, Any] = {"images": n}
 
     t0 = time.perf_counter()
     paths = generate(work / "src", n, args.seed)
     print(f"generated {n} images in {time.perf_counter() - t0:.1f}s", flush=True)
 
     labels = [labels_for(rng) for _ in paths]
-    rounds = []
-    project = first = entries = None
+    rounds: list[dict[str, Any]] = []
+    project: Project | None = None
+    first: Version | None = None
+    entries: dict[str, Entry] | None = None
     for r in range(args.rounds):
         plain_before, plain_cpu_a = plain_copy(paths, work / f"plain-copy-{r}a")
         proj, version, ents, import_s, import_cpu = labelled_import(
