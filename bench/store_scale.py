@@ -1,10 +1,16 @@
 """Benchmark: the project store at dataset scale.
 
     python bench/store_scale.py --images 100000
+    python bench/store_scale.py --images 4000 --rounds 3
 
 Generates N small images (about 10 boxes each), then measures in the same run:
-  * import throughput (images/s) of a labelled import through LabelDesk's staging step, against
-    a plain "sha256 + copy file" loop over the same files (the floor any importer pays);
+  * import throughput (images/s) of a labelled import through LabelDesk's staging step (full
+    decode check, hash, store, rows, version), and of a plain ``add`` of the same files, each
+    against a plain "sha256 + copy file" loop over the same files (the floor any importer
+    pays). The disk is flushed before each timed step and the plain loop runs before and after
+    the two imports (its mean is the peer), so writeback left by one step is not billed to the
+    next and a change in the machine's load shows in both. ``--rounds`` repeats this in fresh
+    folders and reports the median ratio (on a shared machine one round can be far off);
   * a review session that changes 1% of the images: time to record the edits and to commit;
   * bytes the new version adds to the database, as a fraction of the database after the first
     version (goal <= 5%);
@@ -22,21 +28,23 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from labeldesk.core.boxes import Box
-from labeldesk.core.importer import Staging
+from labeldesk.core.importer import Staging, add_images
 from labeldesk.core.manifest import Entry
 from labeldesk.core.project import Project
 from labeldesk.core.sessions import ReviewSession
-from labeldesk.core.versions import diff, log
+from labeldesk.core.versions import Version, diff, log
 
 CLASSES = [{"id": i + 1, "name": f"class{i}"} for i in range(10)]
 
@@ -55,29 +63,78 @@ def generate(folder: Path, n: int, seed: int) -> list[Path]:
     return paths
 
 
-def boxes_for(rng: random.Random, k: int = 10) -> list[Box]:
+def cpu_s() -> float:
+    """CPU seconds of this process so far, user + system, all threads: unlike wall time, hardly
+    moved by other work on a shared machine (file creation is mostly system time)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def labels_for(rng: random.Random, k: int = 10) -> list[tuple[int, float, float, float, float]]:
+    """Raw label rows for one image, as an annotation file would hold them (not yet boxes)."""
     return [
-        Box(
+        (
             rng.randint(1, 10),
             rng.uniform(0, 20),
             rng.uniform(0, 14),
             rng.uniform(1, 12),
             rng.uniform(1, 10),
-            state="imported",
         )
         for _ in range(k)
     ]
 
 
-def plain_copy(paths: list[Path], dest: Path) -> float:
-    t0 = time.perf_counter()
+def plain_copy(paths: list[Path], dest: Path) -> tuple[float, float]:
+    """The peer: read, sha256, copy to ``dest/ab/cdef…``; (wall seconds, CPU seconds)."""
+    os.sync()
+    t0, c0 = time.perf_counter(), cpu_s()
     for p in paths:
         data = p.read_bytes()
         h = hashlib.sha256(data).hexdigest()
         d = dest / h[:2]
         d.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(p, d / h[2:])
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, cpu_s() - c0
+
+
+def labelled_import(
+    root: Path, paths: list[Path], labels: list[list[tuple]]
+) -> tuple[Project, Version | None, dict[str, Entry], float, float]:
+    """Import ``paths`` with their labels as one version; returns (project, version, entries,
+    wall seconds, CPU seconds). Boxes are made from the raw rows inside the timed step, as the
+    COCO and YOLO importers make them from their files."""
+    project = Project.init(root, user="bench")
+    os.sync()
+    t0, c0 = time.perf_counter(), cpu_s()
+    with Staging(project) as staging:
+        staged = staging.stage_files(paths)
+        entries, annsets = {}, {}
+        for (_path, sha, _info), rows in zip(staged, labels, strict=True):
+            assert sha is not None
+            entries[sha] = Entry("", "train")
+            annsets[sha] = [
+                Box(c, x, y, w, h, origin="human", state="imported") for c, x, y, w, h in rows
+            ]
+        version = staging.commit(
+            entries=entries,
+            annsets=annsets,
+            classes=CLASSES,
+            message="bench import",
+            provenance={"format": "bench"},
+        )
+    return project, version, entries, time.perf_counter() - t0, cpu_s() - c0
+
+
+def plain_add(root: Path, folder: Path, n: int) -> tuple[float, float]:
+    """``labeldesk add FOLDER`` in core, into a fresh project; (wall seconds, CPU seconds)."""
+    project = Project.init(root, user="bench")
+    os.sync()
+    t0, c0 = time.perf_counter(), cpu_s()
+    report = add_images(project, [folder])
+    elapsed, cpu = time.perf_counter() - t0, cpu_s() - c0
+    assert len(report.added) == n
+    project.close()
+    return elapsed, cpu
 
 
 def db_bytes(project: Project) -> int:
@@ -131,43 +188,75 @@ def main() -> None:
     ap.add_argument("--changed", type=float, default=0.01, help="fraction changed in review")
     ap.add_argument("--workdir", type=Path, help="where to build (default: a temp folder)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=1, help="import measurements to take")
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="labeldesk-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     n = args.images
     rng = random.Random(args.seed)
-    figures: dict[str, float | int] = {"images": n}
+    figures: dict[str, Any] = {"images": n}
 
     t0 = time.perf_counter()
     paths = generate(work / "src", n, args.seed)
     print(f"generated {n} images in {time.perf_counter() - t0:.1f}s", flush=True)
 
-    plain_s = plain_copy(paths, work / "plain-copy")
-    figures["plain_copy_images_per_s"] = round(n / plain_s, 1)
-    print(f"plain sha256+copy: {plain_s:.1f}s ({n / plain_s:.0f} images/s)", flush=True)
-
-    project = Project.init(work / "project", user="bench")
-    t0 = time.perf_counter()
-    with Staging(project) as staging:
-        staged = staging.stage_files(paths)
-        entries, annsets = {}, {}
-        for _path, sha, _info in staged:
-            assert sha is not None
-            entries[sha] = Entry("", "train")
-            annsets[sha] = boxes_for(rng)
-        first = staging.commit(
-            entries=entries,
-            annsets=annsets,
-            classes=CLASSES,
-            message="bench import",
-            provenance={"format": "bench"},
+    labels = [labels_for(rng) for _ in paths]
+    rounds: list[dict[str, Any]] = []
+    project: Project | None = None
+    first: Version | None = None
+    entries: dict[str, Entry] | None = None
+    for r in range(args.rounds):
+        plain_before, plain_cpu_a = plain_copy(paths, work / f"plain-copy-{r}a")
+        proj, version, ents, import_s, import_cpu = labelled_import(
+            work / f"project-{r}", paths, labels
         )
-    import_s = time.perf_counter() - t0
-    assert first is not None
-    figures["import_images_per_s"] = round(n / import_s, 1)
-    figures["import_vs_plain_copy"] = round(plain_s / import_s, 3)
+        add_s, add_cpu = plain_add(work / f"added-{r}", work / "src", n)
+        plain_after, plain_cpu_b = plain_copy(paths, work / f"plain-copy-{r}b")
+        plain_s = (plain_before + plain_after) / 2
+        plain_cpu = (plain_cpu_a + plain_cpu_b) / 2
+        rounds.append(
+            {
+                "plain_copy_s": [round(plain_before, 3), round(plain_after, 3)],
+                "import_s": round(import_s, 3),
+                "add_s": round(add_s, 3),
+                "import_vs_plain_copy": round(plain_s / import_s, 3),
+                "add_vs_plain_copy": round(plain_s / add_s, 3),
+                "plain_copy_cpu_s": round(plain_cpu, 3),
+                "import_cpu_s": round(import_cpu, 3),
+                "add_cpu_s": round(add_cpu, 3),
+                "import_vs_plain_copy_cpu": round(plain_cpu / import_cpu, 3),
+                "add_vs_plain_copy_cpu": round(plain_cpu / add_cpu, 3),
+            }
+        )
+        print(
+            f"round {r + 1}: plain sha256+copy {plain_before:.2f}s / {plain_after:.2f}s "
+            f"({n / plain_s:.0f} images/s, {plain_cpu:.2f} CPU s); labelled import "
+            f"{import_s:.2f}s ({n / import_s:.0f} images/s, {plain_s / import_s:.2f}x the plain "
+            f"loop; {import_cpu:.2f} CPU s, {plain_cpu / import_cpu:.2f}x); plain add "
+            f"{add_s:.2f}s ({plain_s / add_s:.2f}x; {add_cpu:.2f} CPU s, "
+            f"{plain_cpu / add_cpu:.2f}x)",
+            flush=True,
+        )
+        if project is None:
+            project, first, entries = proj, version, ents
+        else:
+            proj.close()
+    assert project is not None and first is not None and entries is not None
+    figures["rounds"] = rounds
+    for key in (
+        "import_vs_plain_copy",
+        "add_vs_plain_copy",
+        "import_vs_plain_copy_cpu",
+        "add_vs_plain_copy_cpu",
+    ):
+        figures[key] = round(statistics.median(r[key] for r in rounds), 3)
+    figures["import_images_per_s"] = round(n / statistics.median(r["import_s"] for r in rounds), 1)
+    figures["add_images_per_s"] = round(n / statistics.median(r["add_s"] for r in rounds), 1)
     print(
-        f"labelled import: {import_s:.1f}s ({n / import_s:.0f} images/s, {first.n_boxes} boxes)",
+        f"labelled import: {figures['import_vs_plain_copy']}x the plain loop; plain add: "
+        f"{figures['add_vs_plain_copy']}x (median of {args.rounds} round(s), "
+        f"{first.n_boxes} boxes); in CPU time {figures['import_vs_plain_copy_cpu']}x and "
+        f"{figures['add_vs_plain_copy_cpu']}x",
         flush=True,
     )
     size_first = db_bytes(project)

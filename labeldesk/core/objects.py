@@ -8,6 +8,7 @@ Adding an object that exists is a no-op: equal names mean equal bytes.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import hashlib
@@ -65,6 +66,8 @@ class ObjectStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.base = self.root / "sha256"
+        self._base_text = os.fspath(self.base)
+        self._folders: set[str] = set()  # fan-out folders known to exist
 
     def path(self, sha: str) -> Path:
         return self.base / sha[:2] / sha[2:]
@@ -80,16 +83,27 @@ class ObjectStore:
 
         With ``durable=False`` the caller promises to call :meth:`sync` before it records the
         object in the database (batch imports do, to pay for one flush instead of thousands).
+        Plain ``os`` calls on text paths, folders made once per store: an import writes
+        thousands of small objects, and pathlib objects and repeated ``mkdir`` calls cost more
+        than the write itself.
         """
         if sha is None:
             sha = hashlib.sha256(data).hexdigest()
-        dest = self.path(sha)
-        if dest.is_file():
+        folder = os.path.join(self._base_text, sha[:2])
+        dest = os.path.join(folder, sha[2:])
+        if os.path.isfile(dest):
             return False
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        tmp = os.path.join(folder, f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            if folder not in self._folders:
+                os.makedirs(folder, exist_ok=True)
+                self._folders.add(folder)
+            try:
+                fd = os.open(tmp, flags, 0o644)
+            except FileNotFoundError:  # the folder was removed since we made it
+                os.makedirs(folder, exist_ok=True)
+                fd = os.open(tmp, flags, 0o644)
             try:
                 view = memoryview(data)
                 while view:
@@ -97,15 +111,16 @@ class ObjectStore:
                     view = view[n:]
                 if durable:
                     os.fsync(fd)
+                os.fchmod(fd, 0o444)  # read-only whatever the umask: objects never change
             finally:
                 os.close(fd)
-            os.chmod(tmp, 0o444)
             os.replace(tmp, dest)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             raise
         if durable:
-            _fsync_dir(dest.parent)
+            _fsync_dir(Path(folder))
         return True
 
     def sync(self) -> None:
@@ -115,12 +130,22 @@ class ObjectStore:
         if not _syncfs(self.base):
             os.sync()
 
-    def remove(self, sha: str) -> None:
-        """Delete an object; only for undoing objects written by an operation that failed."""
+    def remove(self, sha: str) -> bool:
+        """Delete an object; True if a file was deleted, False if there was none.
+
+        Only :meth:`Project.drop_pending` calls this, under the write lock, after checking that
+        no row refers to the object and no other operation has journaled it: another process
+        may be committing rows that point at these very bytes.
+        """
         p = self.path(sha)
-        if p.exists():
+        try:
+            p.unlink()  # on POSIX the file's own read-only mode does not matter, only the folder's
+        except FileNotFoundError:
+            return False
+        except PermissionError:  # systems that refuse to unlink a read-only file
             os.chmod(p, 0o644)
             p.unlink()
+        return True
 
     def iter_objects(self) -> Iterator[tuple[str, Path]]:
         """Every object file as ``(name, path)``; the name is what the content should hash to."""

@@ -11,6 +11,7 @@ import datetime as dt
 import getpass
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -175,27 +176,13 @@ class Project:
         return [(sha, op) for sha, op, pid, h in rows if h == host and not _pid_alive(pid)]
 
     def recover(self) -> int:
-        """Remove what an interrupted import left: journaled objects no row points at.
+        """Remove what an interrupted import left: the objects its process journaled that no row
+        points at and no live import has journaled too (see :meth:`drop_pending`).
 
         Returns how many objects were removed. Runs at every open; cheap when nothing is stale.
         """
-        stale = self.stale_pending()
-        removed = 0
-        if stale:
-            with self.transaction():
-                for sha, op in stale:
-                    referenced = self.db.execute(
-                        "SELECT 1 FROM image WHERE sha256 = ?", [sha]
-                    ).fetchone()
-                    others = self.db.execute(
-                        "SELECT 1 FROM pending_object WHERE sha256 = ? AND op != ?", [sha, op]
-                    ).fetchone()
-                    if not referenced and not others:
-                        self.objects.remove(sha)
-                        removed += 1
-                    self.db.execute(
-                        "DELETE FROM pending_object WHERE sha256 = ? AND op = ?", [sha, op]
-                    )
+        stale_ops = sorted({op for _, op in self.stale_pending()})
+        removed = self.drop_pending(stale_ops) if stale_ops else 0
         for tmp in self.objects.iter_temp_files():
             try:
                 pid = int(tmp.name[len(TMP_PREFIX) :].split("-")[0])
@@ -203,6 +190,38 @@ class Project:
                 continue
             if not _pid_alive(pid):
                 tmp.unlink(missing_ok=True)
+        return removed
+
+    def drop_pending(self, ops: Sequence[str]) -> int:
+        """Close the journal of import operations ``ops`` (failed, cancelled or dead): delete
+        each object they journaled that nothing needs, then their journal rows.
+
+        An object stays if an image row refers to it or if an operation not in ``ops`` has
+        journaled it too (it is staging the same bytes and will commit rows that point at them).
+        Deciding that and deleting happen in one ``BEGIN IMMEDIATE`` transaction, and every
+        writer journals an object before relying on its file and writes its image rows under the
+        same lock, so nothing can come to need an object between the check and the delete.
+        Returns how many object files were deleted.
+        """
+        ops = list(ops)
+        if not ops:
+            return 0
+        marks = ",".join("?" * len(ops))
+        removed = 0
+        with self.transaction():
+            unneeded = self.db.execute(
+                f"SELECT DISTINCT p.sha256 FROM pending_object p WHERE p.op IN ({marks}) "
+                "AND NOT EXISTS (SELECT 1 FROM image i WHERE i.sha256 = p.sha256) "
+                "AND NOT EXISTS (SELECT 1 FROM pending_object q WHERE q.sha256 = p.sha256 "
+                f"AND q.op NOT IN ({marks}))",
+                [*ops, *ops],
+            ).fetchall()
+            for (sha,) in unneeded:
+                # A kill after some deletes leaves the journal rows in place (the transaction
+                # rolls back): the next recovery finds those files already gone, and that is fine.
+                if self.objects.remove(sha):
+                    removed += 1
+            self.db.execute(f"DELETE FROM pending_object WHERE op IN ({marks})", ops)
         return removed
 
     # -- members and roles -------------------------------------------------------------------
