@@ -196,7 +196,7 @@ class Project:
         """Close the journal of import operations ``ops`` (failed, cancelled or dead): delete
         each object they journaled that nothing needs, then their journal rows.
 
-        An object stays if an image row refers to it or if an operation not in ``ops`` has
+        An object stays if an image or model row refers to it or if an operation not in ``ops`` has
         journaled it too (it is staging the same bytes and will commit rows that point at them).
         Deciding that and deleting happen in one ``BEGIN IMMEDIATE`` transaction, and every
         writer journals an object before relying on its file and writes its image rows under the
@@ -212,6 +212,8 @@ class Project:
             unneeded = self.db.execute(
                 f"SELECT DISTINCT p.sha256 FROM pending_object p WHERE p.op IN ({marks}) "
                 "AND NOT EXISTS (SELECT 1 FROM image i WHERE i.sha256 = p.sha256) "
+                # the weights of a model trained here are objects too (named by the model id)
+                "AND NOT EXISTS (SELECT 1 FROM model m WHERE m.id = p.sha256) "
                 "AND NOT EXISTS (SELECT 1 FROM pending_object q WHERE q.sha256 = p.sha256 "
                 f"AND q.op NOT IN ({marks}))",
                 [*ops, *ops],

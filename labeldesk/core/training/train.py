@@ -441,16 +441,29 @@ def _register(
     wall: float,
     epochs: list[dict[str, Any]],
 ) -> TrainResult:
+    import hashlib
+    import socket
+    import uuid
+
     from ..models import add_model
 
     data = best.read_bytes()
-    project.objects.put_bytes(data)  # before the rows that name it
-    import hashlib
-
     sha = hashlib.sha256(data).hexdigest()
+    # Journal the object before writing it, as imports do: if this process dies before the
+    # model row is committed, the next open removes the file (Project.recover) instead of
+    # leaving an orphan; the journal row goes in the same transaction as the model row.
+    op = f"train-{run_id}-{uuid.uuid4().hex[:8]}"
+    with project.transaction():
+        project.db.execute(
+            "INSERT OR IGNORE INTO pending_object (sha256, op, pid, host, started) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [sha, op, os.getpid(), socket.gethostname(), now_iso()],
+        )
+    project.objects.put_bytes(data, sha)  # before the rows that name it
     obj = project.objects.path(sha)
 
     def link(model_id: str) -> None:
+        project.db.execute("DELETE FROM pending_object WHERE op = ?", [op])
         project.db.execute("UPDATE model SET trained_on = ? WHERE id = ?", [version.id, model_id])
         project.db.execute(
             "UPDATE training_run SET status = 'completed', model = ?, finished = ?, wall_s = ?, "
@@ -458,7 +471,11 @@ def _register(
             [model_id, now_iso(), wall, json.dumps(epochs), run_id],
         )
 
-    report = add_model(project, obj, name, version_ref=version.id, within=link)
+    try:
+        report = add_model(project, obj, name, version_ref=version.id, within=link)
+    except BaseException:
+        project.drop_pending([op])  # the weights were never registered: take them back
+        raise
     run = get_run(project.db, run_id)
     assert run is not None
     return TrainResult(run, report.model.name, report.model.id)
