@@ -13,11 +13,10 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
-
-from sqlite_utils import Database
+from typing import Any
 
 from .errors import NotADatabaseError, ReadOnlyProjectError, SchemaTooNewError
-from .schema import SCHEMA_VERSION, migrations
+from .schema_version import SCHEMA_VERSION
 
 #: How long a writer waits for another one before giving up (milliseconds). Writes here are short,
 #: so a long wait means something is badly stuck, not merely busy.
@@ -28,11 +27,37 @@ BUSY_TIMEOUT_MS = 60_000
 CORE_TABLES = frozenset({"project_meta", "member", "image", "version", "ref", "manifest_tree"})
 
 
-class ProjectDatabase(Database):
-    """A sqlite-utils database that knows whether it was opened read-only, and why."""
+class ProjectDatabase:
+    """The project's SQLite connection, with the part of sqlite-utils' ``Database`` API that
+    LabelDesk uses (``execute``, ``executescript``, ``conn``, ``close``).
 
-    #: None when writable; otherwise the sentence that says why it is read-only.
-    readonly: str | None = None
+    Why not a sqlite-utils ``Database`` itself: importing sqlite-utils costs about a quarter of a
+    second (it imports pandas when it is installed), which read commands such as ``labeldesk
+    log`` would pay on every start for nothing. sqlite-utils is loaded only to run migrations
+    (:func:`migrate`) and by :meth:`utils`, which wraps this same connection.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, readonly: str | None = None) -> None:
+        self.conn = conn
+        #: None when writable; otherwise the sentence that says why it is read-only.
+        self.readonly = readonly
+
+    def execute(self, sql: str, parameters: Any = None) -> sqlite3.Cursor:
+        if parameters is None:
+            return self.conn.execute(sql)
+        return self.conn.execute(sql, parameters)
+
+    def executescript(self, sql: str) -> sqlite3.Cursor:
+        return self.conn.executescript(sql)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def utils(self) -> Any:
+        """A sqlite-utils ``Database`` on this connection (for migrations and power users)."""
+        from sqlite_utils import Database
+
+        return Database(self.conn, execute_plugins=False)
 
 
 def connect(path: Path, *, readonly: str | None = None) -> ProjectDatabase:
@@ -59,9 +84,7 @@ def connect(path: Path, *, readonly: str | None = None) -> ProjectDatabase:
         if getattr(e, "sqlite_errorname", "") != "SQLITE_NOTADB":
             raise
         raise _not_sqlite(path, e) from None
-    db = ProjectDatabase(conn, execute_plugins=False)
-    db.readonly = readonly
-    return db
+    return ProjectDatabase(conn, readonly)
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
@@ -102,7 +125,7 @@ def _not_sqlite(path: Path, e: Exception) -> NotADatabaseError:
     )
 
 
-def check_project(db: Database, path: Path) -> None:
+def check_project(db: ProjectDatabase, path: Path) -> None:
     """Refuse a ``labeldesk.db`` that is not a SQLite file, or a SQLite file that is not ours.
 
     An empty database (a fresh ``init`` killed before its first migration) passes: migrating it
@@ -129,12 +152,12 @@ def check_project(db: Database, path: Path) -> None:
         )
 
 
-def user_version(db: Database) -> int:
+def user_version(db: ProjectDatabase) -> int:
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
 @contextlib.contextmanager
-def transaction(db: Database) -> Iterator[Database]:
+def transaction(db: ProjectDatabase) -> Iterator[ProjectDatabase]:
     """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception.
 
     SQLite's busy handler already waits ``BUSY_TIMEOUT_MS`` for the lock; the retry loop covers
@@ -168,7 +191,7 @@ def transaction(db: Database) -> Iterator[Database]:
         conn.execute("COMMIT")
 
 
-def migrate(db: Database, path: Path) -> None:
+def migrate(db: ProjectDatabase, path: Path) -> None:
     """Bring the schema up to date, or refuse a database written by a newer LabelDesk."""
     found = user_version(db)
     if found > SCHEMA_VERSION:
@@ -189,5 +212,7 @@ def migrate(db: Database, path: Path) -> None:
     # two processes opening a fresh project at once cannot both try to create the tables.
     with transaction(db):
         if user_version(db) < SCHEMA_VERSION:
-            migrations.apply(db)
+            from .schema import migrations
+
+            migrations.apply(db.utils())
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,16 +32,16 @@ from typing import Any
 import numpy as np
 
 from . import metrics
+from .defaults import DEFAULT_CONF, DEFAULT_MAX_DROP, DEFAULT_METRIC
 from .errors import InputError, LabelDeskError, Problem
+from .evaluation_rows import _EVAL_COLUMNS, Evaluation, _row
+from .evaluation_rows import list_evaluations as list_evaluations  # re-exported: its old home
 from .manifest import Entry
 from .progress import CancelFn, ProgressFn, check_cancel
 from .project import Project, now_iso
 from .versions import MAIN, Version, diff, resolve
 
 SOURCE_KINDS = ("model", "predictions")
-DEFAULT_METRIC = "map50_95"
-DEFAULT_MAX_DROP = 0.02
-DEFAULT_CONF = 0.25
 #: A drop within this of the limit counts as at the limit: figures are means of float sums, and
 #: a regression of "exactly 0.02" must not fail on the 17th digit.
 _DROP_SLACK = 1e-9
@@ -491,96 +490,6 @@ def _metrics_json(result: metrics.EvalResult, version: Version) -> dict[str, Any
 
 
 # --- records -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """One stored row of ``evaluation`` (docs/database.md)."""
-
-    id: int
-    run: str
-    role: str  # candidate / baseline
-    version: str
-    subset: str
-    n_images: int
-    source_kind: str
-    source_hash: str
-    source_name: str
-    params: dict[str, Any]
-    metrics: dict[str, Any]
-    metric: str
-    value: float
-    baseline: int | None
-    baseline_value: float | None
-    metric_drop: float | None
-    max_drop: float | None
-    passed: bool | None
-    created: str
-    author: str
-
-    @property
-    def summary(self) -> dict[str, float]:
-        return self.metrics["summary"]
-
-    @property
-    def subset_label(self) -> str:
-        """The subset for people: ``changed-since=<64 hex>`` stored (the lineage), shown short."""
-        return _FULL_ID.sub(lambda m: m.group(0)[:12], self.subset)
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-_FULL_ID = re.compile(r"\b[0-9a-f]{64}\b")
-
-
-_EVAL_COLUMNS = (
-    "id, run, role, version, subset, n_images, source_kind, source_hash, source_name, params, "
-    "metrics, metric, value, baseline, baseline_value, metric_drop, max_drop, passed, created, "
-    "author"
-)
-
-
-def _row(r: tuple) -> Evaluation:
-    values = list(r)
-    values[9], values[10] = json.loads(values[9]), json.loads(values[10])
-    values[17] = None if values[17] is None else bool(values[17])
-    return Evaluation(*values)
-
-
-def list_evaluations(
-    project: Project,
-    *,
-    version: str | None = None,
-    source_hash: str | None = None,
-    run: str | None = None,
-    role: str | None = None,
-    subset: str | None = None,
-    trigger: str | None = None,
-    limit: int | None = None,
-) -> list[Evaluation]:
-    """Stored evaluations, oldest first (optionally of one version, source, run, role, subset
-    or ``params.trigger``).
-
-    The filters run in SQL so that only the rows asked for have their metrics JSON parsed: on a
-    long history that parsing, not the query, is what costs.
-    """
-    sql, args = f"SELECT {_EVAL_COLUMNS} FROM evaluation WHERE 1", []
-    filters = (
-        ("version", version),
-        ("source_hash", source_hash),
-        ("run", run),
-        ("role", role),
-        ("subset", subset),
-        ("json_extract(params, '$.trigger')", trigger),
-    )
-    for col, value in filters:
-        if value is not None:
-            sql += f" AND {col} = ?"
-            args.append(value)
-    sql += " ORDER BY id"
-    rows = [_row(r) for r in project.db.execute(sql, args)]
-    return rows[-limit:] if limit else rows
 
 
 # --- validating: evaluate, compare, store --------------------------------------------------

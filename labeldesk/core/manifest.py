@@ -19,9 +19,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlite_utils import Database
-
 from .canonical import hash_json
+from .db import ProjectDatabase as Database
 
 PREFIX_LEN = 3
 SPLITS = ("train", "val", "test")

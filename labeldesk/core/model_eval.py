@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .defaults import EVAL_CONF
 from .errors import InputError, Problem
 from .evaluation import Detections, ImageIndex, Source
 from .models import get_model
@@ -30,9 +31,6 @@ from .predictions import load_many
 from .prelabel import DEFAULT_IMGSZ, DEFAULT_IOU, prelabel, prelabel_params
 from .progress import CancelFn, ProgressFn
 from .project import Project
-
-#: The confidence floor predictions are made at for evaluation (COCO / Ultralytics val).
-EVAL_CONF = 0.001
 
 
 def model_source(

@@ -42,8 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlite_utils import Database
-
+from .db import ProjectDatabase as Database
 from .errors import LabelDeskError
 from .objects import hash_file
 from .project import Project, now_iso

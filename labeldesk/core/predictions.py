@@ -21,9 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlite_utils import Database
-
 from .canonical import canonical_json, round_coord
+from .db import ProjectDatabase as Database
 from .manifest import ManifestStore
 from .project import Project, now_iso
 

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .defaults import DEFAULT_BATCH, DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
 from .errors import CancelledError, InputError, LabelDeskError, Problem
 from .manifest import ManifestStore
 from .models import LoadedModel, ModelInfo, get_model, load_model, unknown_classes
@@ -35,10 +36,6 @@ from .progress import CancelFn, ProgressFn
 from .project import Project
 from .versions import MAIN, resolve
 
-DEFAULT_CONF = 0.25
-DEFAULT_IOU = 0.7
-DEFAULT_IMGSZ = 640
-DEFAULT_BATCH = 32
 _PREFETCH = 8
 
 

@@ -14,9 +14,8 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlite_utils import Database
-
 from . import db as dbmod
+from .db import ProjectDatabase as Database
 from .errors import NotAProjectError, PermissionDeniedError
 from .objects import TMP_PREFIX, ObjectStore
 

@@ -8,9 +8,12 @@ Never edit a migration that has shipped: add a new one. docs/database.md documen
 from __future__ import annotations
 
 import functools
+import re
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
+
+from .schema_version import SCHEMA_VERSION
 
 migrations = Migrations("labeldesk")
 
@@ -391,5 +394,11 @@ CREATE TABLE promotion (
     )
 
 
-#: The schema version this code writes: one per migration.
-SCHEMA_VERSION = len(migrations._migrations)
+# The migrations above must match the number the database layer checks without loading this
+# module (labeldesk.core.schema_version): a new migration bumps that constant too.
+_DEFINED = sum(1 for name in globals() if re.fullmatch(r"m\d{3}_\w+", name))
+if _DEFINED != SCHEMA_VERSION:
+    raise RuntimeError(
+        f"schema.py defines {_DEFINED} migrations but schema_version.SCHEMA_VERSION is "
+        f"{SCHEMA_VERSION}: update labeldesk/core/schema_version.py"
+    )

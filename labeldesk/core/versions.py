@@ -14,9 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlite_utils import Database
-
 from .boxes import Box, annotation_set
+from .db import ProjectDatabase as Database
 from .errors import (
     ImmutableError,
     LabelDeskError,

@@ -26,25 +26,15 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlite_utils import Database
+from .db import ProjectDatabase as Database
 
+# The metric engine (numpy) is imported where an evaluation runs, not here: `labeldesk log`
+# reads watched figures through this module and must start fast.
+from .defaults import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, DEFAULT_MAX_DROP, DEFAULT_METRIC
 from .errors import CancelledError, InputError, LabelDeskError, Problem
-from .evaluation import (
-    DEFAULT_CONF,
-    DEFAULT_MAX_DROP,
-    DEFAULT_METRIC,
-    Evaluation,
-    ImageIndex,
-    Subset,
-    check_options,
-    evaluate_subsets,
-    evaluation_params,
-    ground_truth,
-    insert_evaluation,
-    list_evaluations,
-)
+from .evaluation_rows import Evaluation, list_evaluations
 from .models import ModelInfo, find_model, list_models
-from .prelabel import DEFAULT_IMGSZ, DEFAULT_IOU, prelabel_params
+from .prelabel import prelabel_params
 from .progress import CancelFn, ProgressFn, check_cancel
 from .project import Project, now_iso
 from .versions import MAIN, Version, resolve
@@ -69,6 +59,8 @@ class WatchSettings:
         """Refuse impossible settings with one itemised error."""
         problems: list[Problem] = []
         try:
+            from .evaluation import check_options
+
             check_options(self.metric, self.max_drop, self.conf)
         except InputError as e:
             problems.extend(e.problems)
@@ -238,6 +230,15 @@ def evaluate_watched(
     results: list[WatchResult] = []
     if not chosen:
         return results
+    from .evaluation import (
+        ImageIndex,
+        Subset,
+        evaluate_subsets,
+        evaluation_params,
+        ground_truth,
+        insert_evaluation,
+    )
+
     index = ImageIndex.build(project, version.id, cancel)
     gt: dict | None = None
     for info, settings in chosen:

@@ -19,13 +19,12 @@ from PySide6.QtWidgets import (
     QSpinBox,
 )
 
+from labeldesk.core.defaults import DEFAULT_IMGSZ
 from labeldesk.core.models import ModelInfo
 from labeldesk.core.project import Project
 from labeldesk.core.versions import Version
 
 from .validation_data import version_choice
-
-DEFAULT_IMGSZ = 640
 
 
 @dataclass(frozen=True)

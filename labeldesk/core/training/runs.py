@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlite_utils import Database
+from ..db import ProjectDatabase as Database
 
 STATUSES = ("running", "completed", "cancelled", "failed")
 
