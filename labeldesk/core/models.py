@@ -610,6 +610,7 @@ def add_model(
     add_classes: bool = False,
     version_ref: str = "main",
     within: Callable[[str], None] | None = None,
+    inspected: tuple[str, list[str]] | None = None,
 ) -> AddReport:
     """Register the weights at ``path`` (sha256, format, task, class names) under ``name``.
 
@@ -631,7 +632,11 @@ def add_model(
         raise ModelError(f"bad model name {name!r}: up to 100 characters, no '/', '\\' or '@'")
     with private_copy(path) as (copy, sha):
         fmt = sniff_format(copy)
-        if fmt == "pt":
+        if fmt == "pt" and inspected is not None:
+            # Task and classes already read, through the same safe loader, by the process that
+            # made the file (the training child): importing torch here would cost seconds.
+            task, names = inspected
+        elif fmt == "pt":
             loadable = copy.rename(copy.with_suffix(".pt"))
             task, names = _pt_meta(loadable, path, trust)
         else:

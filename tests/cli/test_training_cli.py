@@ -91,3 +91,18 @@ def test_log_and_report_show_what_was_trained_on_each_version(proj, capsys, tmp_
     html = report.read_text()
     training = html[html.index("<h2>Training</h2>") :]
     assert "cli-1" in training and "completed" in training
+
+
+def test_training_never_loads_torch_in_the_calling_process(proj) -> None:
+    """Only the child trains: the command (or a window) stays light and cannot be crashed by it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom labeldesk.cli.main import main\n"
+        f"rc = main(['-p', {str(proj)!r}, 'train', '--config', 'yolov8n.yaml', "
+        "'--epochs', '1', '--imgsz', '64', '--batch', '8', '--name', 'light'])\n"
+        "print(rc, 'torch' in sys.modules, 'ultralytics' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=500)
+    assert r.stdout.split()[-3:] == ["0", "False", "False"], r.stdout + r.stderr

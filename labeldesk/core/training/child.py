@@ -98,11 +98,19 @@ def run(config: dict[str, Any], out: TextIO) -> int:
         model.train(**config["train"])
     trainer = model.trainer
     best = Path(trainer.best)
+    weights = best if best.is_file() else Path(trainer.last)
+    # Read the result's task and classes here, with the registry's own safe loader, so the
+    # parent can register it without importing torch (seconds of start-up for nothing).
+    from labeldesk.core.models import _pt_meta
+
+    task, names = _pt_meta(weights, weights, trust=False)
     emit(
         "done",
-        best=str(best if best.is_file() else trainer.last),
+        best=str(weights),
         last=str(trainer.last),
         save_dir=str(trainer.save_dir),
+        task=task,
+        names=names,
     )
     return 0
 

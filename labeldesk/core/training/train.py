@@ -407,7 +407,10 @@ def train(
             epochs=json.dumps(epochs),
         )
         raise TrainingFailed(get_run(db, run_id), log_path)  # type: ignore[arg-type]
-    result = _register(project, run_id, Path(done["best"]), name or "", version, wall, epochs)
+    inspected = (done["task"], done["names"]) if "task" in done else None
+    result = _register(
+        project, run_id, Path(done["best"]), name or "", version, wall, epochs, inspected
+    )
     result.notes = notes
     # The dataset is links and the weights are in the store now: keep only the log, the child's
     # config and Ultralytics' figures (results.csv, args.yaml) in the run folder.
@@ -440,6 +443,7 @@ def _register(
     version: Version,
     wall: float,
     epochs: list[dict[str, Any]],
+    inspected: tuple[str, list[str]] | None = None,
 ) -> TrainResult:
     import hashlib
     import socket
@@ -472,7 +476,9 @@ def _register(
         )
 
     try:
-        report = add_model(project, obj, name, version_ref=version.id, within=link)
+        report = add_model(
+            project, obj, name, version_ref=version.id, within=link, inspected=inspected
+        )
     except BaseException:
         project.drop_pending([op])  # the weights were never registered: take them back
         raise
