@@ -366,9 +366,22 @@ def train(
                     error = event.get("error")
                 if progress is not None:
                     progress(TrainEvent(kind_, event))
+                if done is not None:
+                    break  # the weights are saved and reported; the child is only tearing down
         except KeyboardInterrupt:
             cancelled = True
         wall = round(time.monotonic() - started, 3)
+        if done is not None and not cancelled:
+            # Register while the child exits: torch's teardown takes seconds and the result no
+            # longer depends on it. The child is waited for (and its pipe closed) either way.
+            try:
+                result = _finish(project, run_id, run_dir, done, name, version, wall, epochs)
+            finally:
+                proc.wait()
+                pumper.join()
+                proc.stdout.close()
+            result.notes = notes
+            return result
         if cancelled:
             _end_group(proc)
         pumper.join()  # the pipe is at its end once the child (and its group) is gone
@@ -391,27 +404,39 @@ def train(
             )
             raise TrainingCancelled(get_run(db, run_id))  # type: ignore[arg-type]
         rc = proc.wait()
-    if rc != 0 or done is None:
-        error = error or f"the training process exited with status {rc}"
-        if shutil.disk_usage(run_dir).free < _FULL_BELOW:
-            # Ultralytics and torch word a full disk many ways ("file write failed", ...).
-            error = f"the disk is full (training could not write to {run_dir}): {error}"
-        shutil.rmtree(run_dir / "dataset", ignore_errors=True)  # the log stays for the user
-        _close_run(
-            project,
-            run_id,
-            status="failed",
-            error=error,
-            finished=now_iso(),
-            wall_s=wall,
-            epochs=json.dumps(epochs),
-        )
-        raise TrainingFailed(get_run(db, run_id), log_path)  # type: ignore[arg-type]
+    # Here the child ended without reporting its weights: the run failed.
+    error = error or f"the training process exited with status {rc}"
+    if shutil.disk_usage(run_dir).free < _FULL_BELOW:
+        # Ultralytics and torch word a full disk many ways ("file write failed", ...).
+        error = f"the disk is full (training could not write to {run_dir}): {error}"
+    shutil.rmtree(run_dir / "dataset", ignore_errors=True)  # the log stays for the user
+    _close_run(
+        project,
+        run_id,
+        status="failed",
+        error=error,
+        finished=now_iso(),
+        wall_s=wall,
+        epochs=json.dumps(epochs),
+    )
+    raise TrainingFailed(get_run(db, run_id), log_path)  # type: ignore[arg-type]
+
+
+def _finish(
+    project: Project,
+    run_id: int,
+    run_dir: Path,
+    done: dict[str, Any],
+    name: str | None,
+    version: Version,
+    wall: float,
+    epochs: list[dict[str, Any]],
+) -> TrainResult:
+    """Register the reported weights, then tidy the run folder."""
     inspected = (done["task"], done["names"]) if "task" in done else None
     result = _register(
         project, run_id, Path(done["best"]), name or "", version, wall, epochs, inspected
     )
-    result.notes = notes
     # The dataset is links and the weights are in the store now: keep only the log, the child's
     # config and Ultralytics' figures (results.csv, args.yaml) in the run folder.
     for leftover in (run_dir / "dataset", run_dir / "ultralytics" / "weights"):
