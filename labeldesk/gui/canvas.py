@@ -191,6 +191,7 @@ class Canvas(QGraphicsView):
         self._pan_from: QPointF | None = None
         self._fit = True
         self.min_score = 0.0
+        self.shown: str | None = None  # the id of the image shown, kept by the canvas's owner
         self.scene().selectionChanged.connect(self._selection_changed)
 
     # -- content -----------------------------------------------------------------------------

@@ -328,7 +328,7 @@ class MainWindow(QMainWindow):
         self.class_model.set_classes(ws.classes)
         self._fill_class_filter()
         if ws.rows:
-            self.show_row(0)
+            self.show_row(self._start_row())
         self._update_title()
         self._update_status()
         self.sessionLoaded.emit()
@@ -351,19 +351,61 @@ class MainWindow(QMainWindow):
 
     # -- navigation ----------------------------------------------------------------------------
     def show_row(self, source_row: int) -> None:
+        """Select source row ``source_row`` in the list and show it, whatever the filters say
+        (it is pinned: the list always holds the image the canvas shows)."""
+        self.image_model.pin(source_row)
         shown = self.image_rows.mapFromSource(self.image_model.view_index(source_row))
         if shown.isValid():
             self.image_list.setCurrentIndex(shown)
-        else:
-            self._show_image(self.image_model.rows[source_row].sha)
+            self.image_list.scrollTo(shown)
 
     def _list_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if current.isValid():
-            self._show_image(current.data(RowRole).sha)
+            row = current.data(RowRole)
+            # Pin before anything moves: the image left behind may now leave the list, which
+            # must not move the cursor again.
+            self.image_model.pin(self.ws.index[row.sha] if self.ws is not None else None)
+            self._show_image(row.sha)
+
+    def _keep_list_and_canvas_in_step(self) -> None:
+        """After a filter or sort change: the image shown is the list's current row."""
+        if self.ws is None or self.current not in self.ws.index:
+            return
+        idx = self.image_list.currentIndex()
+        if idx.isValid():
+            self.image_model.pin(
+                self.image_model.source_row(self.image_rows.mapToSource(idx).row())
+            )
+            self.image_list.scrollTo(idx)
+            return
+        row = self.image_model.nearest_row(self.ws.index[self.current])
+        if row >= 0:
+            self.image_list.setCurrentIndex(self.image_rows.index(row, 0))
+
+    def _position_key(self) -> str:
+        import hashlib
+
+        assert self.project is not None
+        return "last_image/" + hashlib.sha256(str(self.project.root).encode()).hexdigest()[:16]
+
+    def _start_row(self) -> int:
+        """Where a session opens: the image the reviewer was on last time in this project,
+        else the first image with pre-labels waiting, else the first not reviewed."""
+        assert self.ws is not None
+        last = self.settings.value(self._position_key())
+        if isinstance(last, str) and last in self.ws.index:
+            return self.ws.index[last]
+        rows = self.ws.rows
+        for i, r in enumerate(rows):
+            if r.min_score is not None and r.state == TODO:
+                return i
+        return next((i for i, r in enumerate(rows) if r.state == TODO), 0)
 
     def _show_image(self, sha: str) -> None:
         assert self.ws is not None
         self.current = sha
+        self.canvas.shown = sha
+        self.settings.setValue(self._position_key(), sha)
         row = self.ws.rows[self.ws.index[sha]]
         image = self.loader.request(sha)
         self.canvas.set_image(image, (row.width, row.height))
@@ -380,9 +422,15 @@ class MainWindow(QMainWindow):
     def _prefetch_now(self, sha: str) -> None:
         if self.ws is None or sha != self.current:
             return  # moved on meanwhile: the new position prefetches its own neighbours
-        i = self.ws.index[sha]
-        rows = self.ws.rows
-        ahead = [rows[j].sha for j in (i + 1, i + 2, i + 3, i - 1) if 0 <= j < len(rows)]
+        # The neighbours in the list as shown (filtered and sorted), where Space goes next.
+        model = self.image_model
+        i, shown = model.place(self.ws.index[sha])
+        if not shown:
+            return
+        rows, visible = model.rows, model.visible
+        ahead = [
+            rows[visible[j]].sha for j in (i + 1, i + 2, i + 3, i - 1) if 0 <= j < len(visible)
+        ]
         self.loader.prefetch(ahead)
 
     def _image_ready(self, sha: str, image, full: bool) -> None:
@@ -672,6 +720,7 @@ class MainWindow(QMainWindow):
             below=self.below_spin.value() if self.below_check.isChecked() else None,
             cls=self.class_filter.currentData(),
         )
+        self._keep_list_and_canvas_in_step()
 
     # -- commit --------------------------------------------------------------------------------
     def provenance(self) -> dict:
