@@ -303,8 +303,10 @@ class BoxTableModel(_RowsTable):
             if col == 2:
                 return box.origin
             return box.state
-        if role == Qt.ItemDataRole.ForegroundRole and index.column() == 0:
-            return QBrush(class_color(box.cls))
+        if role == Qt.ItemDataRole.DecorationRole and index.column() == 0:
+            # A swatch, and the name in the table's own text colour: a light class colour as
+            # text was unreadable on the table's white.
+            return class_color(box.cls)
         return None
 
 
