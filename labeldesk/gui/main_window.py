@@ -198,6 +198,7 @@ class MainWindow(QMainWindow):
             "Validation", self.validation, Qt.DockWidgetArea.BottomDockWidgetArea
         )
         self.validation_dock.visibilityChanged.connect(self.validation.set_on_screen)
+        self.validation_dock.visibilityChanged.connect(self._validation_visible)
         self.tabifyDockWidget(self.versions_dock, self.validation_dock)
         self.versions_dock.show()
         self.versions_dock.raise_()  # Versions in front
@@ -734,12 +735,19 @@ class MainWindow(QMainWindow):
             prov["method"] = "manual"
         return prov
 
-    def commit_dialog(self) -> None:
+    def make_commit_dialog(self):
+        from labeldesk.app.words import provenance_lines
+
         from .commit_dialog import CommitDialog
 
+        assert self.ws is not None and self.project is not None
+        lines = provenance_lines(self.project.db, self.provenance())
+        return CommitDialog(self, self.ws.counts(), lines)
+
+    def commit_dialog(self) -> None:
         if self.ws is None:
             return
-        dialog = CommitDialog(self, self.ws.counts(), self.provenance())
+        dialog = self.make_commit_dialog()
         if dialog.exec():
             self.commit_version(dialog.message())
 
@@ -867,8 +875,22 @@ class MainWindow(QMainWindow):
         dock = self.validation_dock
         dock.show()
         dock.raise_()
-        if not dock.isFloating() and dock.height() < 360:
-            self.resizeDocks([dock], [420], Qt.Orientation.Vertical)
+        self._grow_validation()
+
+    #: the height the validation dock gets when it comes forward: chart, per-class table and
+    #: evaluations table each get a readable share (the Versions list needs far less)
+    VALIDATION_HEIGHT = 460
+
+    def _validation_visible(self, visible: bool) -> None:
+        if visible:  # its tab clicked, or the menu: after the dock's own layout settles
+            QTimer.singleShot(0, self._grow_validation)
+
+    def _grow_validation(self) -> None:
+        dock = self.validation_dock
+        if dock.isVisible() and not dock.isFloating() and dock.height() < self.VALIDATION_HEIGHT:
+            # never more than half the window: the image stays the main thing
+            want = min(self.VALIDATION_HEIGHT, max(dock.height(), self.height() // 2))
+            self.resizeDocks([dock], [want], Qt.Orientation.Vertical)
 
     def _exchange(self, what: str, fmt: str) -> None:
         from . import exchange
