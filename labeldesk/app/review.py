@@ -5,18 +5,35 @@ their state (not reviewed, reviewed, edited, conflict), the boxes of each image 
 sees them (the session's edit, else the base labels, else the model's pre-labels as *pending*),
 and the class list. The GUI reads it on its own connection and sends writes to a single writer
 thread, so the database is touched in one order and the window never waits on a write.
+
+Pre-labels belong to the project: the session's source is any stored prediction run covering
+the version (``labeldesk prelabel``, the window, a watched evaluation); a session without one
+takes the newest (or the previous committed session's) when opened, and the reviewer switches
+with :func:`set_prelabel_source`. On labelled images the source's predictions become
+suggestions (:mod:`labeldesk.core.suggestions`) instead of pending boxes.
+
+API: :class:`ImageRow`, :func:`open_or_start_session`, :func:`edit_state`, :class:`Workspace`
+(``load``, ``boxes``, ``prelabels``, ``predictions``, ``suggestions``, ``runs``,
+``refresh_row``, ``counts``, ``main_moved``; attributes ``prelabel_model``,
+``prelabel_params``, ``suggestion_params``), :func:`last_prelabel_params`,
+:func:`set_prelabel_source`, :func:`available_runs`, :func:`review_queue`. Review actions:
+:mod:`labeldesk.app.rules`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from labeldesk.core import predictions
+from labeldesk.core import queue as review_queue_core
+from labeldesk.core import suggestions as sg
 from labeldesk.core.boxes import Box, live_boxes
 from labeldesk.core.manifest import ManifestStore
-from labeldesk.core.prelabel import show_in_session
+from labeldesk.core.predictions import Run
 from labeldesk.core.project import Project
 from labeldesk.core.sessions import ReviewSession
 from labeldesk.core.versions import MAIN, head, load_annotation_set
@@ -38,10 +55,13 @@ class ImageRow:
 
 
 def open_or_start_session(project: Project) -> ReviewSession:
-    """The user's newest open session, or a new one on ``main``."""
+    """The user's newest open session, or a new one on ``main``; either way with a pre-label
+    source when any stored run covers its base (see ``ReviewSession.ensure_source``)."""
     mine = ReviewSession.open_sessions(project, author=project.user)
     if mine:
-        return ReviewSession(project, mine[-1].id)
+        session = ReviewSession(project, mine[-1].id)
+        session.ensure_source()
+        return session
     return ReviewSession.start(project, MAIN)
 
 
@@ -68,6 +88,7 @@ class Workspace:
         self.classes: dict[int, str] = {}
         self.prelabel_model: str | None = None
         self.prelabel_params: dict | None = None
+        self.suggestion_params = sg.Params()
         self.conflicts: set[str] = set()
 
     # -- loading -----------------------------------------------------------------------------
@@ -100,8 +121,8 @@ class Workspace:
             seen[r.name] = seen.get(r.name, 0) + 1
         for r in rows:
             if seen[r.name] > 1 and r.sha in names:
-                folder, base = os.path.split(names[r.sha])
-                r.name = f"{os.path.basename(folder)}/{base}"
+                folder, leaf = os.path.split(names[r.sha])
+                r.name = f"{os.path.basename(folder)}/{leaf}"
         rows.sort(key=lambda r: (r.name, r.sha))
         self.rows = rows
         self.index = {r.sha: i for i, r in enumerate(rows)}
@@ -140,30 +161,40 @@ class Workspace:
         entry = self.session.base_entry(sha)
         return load_annotation_set(self.project.db, entry.annset) if entry else []
 
-    def prelabels(self, sha: str) -> list[Box]:
-        """The pre-labels of the session's model for ``sha``, as undecided boxes."""
+    def predictions(self, sha: str) -> list[Box]:
+        """The source run's predictions for ``sha`` as undecided model boxes (project classes
+        only: a model class the project lacks is reported when the model runs)."""
         if not self.prelabel_model or self.prelabel_params is None:
             return []
         by_name = {name: cid for cid, name in self.classes.items()}
-        out = []
-        for p in predictions.load(self.project.db, self.prelabel_model, self.prelabel_params, sha):
-            cid = by_name.get(p.name)
-            if cid is None:
-                continue  # the model's class is not a project class (reported when run)
-            out.append(
-                Box(
-                    cid,
-                    p.x,
-                    p.y,
-                    p.w,
-                    p.h,
-                    origin="model",
-                    state="pending",
-                    score=p.score,
-                    model=self.prelabel_model,
-                )
-            )
-        return out
+        stored = predictions.load(self.project.db, self.prelabel_model, self.prelabel_params, sha)
+        return sg.as_boxes(stored, by_name, self.prelabel_model)
+
+    def prelabels(self, sha: str) -> list[Box]:
+        """The pre-labels of the session's model for ``sha``, as undecided boxes."""
+        return self.predictions(sha)
+
+    def suggestions(self, sha: str, boxes: list[Box] | None = None) -> list[sg.Suggestion]:
+        """Where the source run disagrees with the labels of ``sha`` (none on an image without
+        labels in the base: there the predictions are pending pre-labels instead).
+
+        ``boxes``: the image's boxes as the window holds them (its unsaved overlay), else read.
+        """
+        if not self.base_boxes(sha) or not self.prelabel_model or self.prelabel_params is None:
+            return []
+        found = predictions.stored(self.project.db, self.prelabel_model, self.prelabel_params, sha)
+        if found is None:
+            return []  # the run never saw this image: no evidence either way
+        by_name = {name: cid for cid, name in self.classes.items()}
+        preds = sg.as_boxes(found, by_name, self.prelabel_model)
+        current = self.boxes(sha) if boxes is None else boxes
+        return sg.suggest(
+            current, preds, self.suggestion_params, self.classes, model=self.prelabel_model
+        )
+
+    def runs(self) -> list[Run]:
+        """The stored runs covering this session's base version, newest first."""
+        return available_runs(self.project, self.session.base_id)
 
     def boxes(self, sha: str) -> list[Box]:
         """What the reviewer sees: their edit, else the base labels, else pending pre-labels."""
@@ -208,5 +239,52 @@ def last_prelabel_params(project: Project) -> dict[str, dict]:
 def set_prelabel_source(
     project: Project, session_id: int, model: str | None, params: dict | None
 ) -> None:
-    """Choose whose predictions the session shows as pre-labels (recorded for provenance)."""
-    show_in_session(project, session_id, model, params)
+    """Choose whose predictions the session shows as pre-labels and suggestions (recorded for
+    provenance and agreement; the next session inherits it after a commit). Reload the
+    workspace afterwards: the list's scores come from the source."""
+    ReviewSession(project, session_id).set_source(model, params)
+
+
+def available_runs(project: Project, version_id: str) -> list[Run]:
+    """The stored prediction runs covering ``version_id``'s images, newest first (the source
+    chooser's entries: model name, params, images covered, when)."""
+    db = project.db
+    return predictions.runs(db, predictions.version_images(db, version_id))
+
+
+def review_queue(
+    project: Project,
+    session_id: int,
+    overlay: Mapping[str, list[Box]] | None = None,
+    params: review_queue_core.Params | None = None,
+) -> list[review_queue_core.QueueItem]:
+    """The session's images ranked by likely error (:func:`labeldesk.core.queue.rank`) by the
+    session's source run, on its base version, with its edits and the window's unsaved
+    ``overlay`` in place of the labels. Reads only: run it on a worker thread.
+
+    Edits that leave an image exactly as the base has it (a person looked and kept it) are
+    ranked with the base, on the fast path.
+    """
+    session = ReviewSession(project, session_id)
+    source = session.source()
+    if source is None:
+        return []
+    store = ManifestStore(project.db)
+    tree = store.tree(session.base.tree)
+    edits: dict[str, list[Box]] = {}
+    for image, text in project.db.execute(
+        "SELECT image, boxes FROM session_edit WHERE session = ?", [session_id]
+    ):
+        entry = store.entry(tree, image)
+        # session_edit holds the same canonical JSON an annotation set is hashed from
+        if entry is not None and hashlib.sha256(text.encode()).hexdigest() == entry.annset:
+            continue
+        edits[image] = [Box.from_dict(d) for d in json.loads(text)]
+    edits.update(overlay or {})
+    return review_queue_core.rank(
+        project,
+        session.base_id,
+        source=source,
+        params=params or review_queue_core.Params(),
+        edits=edits,
+    )

@@ -11,7 +11,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from labeldesk.cli import formats, prelabel, validation  # argparse only: --help stays instant
+# argparse only: --help stays instant
+from labeldesk.cli import formats, prelabel, queue, validation
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing demo folder")
     s.add_argument("--no-gui", action="store_true", help="only build and print; do not open")
 
-    for verbs_module in (formats, prelabel, validation):
+    for verbs_module in (formats, prelabel, validation, queue):
         verbs_module.add_parsers(sub)
     return p
 

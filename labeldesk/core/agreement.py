@@ -13,8 +13,21 @@ review record in ``session_edit``, which keeps rejected and undecided pre-labels
 * **added**: a box a person drew on an image that had the model's pre-labels in play (the
   model had predicted for it), i.e. an object the model missed.
 
+Suggestions on labelled images (:mod:`labeldesk.core.suggestions`) are decided with the same
+states (:mod:`labeldesk.app.rules`), so they count the same way: accepting a *possibly missing*,
+*possibly wrong class* or *loose box* suggestion leaves the model's box ``accepted``, dismissing
+one leaves it ``rejected``. A *possibly spurious* suggestion has no model box; its decisions
+count on their own:
+
+* **removed**: a label removed on the model's word (a human box kept ``rejected`` and naming
+  the model): the model was right that nothing is there;
+* **kept**: a label a person confirmed (human box ``accepted``) that no prediction overlaps:
+  an object the model missed, so it counts against recall like ``added``.
+
 Boxes an image already had in the session's base version are carried over, not decided in the
-session, and are left out (multiset difference of the canonical boxes).
+session, and are left out (multiset difference of the canonical boxes). A session counts only
+when at least one image it reviewed had the model's predictions in play: a session whose source
+never covered what was reviewed is manual work.
 
 Why the original prediction is looked up in the prediction cache: an edited box keeps its score
 and model but not its old geometry. The session records which model and parameters its
@@ -66,6 +79,8 @@ class Counts:
     added: int = 0
     reclassed: int = 0
     edited_unmatched: int = 0
+    removed: int = 0  # labels removed on the model's word ("possibly spurious" accepted)
+    kept: int = 0  # labels confirmed although no prediction overlaps ("spurious" dismissed)
     iou_sum: float = 0.0
     iou_n: int = 0
 
@@ -90,9 +105,10 @@ class Counts:
 
     @property
     def recall(self) -> float | None:
-        """Share of the objects found by the model rather than drawn by a person."""
+        """Share of the objects found by the model rather than drawn (or kept) by a person."""
         found = self.accepted + self.edited
-        return found / (found + self.added) if found + self.added else None
+        missed = self.added + self.kept
+        return found / (found + missed) if found + missed else None
 
     def add(self, other: Counts) -> None:
         for name in self.__dataclass_fields__:
@@ -107,6 +123,8 @@ class Counts:
             "added": self.added,
             "reclassed": self.reclassed,
             "edited_unmatched": self.edited_unmatched,
+            "removed": self.removed,
+            "kept": self.kept,
             "mean_iou": self.mean_iou,
             "acceptance_rate": self.acceptance_rate,
             "precision": self.precision,
@@ -249,6 +267,8 @@ def _session(
         if not box_models:
             return None
         result.model = box_models.most_common(1)[0][0]
+    elif result.images == 0:
+        return None  # a source was recorded, but no image reviewed here had its predictions
     for c in result.classes.values():
         result.totals.add(c)
     return result
@@ -320,8 +340,16 @@ def _count_image(
             c.pending += 1
     if in_play:
         for b in boxes:
-            if b.origin == "human" and b.state == "added":
+            if b.origin != "human":
+                continue
+            if b.state == "added":
                 counts(name_of(b.cls)).added += 1
+            elif b.state == "rejected" and b.model:
+                counts(name_of(b.cls)).removed += 1
+            elif b.state == "accepted" and not any(
+                iou(b, (p["x"], p["y"], p["w"], p["h"])) > 0 for p in preds or []
+            ):
+                counts(name_of(b.cls)).kept += 1
     return int(in_play)
 
 

@@ -5,6 +5,15 @@ nothing; reopening the session brings every edit back. Committing turns the sess
 version. If ``main`` moved since the base, the session is merged by image: an image changed on
 only one side takes that side's labels, an image changed on both sides differently is a conflict
 that the user resolves ("ours" or "theirs"), never a silent overwrite.
+
+Pre-label source: a session shows one stored prediction run (model, params) as pre-labels and
+suggestions, recorded in ``review_session.prelabel_model``/``prelabel_params``. A new session
+inherits the source of the newest committed session when that run still has predictions for
+the new base's images, else it takes the newest run covering them (:func:`default_source`), so
+pre-labels made by ``labeldesk prelabel`` appear without any menu and survive every commit.
+
+API additions: :func:`default_source`, :meth:`ReviewSession.source`,
+:meth:`ReviewSession.set_source`, :meth:`ReviewSession.ensure_source`.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from . import predictions
 from .boxes import Box, canonical_boxes, live_boxes
 from .canonical import canonical_json
 from .errors import Conflict, LabelDeskError, MergeConflictError, NothingToCommitError
@@ -74,7 +84,14 @@ class ReviewSession:
                 [version.id, project.user, now, now],
             )
             sid = cur.lastrowid
-        assert sid is not None
+            assert sid is not None
+            source = default_source(project, version.id)
+            if source is not None:
+                project.db.execute(
+                    "UPDATE review_session SET prelabel_model = ?, prelabel_params = ? "
+                    "WHERE id = ?",
+                    [source[0], predictions.params_key(source[1]), sid],
+                )
         return cls(project, sid)
 
     @classmethod
@@ -106,6 +123,42 @@ class ReviewSession:
         if self._base_tree is None:
             self._base_tree = self._store.tree(self.base.tree)
         return self._store.entry(self._base_tree, image)
+
+    # -- pre-label source ----------------------------------------------------------------------
+    def source(self) -> tuple[str, dict[str, Any]] | None:
+        """``(model id, params)`` of the run this session shows, or None."""
+        row = self.project.db.execute(
+            "SELECT prelabel_model, prelabel_params FROM review_session WHERE id = ?", [self.id]
+        ).fetchone()
+        if row is None or not row[0] or row[1] is None:
+            return None
+        return row[0], json.loads(row[1])
+
+    def set_source(self, model: str | None, params: Mapping[str, Any] | None) -> None:
+        """Show another stored run (None: none); edits already made keep their boxes."""
+        self._require_open()
+        with self.project.transaction():
+            self.project.db.execute(
+                "UPDATE review_session SET prelabel_model = ?, prelabel_params = ?, updated = ? "
+                "WHERE id = ?",
+                [
+                    model,
+                    predictions.params_key(params) if model and params is not None else None,
+                    now_iso(),
+                    self.id,
+                ],
+            )
+
+    def ensure_source(self) -> tuple[str, dict[str, Any]] | None:
+        """The session's source; an open session without one takes :func:`default_source`
+        (sessions started before runs were stored, or before this rule existed)."""
+        current = self.source()
+        if current is not None or self.status != "open":
+            return current
+        source = default_source(self.project, self.base_id)
+        if source is not None:
+            self.set_source(*source)
+        return source
 
     def _require_open(self) -> None:
         status = self.status
@@ -286,6 +339,54 @@ class ReviewSession:
                 [version.id, message, now_iso(), self.id],
             )
         return version
+
+
+def default_source(
+    project: Project, version_id: str, available: list[predictions.Run] | None = None
+) -> tuple[str, dict[str, Any]] | None:
+    """The run a new session on ``version_id`` shows: the newest committed session's source if
+    it covers any of the version's images, else the newest run that does; None without runs.
+    ``available``: the runs covering the version, when the caller has listed them already."""
+    db = project.db
+    row = db.execute(
+        "SELECT prelabel_model, prelabel_params FROM review_session WHERE status = 'committed' "
+        "AND prelabel_model IS NOT NULL AND prelabel_params IS NOT NULL ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    previous = (row[0], json.loads(row[1])) if row is not None else None
+    if available is not None:
+        if not available:
+            return None
+        for run in available:
+            if (run.model, run.params) == previous:
+                return previous
+        return available[0].model, available[0].params
+    # Without the list: this runs when a session starts (on the window's thread too), so no
+    # scan of every prediction and manifest entry. Runs newest first from the primary key's
+    # order; a run covers the version when one of its images is in it, which the first row
+    # usually shows.
+    candidates = db.execute(
+        "SELECT model, params, MAX(created), COUNT(*) FROM prediction GROUP BY model, params"
+    ).fetchall()
+    candidates.sort(key=lambda r: (r[2], r[3]), reverse=True)
+    store = ManifestStore(db)
+    tree = store.tree(get_version(db, version_id).tree)
+
+    def covers(model: str, params: str) -> bool:
+        rows = db.execute(
+            "SELECT image FROM prediction WHERE model = ? AND params = ?", [model, params]
+        )
+        return any(store.entry(tree, image) is not None for (image,) in rows)
+
+    if previous is not None:
+        key = predictions.params_key(previous[1])
+        if any((m, p) == (previous[0], key) for m, p, _, _ in candidates) and covers(
+            previous[0], key
+        ):
+            return previous
+    for model, params, _, _ in candidates:
+        if covers(model, params):
+            return model, json.loads(params)
+    return None
 
 
 def _merge_classes(

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from labeldesk.app import rules
 from labeldesk.app.review import CONFLICT, EDITED, REVIEWED, TODO, Workspace, open_or_start_session
 from labeldesk.core.boxes import Box
 from labeldesk.core.errors import LabelDeskError, MergeConflictError
@@ -529,12 +530,8 @@ class MainWindow(QMainWindow):
         boxes = self.boxes_of(self.current) if self.current else []
         if not 0 <= index < len(boxes):
             return
-        b = boxes[index]
-        state = b.state if b.state == "added" else "edited"
-        boxes[index] = b.with_(
-            x=rect.x(), y=rect.y(), w=rect.width(), h=rect.height(), state=state, author=self.user
-        )
-        self.edit(boxes, "Move/resize box", select=index)
+        rect_xywh = (rect.x(), rect.y(), rect.width(), rect.height())
+        self.edit(rules.move(boxes, index, rect_xywh, self.user), "Move/resize box", select=index)
 
     def _box_drawn(self, rect: QRectF) -> None:
         if self.current is None or self.ws is None:
@@ -545,19 +542,8 @@ class MainWindow(QMainWindow):
         if cls is None:
             self.show_error(LabelDeskError("add a class first (Classes panel)"))
             return
-        boxes = self.boxes_of(self.current)
-        boxes.append(
-            Box(
-                cls,
-                rect.x(),
-                rect.y(),
-                rect.width(),
-                rect.height(),
-                origin="human",
-                state="added",
-                author=self.user,
-            )
-        )
+        rect_xywh = (rect.x(), rect.y(), rect.width(), rect.height())
+        boxes = rules.draw(self.boxes_of(self.current), cls, rect_xywh, self.user)
         self.edit(boxes, "Draw box", select=len(boxes) - 1)
 
     def _canvas_selection(self, index: int) -> None:
@@ -566,13 +552,10 @@ class MainWindow(QMainWindow):
         if index >= 0:
             self.box_table.selectRow(index)
 
-    def _decided(self, b: Box) -> Box:
-        return b.with_(state="accepted", author=self.user) if b.state == "pending" else b
-
     def accept_all_and_next(self) -> None:
         if self.current is not None:
             boxes = self.boxes_of(self.current)
-            accepted = [self._decided(b) for b in boxes]
+            accepted = rules.accept_all(boxes, self.user)
             if accepted != boxes or self.ws.rows[self.ws.index[self.current]].state == TODO:
                 # Even with nothing to accept, record that a person looked: reviewed.
                 self.undo_stack.push(EditCommand(self, self.current, boxes, accepted, "Accept all"))
@@ -582,29 +565,18 @@ class MainWindow(QMainWindow):
         i = self.canvas.selected_index()
         if i < 0 or self.current is None:
             return
-        boxes = self.boxes_of(self.current)
-        boxes[i] = self._decided(boxes[i])
-        self.edit(boxes, "Accept box", select=i)
+        self.edit(rules.accept(self.boxes_of(self.current), i, self.user), "Accept box", select=i)
 
     def reject_selected(self) -> None:
         i = self.canvas.selected_index()
         if i < 0 or self.current is None:
             return
-        boxes = self.boxes_of(self.current)
-        b = boxes[i]
-        if b.origin == "model":
-            boxes[i] = b.with_(state="rejected", author=self.user)  # kept in the record
-        else:
-            del boxes[i]
-        self.edit(boxes, "Reject/delete box")
+        self.edit(rules.reject(self.boxes_of(self.current), i, self.user), "Reject/delete box")
 
     def reject_all(self) -> None:
         if self.current is None:
             return
-        boxes = [
-            b.with_(state="rejected", author=self.user) if b.state == "pending" else b
-            for b in self.boxes_of(self.current)
-        ]
+        boxes = rules.reject_all(self.boxes_of(self.current), self.user)
         self.edit(boxes, "Reject all pre-labels")
 
     def set_class_key(self, number: int) -> None:
@@ -613,12 +585,9 @@ class MainWindow(QMainWindow):
             return
         i = self.canvas.selected_index()
         if i >= 0 and self.current is not None:
-            boxes = self.boxes_of(self.current)
-            b = boxes[i]
-            if b.cls != cls:
-                state = "added" if b.state == "added" else "edited"
-                boxes[i] = b.with_(cls=cls, state=state, author=self.user)
-                self.edit(boxes, "Change class", select=i)
+            # rules.reclass returns the boxes unchanged for the same class; edit() skips that
+            boxes = rules.reclass(self.boxes_of(self.current), i, cls, self.user)
+            self.edit(boxes, "Change class", select=i)
         else:
             self.draw_class = cls
             self._update_status()

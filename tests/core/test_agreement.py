@@ -169,3 +169,64 @@ def test_iou() -> None:
     assert iou(Box(0, 0, 0, 10, 10), (0, 0, 10, 10)) == 1
     assert iou(Box(0, 0, 0, 10, 10), (10, 0, 10, 10)) == 0
     assert iou(Box(0, 0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+
+
+def test_suggestion_decisions_count_like_pre_labels(project, images) -> None:
+    from labeldesk.app import rules
+    from labeldesk.app.review import Workspace
+
+    shas = [a.sha256 for a in add_images(project, images[:2]).added]
+    s0 = ReviewSession.start(project)
+    cat, dog = s0.add_class("cat"), s0.add_class("dog")
+    s0.set_boxes(
+        shas[0],
+        [
+            Box(cat, 0, 0, 20, 20, state="imported"),  # the model says dog
+            Box(cat, 30, 0, 10, 10, state="imported"),  # the model's box is shifted
+            Box(dog, 50, 30, 8, 8, state="imported"),  # nothing there, says the model
+        ],
+    )
+    s0.set_boxes(shas[1], [Box(dog, 40, 30, 10, 10, state="imported")])
+    s0.commit("labels")
+    model = add_model(project, "m1", "demo")
+    predictions.store(
+        project,
+        model,
+        PARAMS,
+        [
+            (
+                shas[0],
+                [
+                    Prediction("dog", 0, 0, 20, 21, 0.8),
+                    Prediction("cat", 34, 2, 10, 10, 0.4),
+                    Prediction("dog", 5, 30, 10, 10, 0.7),  # missing
+                ],
+            ),
+            (shas[1], []),  # the model sees nothing: the dog label is possibly spurious
+        ],
+    )
+    session = prelabelled_session(project, model)
+    ws = Workspace(project, session)
+    ws.load()
+    boxes = ws.boxes(shas[0])
+    todo = {s.kind: s for s in ws.suggestions(shas[0])}
+    assert set(todo) == {"missing", "wrong_class", "loose", "spurious"}
+    boxes = rules.accept_suggestion(boxes, todo["missing"], "rev")
+    boxes = rules.dismiss_suggestion(boxes, todo["wrong_class"], "rev")
+    boxes = rules.accept_suggestion(boxes, todo["loose"], "rev")
+    boxes = rules.accept_suggestion(boxes, todo["spurious"], "rev")
+    session.set_boxes(shas[0], boxes)
+    assert ws.suggestions(shas[0]) == []  # every decision is in the record
+    (spurious,) = ws.suggestions(shas[1])
+    session.set_boxes(shas[1], rules.dismiss_suggestion(ws.boxes(shas[1]), spurious, "rev"))
+    session.commit("suggestions decided")
+
+    (report,) = agreement(project).sessions
+    assert report.images == 2
+    dog_c, cat_c = report.classes["dog"], report.classes["cat"]
+    assert (dog_c.accepted, dog_c.rejected, dog_c.removed, dog_c.kept) == (1, 1, 1, 1)
+    assert (cat_c.accepted, cat_c.rejected) == (1, 0)  # the loose box, accepted
+    t = report.totals
+    assert (t.accepted, t.rejected, t.removed, t.kept, t.added) == (2, 1, 1, 1, 0)
+    assert t.recall == pytest.approx(2 / 3)  # the kept dog is an object the model missed
+    assert report.to_json()["totals"]["kept"] == 1
