@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
     """One project, one review session at a time."""
 
     sessionLoaded = Signal()
+    queueReady = Signal()  # the review queue was ranked (again)
     editSaved = Signal(str)
     #: a new version made from this window: a review commit, an import, added images, a revert
     #: (watched models are evaluated on each)
@@ -111,6 +112,11 @@ class MainWindow(QMainWindow):
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self._update_title)
         self.settings = QSettings("LabelDesk", "LabelDesk")
+        self._queue_timer = QTimer(self)
+        self._queue_timer.setSingleShot(True)
+        self._queue_timer.setInterval(300)
+        self._queue_timer.timeout.connect(self.refresh_queue)
+        self._queue_generation = 0
         self._build_ui()
         self._build_actions()
         self.help = HelpOverlay(self)
@@ -147,6 +153,12 @@ class MainWindow(QMainWindow):
         self.below_spin.valueChanged.connect(self._apply_filter)
         self.class_filter = QComboBox()
         self.class_filter.currentIndexChanged.connect(self._apply_filter)
+        self.needs_review = QCheckBox("needs review")
+        self.needs_review.setToolTip("Only images where the model and the labels disagree")
+        self.needs_review.toggled.connect(self._apply_filter)
+        self.sort_order = QComboBox()
+        self.sort_order.addItems(["by name", "by priority"])
+        self.sort_order.currentIndexChanged.connect(self._apply_sort)
         left = QWidget()
         lay = QVBoxLayout(left)
         lay.setContentsMargins(4, 4, 4, 4)
@@ -156,6 +168,10 @@ class MainWindow(QMainWindow):
         row.addWidget(self.below_spin)
         lay.addLayout(row)
         lay.addWidget(self.class_filter)
+        row = QHBoxLayout()
+        row.addWidget(self.needs_review)
+        row.addWidget(self.sort_order)
+        lay.addLayout(row)
         lay.addWidget(self.image_list)
         self.images_dock = self._dock("Images", left, Qt.DockWidgetArea.LeftDockWidgetArea)
 
@@ -167,7 +183,14 @@ class MainWindow(QMainWindow):
         self.box_table.verticalHeader().setVisible(False)
         self.box_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.box_table.clicked.connect(lambda idx: self.canvas.select_index(idx.row()))
-        self._dock("Boxes", self.box_table, Qt.DockWidgetArea.RightDockWidgetArea)
+        boxes_panel = QWidget()
+        lay = QVBoxLayout(boxes_panel)
+        lay.setContentsMargins(4, 4, 4, 4)
+        self.priority_label = QLabel()  # the image's review priority and why
+        self.priority_label.setWordWrap(True)
+        lay.addWidget(self.priority_label)
+        lay.addWidget(self.box_table)
+        self._dock("Boxes", boxes_panel, Qt.DockWidgetArea.RightDockWidgetArea)
 
         self.class_model = ClassListModel(self)
         self.class_list = QListView()
@@ -208,6 +231,12 @@ class MainWindow(QMainWindow):
 
         toolbar = self.addToolBar("Review")
         toolbar.setObjectName("review-toolbar")
+        toolbar.addWidget(QLabel(" Model run "))
+        self.run_chooser = QComboBox()
+        self.run_chooser.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.run_chooser.setToolTip("Whose stored predictions show as pre-labels and suggestions")
+        self.run_chooser.activated.connect(self._run_chosen)
+        toolbar.addWidget(self.run_chooser)
         toolbar.addWidget(QLabel(" Hide pre-labels below "))
         self.conf_slider = QSlider(Qt.Orientation.Horizontal)
         self.conf_slider.setRange(0, 100)
@@ -331,6 +360,8 @@ class MainWindow(QMainWindow):
         self._fill_class_filter()
         if ws.rows:
             self.show_row(self._start_row())
+        self._fill_runs()
+        self.refresh_queue()
         self._update_title()
         self._update_status()
         self.sessionLoaded.emit()
@@ -482,6 +513,10 @@ class MainWindow(QMainWindow):
         boxes = self.boxes_of(self.current)
         self.canvas.set_boxes(boxes, self.ws.classes, select)
         self.box_model.set_boxes(boxes, self.ws.classes)
+        badge = self.image_model.priorities.get(self.current)
+        self.priority_label.setText(
+            f"⚑ review priority {badge[0]:.2f}: {badge[1]}" if badge else "no review reason"
+        )
 
     def apply_boxes(self, sha: str, boxes: list[Box], select: int = -1) -> None:
         """Show and save new boxes for ``sha`` (called by undo commands only)."""
@@ -504,6 +539,7 @@ class MainWindow(QMainWindow):
             self.show_row(self.ws.index[sha])
         self._redraw_boxes(select)
         self._update_status()
+        self._queue_timer.start()  # re-rank once the reviewer pauses
 
     def _saved(self, sha: str) -> None:
         # Counted here, not by the writer's queue: a commit queued behind the last edit must
@@ -673,6 +709,97 @@ class MainWindow(QMainWindow):
         self.conf_label.setText(f" {value / 100:.2f} ")
         self.canvas.set_min_score(value / 100)
 
+    # -- the review queue and the model run ------------------------------------------------------
+    def refresh_queue(self) -> None:
+        """Rank the session's images by likely error on the worker (it reads every label and
+        prediction of the version); the list shows the result when it comes."""
+        if self.ws is None or self.worker is None:
+            return
+        from labeldesk.app.review import review_queue
+
+        self._queue_generation += 1
+        generation = self._queue_generation
+        sid = self.ws.session.id
+        overlay = {sha: list(boxes) for sha, boxes in self.overlay.items()}
+        self.worker.submit(
+            review_queue,
+            sid,
+            overlay,
+            on_done=lambda items: self._queue_ready(sid, generation, items),
+            on_error=self.show_error,
+        )
+
+    def _queue_ready(self, session_id: int, generation: int, items: list) -> None:
+        if self.ws is None or self.ws.session.id != session_id:
+            return
+        if generation != self._queue_generation:
+            return  # a newer ranking is on its way
+        self.queue = items
+        priorities = {}
+        for item in items:
+            if item.priority <= 0 or not item.reasons:
+                continue
+            top = max(item.reasons, key=lambda r: r.weight)
+            more = f" (+{len(item.reasons) - 1})" if len(item.reasons) > 1 else ""
+            priorities[item.image] = (item.priority, f"{top.text}{more}")
+        self.image_model.set_priorities(priorities)
+        if self.sort_order.currentIndex() == 1:
+            self._apply_sort()
+        elif self.needs_review.isChecked():
+            self._keep_list_and_canvas_in_step()
+        self._redraw_boxes(self.canvas.selected_index())  # the boxes panel's badge
+        self.queueReady.emit()
+
+    def _apply_sort(self) -> None:
+        by_priority = self.sort_order.currentIndex() == 1
+        self.image_model.set_sort(self.image_model.priority_order() if by_priority else None)
+        self._keep_list_and_canvas_in_step()
+
+    def _fill_runs(self) -> None:
+        """The stored prediction runs of the version under review, the session's chosen."""
+        from labeldesk.app.words import params_text
+
+        self.run_chooser.clear()
+        if self.ws is None:
+            return
+        self.run_chooser.addItem("no model", None)
+        try:
+            runs = self.ws.runs()
+        except LabelDeskError:
+            runs = []
+        for run in runs:
+            self.run_chooser.addItem(
+                f"{run.model_name} ({params_text(run.params)}) · {run.images} images",
+                (run.model, run.params),
+            )
+            if run.model == self.ws.prelabel_model and run.params == self.ws.prelabel_params:
+                self.run_chooser.setCurrentIndex(self.run_chooser.count() - 1)
+
+    def _run_chosen(self, index: int) -> None:
+        assert self.ws is not None and self.writer is not None
+        choice = self.run_chooser.itemData(index)
+        model, params = choice if choice else (None, None)
+        if (model, params) == (self.ws.prelabel_model, self.ws.prelabel_params):
+            return
+        self._set_source(model, params)
+
+    def _set_source(self, model: str | None, params: dict | None) -> None:
+        """Show another stored run's boxes: record it in the session, then reload."""
+        assert self.ws is not None and self.writer is not None
+        from labeldesk.app.review import set_prelabel_source
+
+        sid = self.ws.session.id
+
+        def reload(_: object) -> None:  # only once the writer has recorded the source
+            if self.worker is not None:
+                self.worker.submit(
+                    _load_workspace, sid, on_done=self._workspace_reloaded, on_error=self.show_error
+                )
+
+        self.writer.submit(
+            set_prelabel_source, sid, model, params, on_done=reload, on_error=self.show_error
+        )
+
     # -- filters -------------------------------------------------------------------------------
     def _fill_class_filter(self) -> None:
         self.class_filter.blockSignals(True)
@@ -689,6 +816,7 @@ class MainWindow(QMainWindow):
             state=None if state == "all images" else state,
             below=self.below_spin.value() if self.below_check.isChecked() else None,
             cls=self.class_filter.currentData(),
+            needs_review=self.needs_review.isChecked(),
         )
         self._keep_list_and_canvas_in_step()
 

@@ -220,10 +220,18 @@ class ImageListModel(QAbstractListModel):
             return None
         row = self.rows[self.visible[index.row()]]
         if role == Qt.ItemDataRole.DisplayRole:
-            return f"{STATE_MARKS[row.state]}  {row.name}"
+            badge = self.priorities.get(row.sha)
+            if badge is None:
+                return f"{STATE_MARKS[row.state]}  {row.name}"
+            return f"{STATE_MARKS[row.state]}  {row.name}   ⚑ {badge[0]:.2f} {badge[1]}"
         if role == Qt.ItemDataRole.ToolTipRole:
             score = f", lowest pre-label {row.min_score:.2f}" if row.min_score is not None else ""
-            return f"{row.name}\n{row.width}x{row.height}, {row.n_boxes} boxes, {row.state}{score}"
+            badge = self.priorities.get(row.sha)
+            why = f"\nreview priority {badge[0]:.2f}: {badge[1]}" if badge else ""
+            return (
+                f"{row.name}\n{row.width}x{row.height}, {row.n_boxes} boxes, {row.state}{score}"
+                f"{why}"
+            )
         if role == Qt.ItemDataRole.ForegroundRole:
             return QBrush(QColor(STATE_COLORS[row.state]))
         if role == RowRole:
