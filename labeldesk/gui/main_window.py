@@ -108,6 +108,8 @@ class MainWindow(QMainWindow):
         self.worker: ProjectRunner | None = None
         self.current: str | None = None
         self.overlay: dict[str, list[Box]] = {}  # boxes edited here, newest first to be read
+        self.suggestions: list = []  # the shown image's undecided suggestions
+        self.suggestion_items: list = []
         self.draw_class: int | None = None
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self._update_title)
@@ -513,10 +515,33 @@ class MainWindow(QMainWindow):
         boxes = self.boxes_of(self.current)
         self.canvas.set_boxes(boxes, self.ws.classes, select)
         self.box_model.set_boxes(boxes, self.ws.classes)
+        self._draw_suggestions(boxes)
         badge = self.image_model.priorities.get(self.current)
         self.priority_label.setText(
             f"⚑ review priority {badge[0]:.2f}: {badge[1]}" if badge else "no review reason"
         )
+
+    def _draw_suggestions(self, boxes: list[Box]) -> None:
+        """Where the model disagrees with this image's labels (labelled images only)."""
+        from .suggestion_items import SuggestionItem
+
+        assert self.ws is not None and self.current is not None
+        for item in self.suggestion_items:
+            self.canvas.scene().removeItem(item)
+        try:
+            found = self.ws.suggestions(self.current, boxes)
+        except (LabelDeskError, ValueError) as e:  # no run for this image: nothing to say
+            self.statusBar().showMessage(f"no suggestions: {e}", 5000)
+            found = []
+        self.suggestions = [s for s in found if not rules.is_decided(boxes, s)]
+        self.suggestion_items = []
+        for i, s in enumerate(self.suggestions):
+            item = SuggestionItem(i, s, self.ws.classes)
+            self.canvas.scene().addItem(item)
+            self.suggestion_items.append(item)
+
+    def selected_suggestion(self):
+        return next((it.suggestion for it in self.suggestion_items if it.isSelected()), None)
 
     def apply_boxes(self, sha: str, boxes: list[Box], select: int = -1) -> None:
         """Show and save new boxes for ``sha`` (called by undo commands only)."""
@@ -592,18 +617,32 @@ class MainWindow(QMainWindow):
         if self.current is not None:
             boxes = self.boxes_of(self.current)
             accepted = rules.accept_all(boxes, self.user)
+            # As with pre-labels, Space takes what the model proposes: every suggestion shown.
+            for sg in self.suggestions:
+                if not rules.is_decided(accepted, sg):
+                    accepted = rules.accept_suggestion(accepted, sg, self.user)
             if accepted != boxes or self.ws.rows[self.ws.index[self.current]].state == TODO:
                 # Even with nothing to accept, record that a person looked: reviewed.
                 self.undo_stack.push(EditCommand(self, self.current, boxes, accepted, "Accept all"))
         self.next_image()
 
     def accept_selected(self) -> None:
+        sg = self.selected_suggestion()
+        if sg is not None and self.current is not None:
+            boxes = rules.accept_suggestion(self.boxes_of(self.current), sg, self.user)
+            self.edit(boxes, "Accept suggestion")
+            return
         i = self.canvas.selected_index()
         if i < 0 or self.current is None:
             return
         self.edit(rules.accept(self.boxes_of(self.current), i, self.user), "Accept box", select=i)
 
     def reject_selected(self) -> None:
+        sg = self.selected_suggestion()
+        if sg is not None and self.current is not None:
+            boxes = rules.dismiss_suggestion(self.boxes_of(self.current), sg, self.user)
+            self.edit(boxes, "Dismiss suggestion")
+            return
         i = self.canvas.selected_index()
         if i < 0 or self.current is None:
             return

@@ -98,3 +98,38 @@ def test_the_run_chooser_names_the_model_and_switches(qtbot, labelled) -> None:
     w.show_row(w.ws.index[shas[3]])
     assert w.canvas.items_ == []
     w.close()
+
+
+def test_suggestions_on_labelled_images_are_accepted_and_dismissed_with_a_and_x(
+    qtbot, labelled
+) -> None:
+    root, shas = labelled
+    w = open_window(qtbot, root)
+    w.show_row(w.ws.index[shas[0]])
+    assert w.suggestions == []  # labels and model agree: nothing drawn
+    w.show_row(w.ws.index[shas[1]])
+    (item,) = [i for i in w.suggestion_items if i.kind == "wrong_class"]
+    assert item.pen().style() == Qt.PenStyle.DashDotLine and "wrong class" in item.text
+    item.setSelected(True)
+    QTest.keyClick(w.canvas, Qt.Key.Key_A)  # accept: the label takes the model's class
+    (label,) = [b for b in w.boxes_of(shas[1]) if b.state != "rejected"]
+    assert w.ws.classes[label.cls] == "car" and (label.x, label.y) == (20, 30)
+    assert not [i for i in w.suggestion_items if i.kind == "wrong_class"]
+    assert w.ws.rows[w.ws.index[shas[1]]].state == "edited"
+
+    w.show_row(w.ws.index[shas[2]])
+    (item,) = [i for i in w.suggestion_items if i.kind == "spurious"]
+    item.setSelected(True)
+    QTest.keyClick(w.canvas, Qt.Key.Key_X)  # dismiss: the label stays, confirmed by a person
+    boxes = w.boxes_of(shas[2])
+    assert len([b for b in boxes if b.state != "rejected"]) == 2
+    assert not [i for i in w.suggestion_items if i.kind == "spurious"]
+    QTest.keyClick(w.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert [i.kind for i in w.suggestion_items if i.kind == "spurious"] == ["spurious"]
+    w.writer.wait()
+    with Project.open(root) as p:
+        (n,) = p.db.execute(
+            "SELECT COUNT(*) FROM session_edit WHERE session = ?", [w.ws.session.id]
+        ).fetchone()
+    assert n == 2  # every decision is an edit of the session
+    w.close()
