@@ -96,8 +96,7 @@ class ImageListModel(QAbstractListModel):
         self.beginResetModel()
         self.rows = rows
         self.pinned = None
-        if self.rank is not None and len(self.rank) != len(rows):
-            self.rank = None
+        self.rank = None  # by name until the window sorts the new rows (its queue re-sorts)
         self.visible = self._compute()
         self.endResetModel()
 
