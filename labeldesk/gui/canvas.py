@@ -205,6 +205,9 @@ class Canvas(QGraphicsView):
         self._fit = True
         self.min_score = 0.0
         self.shown: str | None = None  # the id of the image shown, kept by the canvas's owner
+        # Items the owner adds over the boxes (suggestions) whose labels are placed with the
+        # boxes' labels: each has ``chip``, ``scene_rect()`` and ``label_rect``.
+        self.overlays: list = []
         self.scene().selectionChanged.connect(self._selection_changed)
 
     # -- content -----------------------------------------------------------------------------
@@ -257,7 +260,8 @@ class Canvas(QGraphicsView):
         before it (boxes are placed top to bottom)."""
         placed: list[QRectF] = []
         image_top = self.mapFromScene(QPointF(0, 0)).y()
-        for item in sorted(self.visible_items(), key=lambda it: (it.box.y, it.box.x, it.index)):
+        labelled = [*self.visible_items(), *(o for o in self.overlays if o.isVisible())]
+        for item in sorted(labelled, key=lambda it: (it.scene_rect().y(), it.scene_rect().x())):
             size = item.chip.rect().size()
             origin = QPointF(self.mapFromScene(item.scene_rect().topLeft()))
             rect = QRectF(origin - QPointF(0, size.height()), size)

@@ -539,6 +539,8 @@ class MainWindow(QMainWindow):
             item = SuggestionItem(i, s, self.ws.classes)
             self.canvas.scene().addItem(item)
             self.suggestion_items.append(item)
+        self.canvas.overlays = self.suggestion_items
+        self.canvas.place_labels()  # their labels clear of the boxes' labels, and of each other
 
     def selected_suggestion(self):
         return next((it.suggestion for it in self.suggestion_items if it.isSelected()), None)

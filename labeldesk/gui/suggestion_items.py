@@ -64,6 +64,10 @@ class SuggestionItem(QGraphicsRectItem):
         chip.setRect(QRectF(0, 0, bounds.width() + 6, bounds.height() + 2))
         label.setPos(3, 1)
         self.chip = chip
+        self.label_rect = QRectF()  # in view pixels, set by Canvas.place_labels
+
+    def scene_rect(self) -> QRectF:
+        return self.mapRectToScene(self.rect())
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
         r = self.rect()

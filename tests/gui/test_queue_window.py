@@ -133,3 +133,16 @@ def test_suggestions_on_labelled_images_are_accepted_and_dismissed_with_a_and_x(
         ).fetchone()
     assert n == 2  # every decision is an edit of the session
     w.close()
+
+
+def test_suggestion_labels_do_not_cover_box_labels(qtbot, labelled) -> None:
+    import itertools
+
+    root, shas = labelled
+    w = open_window(qtbot, root)
+    w.show_row(w.ws.index[shas[1]])  # the label and the model's box are the same rectangle
+    rects = [i.label_rect for i in w.canvas.visible_items()]
+    rects += [i.label_rect for i in w.suggestion_items]
+    assert len(rects) >= 2
+    assert all(not a.intersects(b) for a, b in itertools.combinations(rects, 2))
+    w.close()
