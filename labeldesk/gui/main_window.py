@@ -300,6 +300,10 @@ class MainWindow(QMainWindow):
         menus["Review"].addSeparator()
         menus["Review"].addAction(act)
         menus["View"].addSeparator()
+        self.show_matched = QAction("Show &matched predictions (faint)", self)
+        self.show_matched.setCheckable(True)
+        self.show_matched.toggled.connect(lambda _on: self._redraw_boxes())
+        menus["View"].addAction(self.show_matched)
         act = QAction("&Validation panel", self)
         act.triggered.connect(self.show_validation)
         menus["View"].addAction(act)
@@ -539,11 +543,29 @@ class MainWindow(QMainWindow):
             item = SuggestionItem(i, s, self.ws.classes)
             self.canvas.scene().addItem(item)
             self.suggestion_items.append(item)
-        self.canvas.overlays = self.suggestion_items
+        if self.show_matched.isChecked() and self.ws.base_boxes(self.current):
+            # the run's other predictions: those that agree with a label
+            from labeldesk.core.suggestions import match
+
+            from .suggestion_items import MatchedItem
+
+            labels = [b for b in boxes if b.state != "rejected"]
+            preds = self.ws.predictions(self.current)
+            matched = match(labels, preds, self.ws.suggestion_params.iou)
+            for p, label in zip(preds, matched, strict=True):
+                if label is not None:  # agrees with a label: the same class, IoU ≥ threshold
+                    item = MatchedItem(p)
+                    self.canvas.scene().addItem(item)
+                    self.suggestion_items.append(item)
+        self.suggestion_items.sort(key=lambda it: not isinstance(it, SuggestionItem))
+        self.canvas.overlays = [i for i in self.suggestion_items if isinstance(i, SuggestionItem)]
         self.canvas.place_labels()  # their labels clear of the boxes' labels, and of each other
 
     def selected_suggestion(self):
-        return next((it.suggestion for it in self.suggestion_items if it.isSelected()), None)
+        return next(
+            (it.suggestion for it in self.suggestion_items if it.isSelected() and it.suggestion),
+            None,
+        )
 
     def apply_boxes(self, sha: str, boxes: list[Box], select: int = -1) -> None:
         """Show and save new boxes for ``sha`` (called by undo commands only)."""

@@ -79,3 +79,21 @@ class SuggestionItem(QGraphicsRectItem):
         if self.kind == "spurious":
             painter.drawLine(r.topLeft(), r.bottomRight())
             painter.drawLine(r.topRight(), r.bottomLeft())
+
+
+class MatchedItem(QGraphicsRectItem):
+    """A prediction that agrees with a label: faint, not selectable (shown on a toggle)."""
+
+    kind = "matched"
+    suggestion = None
+
+    def __init__(self, box) -> None:
+        super().__init__(QRectF(0, 0, box.w, box.h))
+        self.box = box
+        self.setPos(box.x, box.y)
+        self.setZValue(4)
+        color = QColor(class_color(box.cls))
+        color.setAlpha(110)
+        pen = QPen(color, 1, Qt.PenStyle.DotLine)
+        pen.setCosmetic(True)
+        self.setPen(pen)

@@ -146,3 +146,18 @@ def test_suggestion_labels_do_not_cover_box_labels(qtbot, labelled) -> None:
     assert len(rects) >= 2
     assert all(not a.intersects(b) for a, b in itertools.combinations(rects, 2))
     w.close()
+
+
+def test_matched_predictions_show_faint_on_a_toggle(qtbot, labelled) -> None:
+    root, shas = labelled
+    w = open_window(qtbot, root)
+    w.show_row(w.ws.index[shas[0]])  # the car label agrees with the model's car
+    assert w.suggestion_items == []
+    w.show_matched.setChecked(True)
+    (item,) = [i for i in w.suggestion_items if i.kind == "matched"]
+    assert item.pen().color().alpha() < 255 and item.pen().style() == Qt.PenStyle.DotLine
+    assert not item.flags() & item.GraphicsItemFlag.ItemIsSelectable
+    assert (item.box.x, item.box.y, item.box.w, item.box.h) == (20, 30, 60, 40)
+    w.show_matched.setChecked(False)
+    assert w.suggestion_items == []
+    w.close()
