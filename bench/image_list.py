@@ -8,6 +8,8 @@ Measures, with the window's own list view (``ImageListView``, offscreen) over it
     to the repainted list;
   * one edited image (``row_changed``) with no filter, and with a filter the edit takes the
     image out of, median of ``--repeat``;
+  * the review queue's list work (ours only): the *needs review* filter, sorting by priority
+    (computing the order included), and a filter change under that sort;
 and, in the same run, the same work through the design it replaced: a plain QListView over a
 QSortFilterProxyModel whose Python ``filterAcceptsRow`` is called per row. Everything here
 runs on the GUI thread, so these are the times the window cannot respond. Last line: one JSON
@@ -67,6 +69,9 @@ class PeerFilter(QSortFilterProxyModel):
         self.state: str | None = None
         self.below: float | None = None
         self.cls: int | None = None
+        self.needs_review = False  # the window's rule reads these too
+        self.priorities: dict = {}
+        self.pinned = None
 
     def set_filter(self, state=None, below=None, cls=None) -> None:
         self.beginFilterChange()
@@ -111,6 +116,24 @@ def measure(app: QApplication, rows: list[ImageRow], peer: bool, repeat: int) ->
     view.setCurrentIndex(front.index(10, 0))
     for name, kwargs in FILTERS.items():
         out[f"filter_{name}_ms"] = round(timed(set_filter, **kwargs), 1)
+    if not peer:
+        # The review queue: a priority on every third image, as the worker hands it over.
+        model.set_priorities(
+            {
+                r.sha: ((i * 7919 % 1000) / 1000, "possibly missing")
+                for i, r in enumerate(rows)
+                if i % 3 == 0
+            }
+        )
+        app.processEvents()
+        out["filter_needs_review_ms"] = round(timed(model.set_filter, needs_review=True), 1)
+        model.set_filter()
+        app.processEvents()
+        out["sort_priority_ms"] = round(timed(lambda: model.set_sort(model.priority_order())), 1)
+        out["filter_under_sort_ms"] = round(timed(model.set_filter, state=TODO), 1)
+        model.set_sort(None)
+        model.set_filter()
+        app.processEvents()
     rng = random.Random(0)
     edits = [timed(model.row_changed, rng.randrange(len(rows))) for _ in range(repeat)]
     out["edit_ms"] = round(statistics.median(edits), 2)
@@ -140,7 +163,7 @@ def main() -> None:
     print(f"{'':24}{'LabelDesk':>12}{'proxy filter':>14}")
     for key in ours:
         if key.endswith("_ms"):
-            print(f"{key:24}{ours[key]:>12}{peer[key]:>14}")
+            print(f"{key:24}{ours[key]:>12}{peer.get(key, '-'):>14}")
     worst = max(ours[f"filter_{n}_ms"] for n in FILTERS)
     worst_peer = max(peer[f"filter_{n}_ms"] for n in FILTERS)
     print(

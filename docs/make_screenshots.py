@@ -3,7 +3,8 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshots.py
 
 Builds the demo project in a temporary folder, opens the review window on it, and saves
-docs/images/main-window.png and docs/images/diff-view.png; then reviews the pre-labelled batch
+docs/images/main-window.png, docs/images/review-queue.png (the ranked queue and the model's
+suggestions on a labelled image) and docs/images/diff-view.png; then reviews the pre-labelled batch
 (keeping the confident pre-labels, rejecting the others), commits it, waits for the watched
 demo model to be evaluated on the new version, and saves docs/images/validation.png.
 """
@@ -50,6 +51,7 @@ def main() -> None:
     w.canvas.select_index(0)
     QTest.qWait(200)
     w.grab().save(str(OUT / "main-window.png"))
+    queue_shot(app, w)
 
     old = resolve(w.project.db, "v1.0").id  # the QA pass: missed objects, loose boxes, classes
     new = resolve(w.project.db, "v1.0").id
@@ -61,8 +63,27 @@ def main() -> None:
     dialog.close()
     validation_shot(app, w)
     w.close()
-    print(f"wrote {OUT / 'main-window.png'}, {OUT / 'diff-view.png'}, {OUT / 'validation.png'}")
+    print(f"wrote main-window.png, review-queue.png, diff-view.png, validation.png in {OUT}")
     os._exit(0)
+
+
+def queue_shot(app: QApplication, w) -> None:
+    """The ranked queue, filtered to what needs review, on the top labelled image with the
+    model's suggestions over it: docs/images/review-queue.png."""
+    wait_for(app, lambda: bool(w.image_model.priorities), 120)
+    w.sort_order.setCurrentText("by priority")
+    w.needs_review.setChecked(True)
+    labelled = [
+        i for i in w.image_model.visible if w.ws.rows[i].n_boxes and w.ws.rows[i].min_score is None
+    ]
+    for i in labelled:
+        w.show_row(i)
+        if w.suggestions:
+            break
+    QTest.qWait(800)
+    w.grab().save(str(OUT / "review-queue.png"))
+    w.needs_review.setChecked(False)
+    w.sort_order.setCurrentText("by name")
 
 
 def wait_for(app: QApplication, done, seconds: float = 300) -> None:

@@ -178,6 +178,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from labeldesk.app.words import provenance_lines
     from labeldesk.core.versions import resolve
 
     with _open(args) as project:
@@ -185,6 +186,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         decisions = project.db.execute(
             "SELECT decision, by, at, note FROM decision WHERE version = ? ORDER BY id", [v.id]
         ).fetchall()
+        said = provenance_lines(project.db, v.provenance)  # the model by name, no None
     if args.json:
         data = v.to_json()
         data["decisions"] = [
@@ -206,8 +208,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"boxes     {v.n_boxes}")
     classes = ", ".join(f"{c['id']}:{c['name']}" for c in v.classes) or "(none)"
     print(f"classes   {classes}")
-    for key in sorted(v.provenance):
-        print(f"  {key}: {v.provenance[key]}")
+    for label, text in said:
+        print(f"  {label}: {text}")
     print()
     print(f"    {v.message}")
     for d in decisions:
@@ -244,6 +246,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
                         "boxes_removed": i.boxes_removed,
                         "split_changed": i.split_changed,
                         "tags_changed": i.tags_changed,
+                        "meta_changed": list(i.meta_changed),
                     }
                     for i in d.images
                 ],
@@ -256,17 +259,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
         f"~{counts['images_changed']}   boxes: +{counts['boxes_added']} -{counts['boxes_removed']}"
     )
     if d.classes_added or d.classes_removed:
-        print(f"classes: +{d.classes_added} -{d.classes_removed}")
+        print(f"classes: {d.classes_text()}")
     marks = {"added": "+", "removed": "-", "changed": "~"}
     for i in d.images[: args.limit]:
-        extra = []
-        if i.boxes_added or i.boxes_removed:
-            extra.append(f"boxes +{i.boxes_added} -{i.boxes_removed}")
-        if i.split_changed:
-            extra.append("split")
-        if i.tags_changed:
-            extra.append("tags")
-        print(f"  {marks[i.kind]} {i.image[:12]}  {names.get(i.image, '')}  {' '.join(extra)}")
+        extra = ", ".join(i.what_changed())
+        print(f"  {marks[i.kind]} {i.image[:12]}  {names.get(i.image, '')}  {extra}")
     if len(d.images) > args.limit:
         print(f"  … and {len(d.images) - args.limit} more (use --json for all)")
     return 0

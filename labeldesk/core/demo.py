@@ -130,6 +130,21 @@ def _train_step(
     )
 
 
+def clear_demo_folder(root: Path, *, force: bool) -> None:
+    """Make way for a demo in ``root``: an empty or missing folder is fine; with ``force``, a
+    folder holding a previous demo (its project is in ``root/project``) is deleted. Anything
+    else is refused, so ``--force`` can never delete a folder the demo did not make."""
+    if not root.exists() or not any(root.iterdir()):
+        return
+    if not force:
+        raise LabelDeskError(f"{root} exists and is not empty; use --force to replace it")
+    if not (root / "project" / DB_NAME).is_file():
+        raise LabelDeskError(
+            f"{root} does not hold a LabelDesk demo (no project/{DB_NAME}); refusing to delete it"
+        )
+    shutil.rmtree(root)
+
+
 def build_demo(
     root: Path,
     *,
@@ -141,16 +156,7 @@ def build_demo(
     say: Say = print,
 ) -> Project:
     root = Path(root).absolute()
-    if root.exists() and any(root.iterdir()):
-        if not force:
-            from .errors import LabelDeskError
-
-            raise LabelDeskError(f"{root} exists and is not empty; use --force to replace it")
-        if not (root / DB_NAME).exists():
-            from .errors import LabelDeskError
-
-            raise LabelDeskError(f"{root} is not a LabelDesk project; refusing to delete it")
-        shutil.rmtree(root)
+    clear_demo_folder(root, force=force)
     step = itertools.count(1)
     source = root / "source-images"
     say(f"{next(step)}. Generating {n_images} images of {', '.join(CLASSES)} in {source}")

@@ -495,6 +495,11 @@ def _metrics_json(result: metrics.EvalResult, version: Version) -> dict[str, Any
 # --- validating: evaluate, compare, store --------------------------------------------------
 
 
+def _drop_text(drop: float) -> str:
+    """A drop with enough digits to be seen: a drop too small for four decimals is not 0."""
+    return f"{drop:.4f}" if drop >= 5e-5 else f"{drop:.1e}"
+
+
 @dataclass(frozen=True)
 class ValidationReport:
     """What ``labeldesk validate`` did: the rows stored and the verdict of the gate."""
@@ -539,9 +544,14 @@ class ValidationReport:
         )
         if worst is None:
             return f"PASS: {self.metric} is undefined (no labels) where compared"
+        drop = worst.metric_drop or 0.0
+        if drop <= 0:
+            return f"PASS: {self.metric} did not drop on any subset (limit {self.max_drop:.4f})"
+        # Say the drop itself, where and from what: "dropped at most 0.0000" read as no drop.
         return (
-            f"PASS: {self.metric} dropped at most {max(worst.metric_drop or 0.0, 0.0):.4f} "
-            f"(limit {self.max_drop:.4f})"
+            f"PASS: {self.metric} on {worst.subset} dropped by {_drop_text(drop)} "
+            f"({worst.value:.4f} vs baseline {worst.baseline_value:.4f}), within the limit of "
+            f"{self.max_drop:.4f}"
         )
 
     def to_json(self) -> dict[str, Any]:

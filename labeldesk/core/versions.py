@@ -25,7 +25,7 @@ from .errors import (
     RefMovedError,
 )
 from .integrity import version_id
-from .manifest import EntryChange, ManifestStore, Tree, diff_trees
+from .manifest import Entry, EntryChange, ManifestStore, Tree, diff_trees
 from .project import Project, now_iso
 
 MAIN = "main"
@@ -458,6 +458,28 @@ class ImageDiff:
     tags_changed: bool
     old_annset: str | None
     new_annset: str | None
+    meta_changed: tuple[str, ...] = ()  # the image-metadata fields that changed (file_name, …)
+
+    def what_changed(self) -> list[str]:
+        """The changes in words: ``boxes +1 -0``, ``split``, ``tags``, ``file_name``."""
+        out = []
+        if self.boxes_added or self.boxes_removed:
+            out.append(f"boxes +{self.boxes_added} -{self.boxes_removed}")
+        elif self.kind == "changed" and self.old_annset != self.new_annset:
+            out.append("box attributes")  # same geometry and classes, other states/authors
+        if self.split_changed:
+            out.append("split")
+        if self.tags_changed:
+            out.append("tags")
+        out.extend(self.meta_changed)
+        return out
+
+
+def _meta_changed(old: Entry | None, new: Entry | None) -> tuple[str, ...]:
+    if old is None or new is None or old.meta == new.meta:
+        return ()
+    a, b = dict(old.meta), dict(new.meta)
+    return tuple(sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)))
 
 
 @dataclass(frozen=True)
@@ -467,6 +489,15 @@ class VersionDiff:
     images: list[ImageDiff]
     classes_added: list[str]
     classes_removed: list[str]
+
+    def classes_text(self) -> str:
+        """``added truck, van; removed cat`` (empty when the class lists are the same)."""
+        parts = []
+        if self.classes_added:
+            parts.append("added " + ", ".join(self.classes_added))
+        if self.classes_removed:
+            parts.append("removed " + ", ".join(self.classes_removed))
+        return "; ".join(parts)
 
     def counts(self) -> dict[str, int]:
         c = {
@@ -532,6 +563,7 @@ def diff(project: Project, ref_a: str, ref_b: str) -> VersionDiff:
                 tags_changed=bool(ch.old and ch.new and ch.old.tags != ch.new.tags),
                 old_annset=ch.old.annset if ch.old else None,
                 new_annset=ch.new.annset if ch.new else None,
+                meta_changed=_meta_changed(ch.old, ch.new),
             )
         )
     names_a = {c["name"] for c in a.classes}

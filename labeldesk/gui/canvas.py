@@ -3,15 +3,17 @@
 The canvas never writes anything itself. A finished gesture (one drag, one resize, one drawn box)
 is reported once, on mouse release, through ``boxEdited``/``boxDrawn``; the window turns it into
 one undo step and one saved edit. Pre-labels are drawn dashed with their score; accepted and
-human boxes solid; the colour is the class's. COCO crowd regions are not object boxes: they are
-drawn grey and hatched under the boxes (:func:`crowd_item`), cannot be selected, moved or
-cycled to, and are not counted.
+human boxes solid; the colour is the class's, over a contrasting halo so the outline shows on
+white and on black. Labels sit above their box, inside it at the image's top edge, and lower
+down where they would cover another label (:meth:`Canvas.place_labels`). COCO crowd regions are
+not object boxes: they are drawn grey and hatched under the boxes (:func:`crowd_item`), cannot
+be selected, moved or cycled to, and are not counted.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QGraphicsItem,
     QGraphicsPixmapItem,
@@ -25,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from labeldesk.core.boxes import Box
 
-from .colors import class_color
+from .colors import class_color, halo_color, text_color
 
 HANDLE_PX = 7  # handle size on screen, whatever the zoom
 CROWD_COLOR = QColor("#9aa0a6")
@@ -70,16 +72,18 @@ class BoxItem(QGraphicsRectItem):
         fill = QColor(color)
         fill.setAlpha(28 if box.state != "pending" else 0)
         self.setBrush(QBrush(fill))
+        self.halo = QPen(halo_color(color), 4)
+        self.halo.setCosmetic(True)
         text = label if box.score is None else f"{label} {box.score:.2f}"
         # The tag sits on a filled chip above the box, readable over any photo at any zoom.
         self.chip = QGraphicsRectItem(self)
         self.chip.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
         self.chip.setBrush(QBrush(color))
-        self.chip.setPen(QPen(Qt.PenStyle.NoPen))
+        edge = QPen(halo_color(color), 1)
+        edge.setCosmetic(True)
+        self.chip.setPen(edge)
         self.label = QGraphicsSimpleTextItem(text, self.chip)
-        self.label.setBrush(
-            QBrush(QColor("#ffffff") if color.lightness() < 150 else QColor("#000000"))
-        )
+        self.label.setBrush(QBrush(text_color(color)))
         font = QFont()
         font.setPointSizeF(8.5)
         font.setBold(True)
@@ -88,7 +92,8 @@ class BoxItem(QGraphicsRectItem):
         self.chip.setRect(QRectF(0, 0, bounds.width() + 6, bounds.height() + 2))
         self.label.setPos(3, 1)
         self.chip.setPos(0, 0)
-        self.chip.setTransform(self.chip.transform().fromTranslate(0, -(bounds.height() + 2)))
+        self.chip.setTransform(QTransform.fromTranslate(0, -(bounds.height() + 2)))
+        self.label_rect = QRectF()  # where the label shows, in view pixels (place_labels)
         self._drag: str | None = None
         self._press_scene = QPointF()
         self._press_rect = QRectF()
@@ -107,7 +112,15 @@ class BoxItem(QGraphicsRectItem):
         edge = ("t" if top else "b" if bottom else "") + ("l" if left else "r" if right else "")
         return edge or None
 
+    def boundingRect(self) -> QRectF:
+        # The halo and the handles reach a few screen pixels outside the box at any zoom.
+        m = (HANDLE_PX + 2) / (self.canvas.transform().m11() or 1.0)
+        return self.rect().adjusted(-m, -m, m, m)
+
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
+        painter.setPen(self.halo)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRect(self.rect())
         super().paint(painter, option, widget)
         if self.isSelected():
             scale = self.canvas.transform().m11() or 1.0
@@ -213,6 +226,10 @@ class Canvas(QGraphicsView):
         self._pan_from: QPointF | None = None
         self._fit = True
         self.min_score = 0.0
+        self.shown: str | None = None  # the id of the image shown, kept by the canvas's owner
+        # Items the owner adds over the boxes (suggestions) whose labels are placed with the
+        # boxes' labels: each has ``chip``, ``scene_rect()`` and ``label_rect``.
+        self.overlays: list = []
         self.scene().selectionChanged.connect(self._selection_changed)
 
     # -- content -----------------------------------------------------------------------------
@@ -250,6 +267,7 @@ class Canvas(QGraphicsView):
             self.items_.append(item)
             if i == selected:
                 item.setSelected(True)
+        self.place_labels()
 
     def _hidden(self, box: Box) -> bool:
         return box.state == "pending" and (box.score or 0.0) < self.min_score
@@ -259,6 +277,30 @@ class Canvas(QGraphicsView):
         self.min_score = value
         for item in self.items_:
             item.setVisible(not self._hidden(item.box))
+        self.place_labels()
+
+    def place_labels(self) -> None:
+        """Put each visible box's label where it can be read, in view pixels (labels do not
+        scale with the zoom): above the box; inside it when above would leave the image or the
+        view (a box at the top edge); and lower down when it would cover a label placed
+        before it (boxes are placed top to bottom)."""
+        placed: list[QRectF] = []
+        image_top = self.mapFromScene(QPointF(0, 0)).y()
+        labelled = [*self.visible_items(), *(o for o in self.overlays if o.isVisible())]
+        for item in sorted(labelled, key=lambda it: (it.scene_rect().y(), it.scene_rect().x())):
+            size = item.chip.rect().size()
+            origin = QPointF(self.mapFromScene(item.scene_rect().topLeft()))
+            rect = QRectF(origin - QPointF(0, size.height()), size)
+            if rect.top() < max(0, image_top):
+                rect.moveTop(origin.y())
+            for _ in range(len(placed)):  # each move clears one label: bounded
+                hit = next((p for p in placed if p.intersects(rect)), None)
+                if hit is None:
+                    break
+                rect.moveTop(hit.bottom() + 1)
+            item.chip.setTransform(QTransform.fromTranslate(0, rect.top() - origin.y()))
+            item.label_rect = rect
+            placed.append(rect)
 
     def visible_items(self) -> list[BoxItem]:
         return [i for i in self.items_ if i.isVisible()]
@@ -288,6 +330,7 @@ class Canvas(QGraphicsView):
         self._fit = True
         if self.image_size[0]:
             self.fitInView(self.sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
+        self.place_labels()
         self.zoomChanged.emit(self.transform().m11())
 
     def zoom(self, factor: float) -> None:
@@ -295,6 +338,7 @@ class Canvas(QGraphicsView):
         current = self.transform().m11()
         factor = max(0.02 / current, min(factor, 40.0 / current))
         self.scale(factor, factor)
+        self.place_labels()
         self.zoomChanged.emit(self.transform().m11())
 
     def wheelEvent(self, event) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 from PySide6.QtWidgets import (
@@ -36,17 +37,18 @@ class DiffDialog(QDialog):
             f"<b>{self.old.short}</b> → <b>{self.new.short}</b>: images +{c['images_added']} "
             f"−{c['images_removed']} ~{c['images_changed']}; boxes +{c['boxes_added']} "
             f"−{c['boxes_removed']}"
-            + (f"; classes +{self.d.classes_added}" if self.d.classes_added else "")
+            + (f"; classes {escape(self.d.classes_text())}" if self.d.classes_text() else "")
         )
+        self.head = head
         self.list = QListWidget()
         names = dict(
             project.db.execute("SELECT sha256, path FROM image_source ORDER BY id DESC").fetchall()
         )
         marks = {"added": "+", "removed": "−", "changed": "~"}
         for item in sorted(self.d.images, key=lambda i: Path(names.get(i.image, i.image)).name):
-            label = (
-                f"{marks[item.kind]} {Path(names.get(item.image, item.image)).name}  "
-                f"(+{item.boxes_added} −{item.boxes_removed})"
+            what = ", ".join(item.what_changed())  # says which metadata field changed, too
+            label = f"{marks[item.kind]} {Path(names.get(item.image, item.image)).name}" + (
+                f"  ({what})" if what else ""
             )
             w = QListWidgetItem(label)
             w.setData(256, item)

@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
     """One project, one review session at a time."""
 
     sessionLoaded = Signal()
+    queueReady = Signal()  # the review queue was ranked (again)
     editSaved = Signal(str)
     #: a new version made from this window: a review commit, an import, added images, a revert
     #: (watched models are evaluated on each)
@@ -107,10 +108,17 @@ class MainWindow(QMainWindow):
         self.worker: ProjectRunner | None = None
         self.current: str | None = None
         self.overlay: dict[str, list[Box]] = {}  # boxes edited here, newest first to be read
+        self.suggestions: list = []  # the shown image's undecided suggestions
+        self.suggestion_items: list = []
         self.draw_class: int | None = None
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self._update_title)
         self.settings = QSettings("LabelDesk", "LabelDesk")
+        self._queue_timer = QTimer(self)
+        self._queue_timer.setSingleShot(True)
+        self._queue_timer.setInterval(300)
+        self._queue_timer.timeout.connect(self.refresh_queue)
+        self._queue_generation = 0
         self._build_ui()
         self._build_actions()
         self.help = HelpOverlay(self)
@@ -147,6 +155,12 @@ class MainWindow(QMainWindow):
         self.below_spin.valueChanged.connect(self._apply_filter)
         self.class_filter = QComboBox()
         self.class_filter.currentIndexChanged.connect(self._apply_filter)
+        self.needs_review = QCheckBox("needs review")
+        self.needs_review.setToolTip("Only images where the model and the labels disagree")
+        self.needs_review.toggled.connect(self._apply_filter)
+        self.sort_order = QComboBox()
+        self.sort_order.addItems(["by name", "by priority"])
+        self.sort_order.currentIndexChanged.connect(self._apply_sort)
         left = QWidget()
         lay = QVBoxLayout(left)
         lay.setContentsMargins(4, 4, 4, 4)
@@ -156,6 +170,10 @@ class MainWindow(QMainWindow):
         row.addWidget(self.below_spin)
         lay.addLayout(row)
         lay.addWidget(self.class_filter)
+        row = QHBoxLayout()
+        row.addWidget(self.needs_review)
+        row.addWidget(self.sort_order)
+        lay.addLayout(row)
         lay.addWidget(self.image_list)
         self.images_dock = self._dock("Images", left, Qt.DockWidgetArea.LeftDockWidgetArea)
 
@@ -167,7 +185,14 @@ class MainWindow(QMainWindow):
         self.box_table.verticalHeader().setVisible(False)
         self.box_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.box_table.clicked.connect(lambda idx: self.canvas.select_index(idx.row()))
-        self._dock("Boxes", self.box_table, Qt.DockWidgetArea.RightDockWidgetArea)
+        boxes_panel = QWidget()
+        lay = QVBoxLayout(boxes_panel)
+        lay.setContentsMargins(4, 4, 4, 4)
+        self.priority_label = QLabel()  # the image's review priority and why
+        self.priority_label.setWordWrap(True)
+        lay.addWidget(self.priority_label)
+        lay.addWidget(self.box_table)
+        self._dock("Boxes", boxes_panel, Qt.DockWidgetArea.RightDockWidgetArea)
 
         self.class_model = ClassListModel(self)
         self.class_list = QListView()
@@ -199,6 +224,7 @@ class MainWindow(QMainWindow):
             "Validation", self.validation, Qt.DockWidgetArea.BottomDockWidgetArea
         )
         self.validation_dock.visibilityChanged.connect(self.validation.set_on_screen)
+        self.validation_dock.visibilityChanged.connect(self._validation_visible)
         self.tabifyDockWidget(self.versions_dock, self.validation_dock)
         self.versions_dock.show()
         self.versions_dock.raise_()  # Versions in front
@@ -207,6 +233,12 @@ class MainWindow(QMainWindow):
 
         toolbar = self.addToolBar("Review")
         toolbar.setObjectName("review-toolbar")
+        toolbar.addWidget(QLabel(" Model run "))
+        self.run_chooser = QComboBox()
+        self.run_chooser.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.run_chooser.setToolTip("Whose stored predictions show as pre-labels and suggestions")
+        self.run_chooser.activated.connect(self._run_chosen)
+        toolbar.addWidget(self.run_chooser)
         toolbar.addWidget(QLabel(" Hide pre-labels below "))
         self.conf_slider = QSlider(Qt.Orientation.Horizontal)
         self.conf_slider.setRange(0, 100)
@@ -276,6 +308,10 @@ class MainWindow(QMainWindow):
             act.triggered.connect(slot)
             models_menu.addAction(act)
         menus["View"].addSeparator()
+        self.show_matched = QAction("Show &matched predictions (faint)", self)
+        self.show_matched.setCheckable(True)
+        self.show_matched.toggled.connect(lambda _on: self._redraw_boxes())
+        menus["View"].addAction(self.show_matched)
         act = QAction("&Validation panel", self)
         act.triggered.connect(self.show_validation)
         menus["View"].addAction(act)
@@ -337,7 +373,9 @@ class MainWindow(QMainWindow):
         self.class_model.set_classes(ws.classes)
         self._fill_class_filter()
         if ws.rows:
-            self.show_row(0)
+            self.show_row(self._start_row())
+        self._fill_runs()
+        self.refresh_queue()
         self._update_title()
         self._update_status()
         self.sessionLoaded.emit()
@@ -360,19 +398,61 @@ class MainWindow(QMainWindow):
 
     # -- navigation ----------------------------------------------------------------------------
     def show_row(self, source_row: int) -> None:
+        """Select source row ``source_row`` in the list and show it, whatever the filters say
+        (it is pinned: the list always holds the image the canvas shows)."""
+        self.image_model.pin(source_row)
         shown = self.image_rows.mapFromSource(self.image_model.view_index(source_row))
         if shown.isValid():
             self.image_list.setCurrentIndex(shown)
-        else:
-            self._show_image(self.image_model.rows[source_row].sha)
+            self.image_list.scrollTo(shown)
 
     def _list_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if current.isValid():
-            self._show_image(current.data(RowRole).sha)
+            row = current.data(RowRole)
+            # Pin before anything moves: the image left behind may now leave the list, which
+            # must not move the cursor again.
+            self.image_model.pin(self.ws.index[row.sha] if self.ws is not None else None)
+            self._show_image(row.sha)
+
+    def _keep_list_and_canvas_in_step(self) -> None:
+        """After a filter or sort change: the image shown is the list's current row."""
+        if self.ws is None or self.current not in self.ws.index:
+            return
+        idx = self.image_list.currentIndex()
+        if idx.isValid():
+            self.image_model.pin(
+                self.image_model.source_row(self.image_rows.mapToSource(idx).row())
+            )
+            self.image_list.scrollTo(idx)
+            return
+        row = self.image_model.nearest_row(self.ws.index[self.current])
+        if row >= 0:
+            self.image_list.setCurrentIndex(self.image_rows.index(row, 0))
+
+    def _position_key(self) -> str:
+        import hashlib
+
+        assert self.project is not None
+        return "last_image/" + hashlib.sha256(str(self.project.root).encode()).hexdigest()[:16]
+
+    def _start_row(self) -> int:
+        """Where a session opens: the image the reviewer was on last time in this project,
+        else the first image with pre-labels waiting, else the first not reviewed."""
+        assert self.ws is not None
+        last = self.settings.value(self._position_key())
+        if isinstance(last, str) and last in self.ws.index:
+            return self.ws.index[last]
+        rows = self.ws.rows
+        for i, r in enumerate(rows):
+            if r.min_score is not None and r.state == TODO:
+                return i
+        return next((i for i, r in enumerate(rows) if r.state == TODO), 0)
 
     def _show_image(self, sha: str) -> None:
         assert self.ws is not None
         self.current = sha
+        self.canvas.shown = sha
+        self.settings.setValue(self._position_key(), sha)
         row = self.ws.rows[self.ws.index[sha]]
         image = self.loader.request(sha)
         self.canvas.set_image(image, (row.width, row.height))
@@ -389,9 +469,15 @@ class MainWindow(QMainWindow):
     def _prefetch_now(self, sha: str) -> None:
         if self.ws is None or sha != self.current:
             return  # moved on meanwhile: the new position prefetches its own neighbours
-        i = self.ws.index[sha]
-        rows = self.ws.rows
-        ahead = [rows[j].sha for j in (i + 1, i + 2, i + 3, i - 1) if 0 <= j < len(rows)]
+        # The neighbours in the list as shown (filtered and sorted), where Space goes next.
+        model = self.image_model
+        i, shown = model.place(self.ws.index[sha])
+        if not shown:
+            return
+        rows, visible = model.rows, model.visible
+        ahead = [
+            rows[visible[j]].sha for j in (i + 1, i + 2, i + 3, i - 1) if 0 <= j < len(visible)
+        ]
         self.loader.prefetch(ahead)
 
     def _image_ready(self, sha: str, image, full: bool) -> None:
@@ -441,6 +527,53 @@ class MainWindow(QMainWindow):
         boxes = self.boxes_of(self.current)
         self.canvas.set_boxes(boxes, self.ws.classes, select)
         self.box_model.set_boxes(boxes, self.ws.classes)
+        self._draw_suggestions(boxes)
+        badge = self.image_model.priorities.get(self.current)
+        self.priority_label.setText(
+            f"⚑ review priority {badge[0]:.2f}: {badge[1]}" if badge else "no review reason"
+        )
+
+    def _draw_suggestions(self, boxes: list[Box]) -> None:
+        """Where the model disagrees with this image's labels (labelled images only)."""
+        from .suggestion_items import SuggestionItem
+
+        assert self.ws is not None and self.current is not None
+        for item in self.suggestion_items:
+            self.canvas.scene().removeItem(item)
+        try:
+            found = self.ws.suggestions(self.current, boxes)
+        except (LabelDeskError, ValueError) as e:  # no run for this image: nothing to say
+            self.statusBar().showMessage(f"no suggestions: {e}", 5000)
+            found = []
+        self.suggestions = [s for s in found if not rules.is_decided(boxes, s)]
+        self.suggestion_items = []
+        for i, s in enumerate(self.suggestions):
+            item = SuggestionItem(i, s, self.ws.classes)
+            self.canvas.scene().addItem(item)
+            self.suggestion_items.append(item)
+        if self.show_matched.isChecked() and self.ws.base_boxes(self.current):
+            # the run's other predictions: those that agree with a label
+            from labeldesk.core.suggestions import match
+
+            from .suggestion_items import MatchedItem
+
+            labels = [b for b in boxes if b.state != "rejected"]
+            preds = self.ws.predictions(self.current)
+            matched = match(labels, preds, self.ws.suggestion_params.iou)
+            for p, label in zip(preds, matched, strict=True):
+                if label is not None:  # agrees with a label: the same class, IoU ≥ threshold
+                    item = MatchedItem(p)
+                    self.canvas.scene().addItem(item)
+                    self.suggestion_items.append(item)
+        self.suggestion_items.sort(key=lambda it: not isinstance(it, SuggestionItem))
+        self.canvas.overlays = [i for i in self.suggestion_items if isinstance(i, SuggestionItem)]
+        self.canvas.place_labels()  # their labels clear of the boxes' labels, and of each other
+
+    def selected_suggestion(self):
+        return next(
+            (it.suggestion for it in self.suggestion_items if it.isSelected() and it.suggestion),
+            None,
+        )
 
     def apply_boxes(self, sha: str, boxes: list[Box], select: int = -1) -> None:
         """Show and save new boxes for ``sha`` (called by undo commands only)."""
@@ -463,6 +596,7 @@ class MainWindow(QMainWindow):
             self.show_row(self.ws.index[sha])
         self._redraw_boxes(select)
         self._update_status()
+        self._queue_timer.start()  # re-rank once the reviewer pauses
 
     def _saved(self, sha: str) -> None:
         # Counted here, not by the writer's queue: a commit queued behind the last edit must
@@ -515,18 +649,32 @@ class MainWindow(QMainWindow):
         if self.current is not None:
             boxes = self.boxes_of(self.current)
             accepted = rules.accept_all(boxes, self.user)
+            # As with pre-labels, Space takes what the model proposes: every suggestion shown.
+            for sg in self.suggestions:
+                if not rules.is_decided(accepted, sg):
+                    accepted = rules.accept_suggestion(accepted, sg, self.user)
             if accepted != boxes or self.ws.rows[self.ws.index[self.current]].state == TODO:
                 # Even with nothing to accept, record that a person looked: reviewed.
                 self.undo_stack.push(EditCommand(self, self.current, boxes, accepted, "Accept all"))
         self.next_image()
 
     def accept_selected(self) -> None:
+        sg = self.selected_suggestion()
+        if sg is not None and self.current is not None:
+            boxes = rules.accept_suggestion(self.boxes_of(self.current), sg, self.user)
+            self.edit(boxes, "Accept suggestion")
+            return
         i = self.canvas.selected_index()
         if i < 0 or self.current is None:
             return
         self.edit(rules.accept(self.boxes_of(self.current), i, self.user), "Accept box", select=i)
 
     def reject_selected(self) -> None:
+        sg = self.selected_suggestion()
+        if sg is not None and self.current is not None:
+            boxes = rules.dismiss_suggestion(self.boxes_of(self.current), sg, self.user)
+            self.edit(boxes, "Dismiss suggestion")
+            return
         i = self.canvas.selected_index()
         if i < 0 or self.current is None:
             return
@@ -632,6 +780,97 @@ class MainWindow(QMainWindow):
         self.conf_label.setText(f" {value / 100:.2f} ")
         self.canvas.set_min_score(value / 100)
 
+    # -- the review queue and the model run ------------------------------------------------------
+    def refresh_queue(self) -> None:
+        """Rank the session's images by likely error on the worker (it reads every label and
+        prediction of the version); the list shows the result when it comes."""
+        if self.ws is None or self.worker is None:
+            return
+        from labeldesk.app.review import review_queue
+
+        self._queue_generation += 1
+        generation = self._queue_generation
+        sid = self.ws.session.id
+        overlay = {sha: list(boxes) for sha, boxes in self.overlay.items()}
+        self.worker.submit(
+            review_queue,
+            sid,
+            overlay,
+            on_done=lambda items: self._queue_ready(sid, generation, items),
+            on_error=self.show_error,
+        )
+
+    def _queue_ready(self, session_id: int, generation: int, items: list) -> None:
+        if self.ws is None or self.ws.session.id != session_id:
+            return
+        if generation != self._queue_generation:
+            return  # a newer ranking is on its way
+        self.queue = items
+        priorities = {}
+        for item in items:
+            if item.priority <= 0 or not item.reasons:
+                continue
+            top = max(item.reasons, key=lambda r: r.weight)
+            more = f" (+{len(item.reasons) - 1})" if len(item.reasons) > 1 else ""
+            priorities[item.image] = (item.priority, f"{top.text}{more}")
+        self.image_model.set_priorities(priorities)
+        if self.sort_order.currentIndex() == 1:
+            self._apply_sort()
+        elif self.needs_review.isChecked():
+            self._keep_list_and_canvas_in_step()
+        self._redraw_boxes(self.canvas.selected_index())  # the boxes panel's badge
+        self.queueReady.emit()
+
+    def _apply_sort(self) -> None:
+        by_priority = self.sort_order.currentIndex() == 1
+        self.image_model.set_sort(self.image_model.priority_order() if by_priority else None)
+        self._keep_list_and_canvas_in_step()
+
+    def _fill_runs(self) -> None:
+        """The stored prediction runs of the version under review, the session's chosen."""
+        from labeldesk.app.words import params_text
+
+        self.run_chooser.clear()
+        if self.ws is None:
+            return
+        self.run_chooser.addItem("no model", None)
+        try:
+            runs = self.ws.runs()
+        except LabelDeskError:
+            runs = []
+        for run in runs:
+            self.run_chooser.addItem(
+                f"{run.model_name} ({params_text(run.params)}) · {run.images} images",
+                (run.model, run.params),
+            )
+            if run.model == self.ws.prelabel_model and run.params == self.ws.prelabel_params:
+                self.run_chooser.setCurrentIndex(self.run_chooser.count() - 1)
+
+    def _run_chosen(self, index: int) -> None:
+        assert self.ws is not None and self.writer is not None
+        choice = self.run_chooser.itemData(index)
+        model, params = choice if choice else (None, None)
+        if (model, params) == (self.ws.prelabel_model, self.ws.prelabel_params):
+            return
+        self._set_source(model, params)
+
+    def _set_source(self, model: str | None, params: dict | None) -> None:
+        """Show another stored run's boxes: record it in the session, then reload."""
+        assert self.ws is not None and self.writer is not None
+        from labeldesk.app.review import set_prelabel_source
+
+        sid = self.ws.session.id
+
+        def reload(_: object) -> None:  # only once the writer has recorded the source
+            if self.worker is not None:
+                self.worker.submit(
+                    _load_workspace, sid, on_done=self._workspace_reloaded, on_error=self.show_error
+                )
+
+        self.writer.submit(
+            set_prelabel_source, sid, model, params, on_done=reload, on_error=self.show_error
+        )
+
     # -- filters -------------------------------------------------------------------------------
     def _fill_class_filter(self) -> None:
         self.class_filter.blockSignals(True)
@@ -648,7 +887,9 @@ class MainWindow(QMainWindow):
             state=None if state == "all images" else state,
             below=self.below_spin.value() if self.below_check.isChecked() else None,
             cls=self.class_filter.currentData(),
+            needs_review=self.needs_review.isChecked(),
         )
+        self._keep_list_and_canvas_in_step()
 
     # -- commit --------------------------------------------------------------------------------
     def provenance(self) -> dict:
@@ -662,12 +903,19 @@ class MainWindow(QMainWindow):
             prov["method"] = "manual"
         return prov
 
-    def commit_dialog(self) -> None:
+    def make_commit_dialog(self):
+        from labeldesk.app.words import provenance_lines
+
         from .commit_dialog import CommitDialog
 
+        assert self.ws is not None and self.project is not None
+        lines = provenance_lines(self.project.db, self.provenance())
+        return CommitDialog(self, self.ws.counts(), lines)
+
+    def commit_dialog(self) -> None:
         if self.ws is None:
             return
-        dialog = CommitDialog(self, self.ws.counts(), self.provenance())
+        dialog = self.make_commit_dialog()
         if dialog.exec():
             self.commit_version(dialog.message())
 
@@ -816,8 +1064,22 @@ class MainWindow(QMainWindow):
         dock = self.validation_dock
         dock.show()
         dock.raise_()
-        if not dock.isFloating() and dock.height() < 360:
-            self.resizeDocks([dock], [420], Qt.Orientation.Vertical)
+        self._grow_validation()
+
+    #: the height the validation dock gets when it comes forward: chart, per-class table and
+    #: evaluations table each get a readable share (the Versions list needs far less)
+    VALIDATION_HEIGHT = 460
+
+    def _validation_visible(self, visible: bool) -> None:
+        if visible:  # its tab clicked, or the menu: after the dock's own layout settles
+            QTimer.singleShot(0, self._grow_validation)
+
+    def _grow_validation(self) -> None:
+        dock = self.validation_dock
+        if dock.isVisible() and not dock.isFloating() and dock.height() < self.VALIDATION_HEIGHT:
+            # never more than half the window: the image stays the main thing
+            want = min(self.VALIDATION_HEIGHT, max(dock.height(), self.height() // 2))
+            self.resizeDocks([dock], [want], Qt.Orientation.Vertical)
 
     def _exchange(self, what: str, fmt: str) -> None:
         from . import exchange

@@ -35,23 +35,35 @@ RowRole = Qt.ItemDataRole.UserRole + 1
 
 
 class ImageListModel(QAbstractListModel):
-    """The images of the session, filtered: by state, pre-labels below a confidence, a class.
+    """The images of the session, filtered (by state, pre-labels below a confidence, a class,
+    needing review) and in an order (by name, or by review priority).
 
     ``rows`` holds every image (``ReviewWorkspace.rows``, indexed by *source row*); the model
-    shows ``visible``, the source rows that pass the filters, ascending. It filters itself
-    rather than through a QSortFilterProxyModel's ``filterAcceptsRow``, which the proxy calls
-    once per row through the binding: about a second per filter change at 100,000 images, on
-    the GUI thread, against tens of milliseconds for one list comprehension here. Views show it
-    through :class:`ViewCache`.
+    shows ``visible``, the source rows that pass the filters, in the order of ``rank`` (by
+    source row when no sort is set). It filters itself rather than through a
+    QSortFilterProxyModel's ``filterAcceptsRow``, which the proxy calls once per row through
+    the binding: about a second per filter change at 100,000 images, on the GUI thread, against
+    tens of milliseconds for one list comprehension here. Views show it through
+    :class:`ViewCache`.
+
+    One row is *pinned*: the image under review. It shows whatever the filters say, so an
+    image that leaves the filter because it was just reviewed neither vanishes under the
+    reviewer nor moves the cursor onto (and then past) its neighbour; it leaves the list once
+    the cursor moves on (:meth:`pin`).
     """
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.rows: list[ImageRow] = []
-        self.visible: list[int] = []  # source rows shown, ascending
+        self.visible: list[int] = []  # source rows shown, in rank order
         self.state: str | None = None
         self.below: float | None = None
         self.cls: int | None = None
+        self.needs_review = False
+        self.pinned: int | None = None
+        # sha -> (priority, reason): the review queue, from core's ranking (set_priorities)
+        self.priorities: dict[str, tuple[float, str]] = {}
+        self.rank: list[int] | None = None  # source row -> its position in the sort order
 
     # -- filtering -----------------------------------------------------------------------------
     def accepts(self, row: ImageRow) -> bool:
@@ -59,25 +71,39 @@ class ImageListModel(QAbstractListModel):
             return False
         if self.below is not None and (row.min_score is None or row.min_score >= self.below):
             return False
+        if self.needs_review and row.sha not in self.priorities:
+            return False
         return self.cls is None or self.cls in row.classes
 
-    def _compute(self) -> list[int]:
-        if self.state is None and self.below is None and self.cls is None:
+    def _shows(self, source_row: int) -> bool:
+        return source_row == self.pinned or self.accepts(self.rows[source_row])
+
+    def _order(self) -> list[int]:
+        """Every source row, in the order the list shows them."""
+        if self.rank is None:
             return list(range(len(self.rows)))
-        accepts = self.accepts
-        return [i for i, row in enumerate(self.rows) if accepts(row)]
+        order = [0] * len(self.rows)
+        for source, position in enumerate(self.rank):
+            order[position] = source
+        return order
+
+    def _compute(self) -> list[int]:
+        order = self._order()
+        if self.state is None and self.below is None and self.cls is None and not self.needs_review:
+            return order
+        accepts, rows, pinned = self.accepts, self.rows, self.pinned
+        return [i for i in order if i == pinned or accepts(rows[i])]
 
     def set_rows(self, rows: list[ImageRow]) -> None:
         self.beginResetModel()
         self.rows = rows
+        self.pinned = None
+        self.rank = None  # by name until the window sorts the new rows (its queue re-sorts)
         self.visible = self._compute()
         self.endResetModel()
 
-    def set_filter(
-        self, state: str | None = None, below: float | None = None, cls: int | None = None
-    ) -> None:
-        """Apply new filters; the current and selected images stay so if they still show."""
-        self.state, self.below, self.cls = state, below, cls
+    def _relayout(self) -> None:
+        """Recompute ``visible``; the view's current and selected rows follow their images."""
         self.layoutAboutToBeChanged.emit()
         old = self.persistentIndexList()  # the view's current and selected rows: a handful
         sources = [self.visible[i.row()] for i in old]
@@ -85,16 +111,79 @@ class ImageListModel(QAbstractListModel):
         self.changePersistentIndexList(old, [self.view_index(s) for s in sources])
         self.layoutChanged.emit()
 
+    def set_filter(
+        self,
+        state: str | None = None,
+        below: float | None = None,
+        cls: int | None = None,
+        needs_review: bool = False,
+    ) -> None:
+        """Apply new filters; the current and selected images stay so if they still show.
+
+        The pin is dropped: a reviewer choosing a filter wants exactly what it passes (the
+        window then moves the cursor to a shown image)."""
+        self.state, self.below, self.cls = state, below, cls
+        self.needs_review = needs_review
+        self.pinned = None
+        self._relayout()
+
+    def set_sort(self, order: Sequence[int] | None) -> None:
+        """Show the rows in ``order`` (every source row once), or by source row for None."""
+        if order is None:
+            self.rank = None
+        else:
+            rank = [0] * len(self.rows)
+            for position, source in enumerate(order):
+                rank[source] = position
+            self.rank = rank
+        self._relayout()
+
+    def set_priorities(self, priorities: dict[str, tuple[float, str]]) -> None:
+        """The review queue: sha -> (priority, reason) of every image that needs review."""
+        self.priorities = dict(priorities)
+        if self.needs_review:
+            self._relayout()
+        elif self.visible:
+            self.dataChanged.emit(
+                self.index(0), self.index(len(self.visible) - 1), list(self.CHANGED_ROLES)
+            )
+
+    def priority_order(self) -> list[int]:
+        """Source rows by priority, highest first; ties (and images without one) by name."""
+        pr = self.priorities
+        rows = self.rows
+        return sorted(
+            range(len(rows)), key=lambda i: -pr[rows[i].sha][0] if rows[i].sha in pr else 1.0
+        )
+
+    def pin(self, source_row: int | None) -> None:
+        """Pin the image under review; the one pinned before leaves if the filters hide it."""
+        old, self.pinned = self.pinned, source_row
+        if old is not None and old != source_row and 0 <= old < len(self.rows):
+            self.row_changed(old)
+
     # -- source rows and shown rows ------------------------------------------------------------
-    def _place(self, source_row: int) -> tuple[int, bool]:
+    def place(self, source_row: int) -> tuple[int, bool]:
         """The row ``source_row`` shows at, or would be inserted at, and whether it shows."""
-        i = bisect_left(self.visible, source_row)
+        if self.rank is None:
+            i = bisect_left(self.visible, source_row)
+        else:
+            rank = self.rank
+            i = bisect_left(self.visible, rank[source_row], key=rank.__getitem__)
         return i, i < len(self.visible) and self.visible[i] == source_row
 
     def view_index(self, source_row: int) -> QModelIndex:
         """Where source row ``source_row`` shows; invalid when the filters hide it."""
-        i, shown = self._place(source_row)
+        i, shown = self.place(source_row)
         return self.index(i) if shown else QModelIndex()
+
+    def nearest_row(self, source_row: int) -> int:
+        """The shown row at ``source_row``'s place (the next one when it is hidden), or the
+        last row; -1 when nothing shows."""
+        if not self.visible:
+            return -1
+        i, _ = self.place(source_row)
+        return min(i, len(self.visible) - 1)
 
     def source_row(self, view_row: int) -> int:
         return self.visible[view_row]
@@ -109,8 +198,8 @@ class ImageListModel(QAbstractListModel):
 
     def row_changed(self, source_row: int) -> None:
         """Source row ``source_row`` changed: repaint it, or show or hide it per the filters."""
-        i, shown = self._place(source_row)
-        wanted = self.accepts(self.rows[source_row])
+        i, shown = self.place(source_row)
+        wanted = self._shows(source_row)
         if shown and wanted:
             idx = self.index(i)
             self.dataChanged.emit(idx, idx, list(self.CHANGED_ROLES))
@@ -132,10 +221,18 @@ class ImageListModel(QAbstractListModel):
             return None
         row = self.rows[self.visible[index.row()]]
         if role == Qt.ItemDataRole.DisplayRole:
-            return f"{STATE_MARKS[row.state]}  {row.name}"
+            badge = self.priorities.get(row.sha)
+            if badge is None:
+                return f"{STATE_MARKS[row.state]}  {row.name}"
+            return f"{STATE_MARKS[row.state]}  {row.name}   ⚑ {badge[0]:.2f} {badge[1]}"
         if role == Qt.ItemDataRole.ToolTipRole:
             score = f", lowest pre-label {row.min_score:.2f}" if row.min_score is not None else ""
-            return f"{row.name}\n{row.width}x{row.height}, {row.n_boxes} boxes, {row.state}{score}"
+            badge = self.priorities.get(row.sha)
+            why = f"\nreview priority {badge[0]:.2f}: {badge[1]}" if badge else ""
+            return (
+                f"{row.name}\n{row.width}x{row.height}, {row.n_boxes} boxes, {row.state}{score}"
+                f"{why}"
+            )
         if role == Qt.ItemDataRole.ForegroundRole:
             return QBrush(QColor(STATE_COLORS[row.state]))
         if role == RowRole:
@@ -215,11 +312,12 @@ class BoxTableModel(_RowsTable):
             if col == 2:
                 return box.origin
             return "crowd region" if box.crowd else box.state
-        if role == Qt.ItemDataRole.ForegroundRole:
-            if box.crowd:  # grey, as the canvas draws it: not an object box
-                return QBrush(CROWD_COLOR)
-            if index.column() == 0:
-                return QBrush(class_color(box.cls))
+        if role == Qt.ItemDataRole.ForegroundRole and box.crowd:
+            return QBrush(CROWD_COLOR)  # grey, as the canvas draws it: not an object box
+        if role == Qt.ItemDataRole.DecorationRole and index.column() == 0 and not box.crowd:
+            # A swatch, and the name in the table's own text colour: a light class colour as
+            # text was unreadable on the table's white.
+            return class_color(box.cls)
         return None
 
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:

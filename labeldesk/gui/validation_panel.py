@@ -197,6 +197,11 @@ class ValidationPanel(QWidget):
         split.addWidget(top)
         split.addWidget(self.eval_table)
         split.setSizes([300, 200])
+        # Grown or shrunk, chart and tables keep these shares (3:2), and neither collapses.
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        split.setChildrenCollapsible(False)
+        self.models_split = split
         lay.addWidget(split, 1)
         return tab
 

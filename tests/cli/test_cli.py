@@ -178,3 +178,91 @@ def test_demo_runs_end_to_end_in_a_real_process(tmp_path) -> None:
     # the loop closed: a model was trained on v2.0 and judged against the shipped one
     assert log[1]["trained"] == ["demo-shapes-ft"]
     assert "labeldesk promote demo-shapes-ft" in r_demo.stdout
+
+
+def test_show_says_method_and_model_in_words(proj, tmp_path, capsys) -> None:
+    from labeldesk.core import predictions
+    from labeldesk.core.project import Project, now_iso
+    from labeldesk.core.sessions import ReviewSession
+
+    write_image(tmp_path / "a" / "1.png", seed=1)
+    run(capsys, "-p", str(proj), "add", str(tmp_path / "a"))
+    code, out, _ = run(capsys, "-p", str(proj), "show", "main")
+    assert code == 0 and "None" not in out
+    assert "method: images added (no labelling)" in out and "model: none" in out
+
+    params = {"conf": 0.25, "iou": 0.7, "imgsz": 640}
+    with Project.open(proj) as p:
+        with p.transaction():
+            p.db.execute(
+                "INSERT INTO model (id, name, path, format, task, class_names, added_at, "
+                "added_by) VALUES (?, 'shapes-v2', '/m.pt', 'pt', 'detect', '[\"car\"]', ?, 'x')",
+                ["ab" * 32, now_iso()],
+            )
+        predictions.store(p, "ab" * 32, params, [])
+        s = ReviewSession.start(p)
+        s.add_class("car")
+        (sha,) = [r[0] for r in p.db.execute("SELECT sha256 FROM image")]
+        s.set_boxes(sha, [])
+        s.commit(
+            "reviewed",
+            provenance={"method": "semi-automatic", "model": "ab" * 32, "model_params": params},
+        )
+    code, out, _ = run(capsys, "-p", str(proj), "show", "main")
+    assert code == 0 and "None" not in out and "ab" * 32 not in out and "{" not in out
+    assert "method: semi-automatic" in out
+    assert "model: shapes-v2 (confidence ≥ 0.25, overlap (NMS IoU) 0.7, image size 640 px)" in out
+
+
+def test_a_diff_of_image_metadata_only_says_which_field(proj, tmp_path, capsys) -> None:
+    from labeldesk.core.manifest import Entry, ManifestStore
+    from labeldesk.core.project import Project
+    from labeldesk.core.versions import diff, resolve, write_version
+
+    write_image(tmp_path / "a" / "1.png", seed=1)
+    run(capsys, "-p", str(proj), "add", str(tmp_path / "a"))
+    with Project.open(proj) as p:
+        v = resolve(p.db, "main")
+        store = ManifestStore(p.db)
+        tree = store.tree(v.tree)
+        (sha,) = [r[0] for r in p.db.execute("SELECT sha256 FROM image")]
+        old = store.entry(tree, sha)
+        new = Entry(old.annset, old.split, old.tags, (("file_name", "renamed.png"),))
+        with p.transaction():
+            write_version(
+                p,
+                tree=store.apply(tree, {sha: new}),
+                classes=v.classes,
+                parents=[v.id],
+                kind="import",
+                message="rename",
+                provenance={},
+                move_main_from=v.id,
+            )
+        (change,) = diff(p, "main~1", "main").images
+    assert change.what_changed() == ["file_name"]
+    code, out, _ = run(capsys, "-p", str(proj), "diff", "main~1", "main")
+    assert code == 0 and out.rstrip().endswith("file_name")
+    code, out, _ = run(capsys, "-p", str(proj), "diff", "main~1", "main", "--json")
+    assert json.loads(out)["images"][0]["meta_changed"] == ["file_name"]
+
+
+def test_demo_force_replaces_a_demo_and_only_a_demo(tmp_path) -> None:
+    from labeldesk.core.demo import clear_demo_folder
+    from labeldesk.core.errors import LabelDeskError
+    from labeldesk.core.project import Project
+
+    demo = tmp_path / "demo"
+    Project.init(demo / "project").close()  # where build_demo puts its project
+    write_image(demo / "source-images" / "a.png")
+    with pytest.raises(LabelDeskError, match="--force"):
+        clear_demo_folder(demo, force=False)
+    clear_demo_folder(demo, force=True)
+    assert not demo.exists()
+
+    other = tmp_path / "mine"
+    write_image(other / "holiday.png")
+    with pytest.raises(LabelDeskError, match="does not hold a LabelDesk demo"):
+        clear_demo_folder(other, force=True)
+    assert (other / "holiday.png").exists()
+    clear_demo_folder(tmp_path / "new", force=False)  # missing: fine

@@ -211,3 +211,17 @@ def test_agreement_drift_and_report(capsys, proj, tmp_path) -> None:
     with Project.open(proj) as project:
         created = resolve(project.db, "main").created
     assert f'<span title="{created}">{created[:10]} {created[11:16]} UTC</span>' in text
+
+
+def test_a_passing_gate_says_the_drop_and_the_limit(capsys, proj, tmp_path) -> None:
+    good = results(proj, tmp_path, "good.json", 0)
+    bad = results(proj, tmp_path, "bad.json", 5)
+    p = ["-p", str(proj)]
+    args = [*p, "validate", "--predictions", str(bad), "--baseline-predictions", str(good)]
+    code, out, _ = run(capsys, *args, "--max-drop", "0.9")
+    assert code == 0
+    m = re.search(r"PASS: map50_95 on all dropped by ([0-9.]+) \(([0-9.]+) vs baseline", out)
+    assert m and float(m.group(1)) > 0.01, out
+    assert "within the limit of 0.9000" in out and "dropped at most" not in out
+    code, out, _ = run(capsys, *p, "validate", "--predictions", str(good), "--baseline", "main")
+    assert code == 0 and "PASS: map50_95 did not drop on any subset (limit" in out

@@ -75,3 +75,9 @@ def window(qtbot, review_project, monkeypatch, tmp_path):
     qtbot.waitUntil(lambda: w.ws is not None and w.current is not None, timeout=10000)
     yield w
     w.close()
+
+
+@pytest.fixture
+def make_project():
+    """``make_review_project`` for tests that need another size or layout of project."""
+    return make_review_project
