@@ -239,6 +239,18 @@ class MainWindow(QMainWindow):
         self.run_chooser.setToolTip("Whose stored predictions show as pre-labels and suggestions")
         self.run_chooser.activated.connect(self._run_chosen)
         toolbar.addWidget(self.run_chooser)
+        toolbar.addWidget(QLabel(" Match IoU "))
+        self.iou_spin = QDoubleSpinBox()
+        self.iou_spin.setRange(0.10, 0.95)
+        self.iou_spin.setSingleStep(0.05)
+        self.iou_spin.setDecimals(2)
+        self.iou_spin.setValue(0.50)
+        self.iou_spin.setToolTip(
+            "How much a prediction must overlap a label of its class to agree with it: below "
+            "this a label is a 'loose box' and the prediction 'possibly missing'"
+        )
+        self.iou_spin.valueChanged.connect(self._iou_changed)
+        toolbar.addWidget(self.iou_spin)
         toolbar.addWidget(QLabel(" Hide pre-labels below "))
         self.conf_slider = QSlider(Qt.Orientation.Horizontal)
         self.conf_slider.setRange(0, 100)
@@ -781,6 +793,16 @@ class MainWindow(QMainWindow):
         self.canvas.set_min_score(value / 100)
 
     # -- the review queue and the model run ------------------------------------------------------
+    def _iou_changed(self, value: float) -> None:
+        """A new matching threshold: this image's suggestions now, the queue on the worker."""
+        if self.ws is None:
+            return
+        import dataclasses
+
+        self.ws.suggestion_params = dataclasses.replace(self.ws.suggestion_params, iou=value)
+        self._redraw_boxes()
+        self._queue_timer.start()
+
     def refresh_queue(self) -> None:
         """Rank the session's images by likely error on the worker (it reads every label and
         prediction of the version); the list shows the result when it comes."""
@@ -792,10 +814,14 @@ class MainWindow(QMainWindow):
         generation = self._queue_generation
         sid = self.ws.session.id
         overlay = {sha: list(boxes) for sha, boxes in self.overlay.items()}
+        from labeldesk.core.queue import Params as QueueParams
+
+        params = QueueParams(iou=self.ws.suggestion_params.iou)
         self.worker.submit(
             review_queue,
             sid,
             overlay,
+            params,
             on_done=lambda items: self._queue_ready(sid, generation, items),
             on_error=self.show_error,
         )

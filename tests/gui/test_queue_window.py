@@ -161,3 +161,24 @@ def test_matched_predictions_show_faint_on_a_toggle(qtbot, labelled) -> None:
     w.show_matched.setChecked(False)
     assert w.suggestion_items == []
     w.close()
+
+
+def test_the_matching_iou_is_the_users_to_set(qtbot, labelled) -> None:
+    root, shas = labelled
+    with Project.open(root, user="lead-user") as p:
+        session = open_or_start_session(p)
+        ws = Workspace(p, session)
+        ws.load()
+        car = next(c for c, n in ws.classes.items() if n == "car")
+        # IoU 0.57 with the model's car at (20,30 60x40): a match at 0.5, a loose box at 0.6
+        session.set_boxes(shas[3], [Box(car, 30, 35, 60, 40)])
+        session.commit("a shifted label")
+    w = open_window(qtbot, root)
+    w.show_row(w.ws.index[shas[3]])
+    assert not [s for s in w.suggestions if s.kind == "loose"]
+    with qtbot.waitSignal(w.queueReady, timeout=20000):
+        w.iou_spin.setValue(0.60)
+    (loose,) = [s for s in w.suggestions if s.kind == "loose"]
+    assert (loose.box.x, loose.box.y, loose.box.w, loose.box.h) == (20, 30, 60, 40)
+    assert shas[3] in w.image_model.priorities  # the queue was ranked again at 0.6
+    w.close()
