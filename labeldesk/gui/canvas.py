@@ -205,7 +205,13 @@ class Canvas(QGraphicsView):
 
     def __init__(self, parent: QWidget | None = None, *, editable: bool = True) -> None:
         super().__init__(parent)
-        self.setScene(QGraphicsScene(self))
+        scene = QGraphicsScene(self)
+        # No BSP index: the scene holds a few dozen items that move, resize and get replaced on
+        # every image, and labels change their bounds as they are placed. Qt's index then keeps
+        # stale entries for removed items and a later paint reads freed memory (a segfault seen
+        # after a crowd region was replaced); a linear scan of so few items costs nothing.
+        scene.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.NoIndex)
+        self.setScene(scene)
         self.setRenderHints(
             QPainter.RenderHint.Antialiasing | QPainter.RenderHint.SmoothPixmapTransform
         )
