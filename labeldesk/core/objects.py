@@ -13,7 +13,7 @@ import ctypes.util
 import hashlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
@@ -62,12 +62,33 @@ class ObjectStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.base = self.root / "sha256"
+        #: In a lazy clone, a function that brings the bytes of an object this store does not
+        #: hold yet (from the remote, verified by hash before it is stored); None otherwise.
+        self.fetch_missing: Callable[[str], bytes] | None = None
 
-    def path(self, sha: str) -> Path:
+    def _file(self, sha: str) -> Path:
         return self.base / sha[:2] / sha[2:]
 
+    def path(self, sha: str) -> Path:
+        """The object's file; in a lazy clone, fetched first if it is not here yet.
+
+        Everything that reads image bytes (the window, export, training, pre-labelling) goes
+        through here, so a lazy clone fetches an image exactly when it is first used.
+        """
+        p = self._file(sha)
+        if self.fetch_missing is not None and not p.is_file():
+            data = self.fetch_missing(sha)
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise OSError(f"object {sha} arrived from the remote with other content")
+            self.put_bytes(data, sha)
+        return p
+
+    def has_file(self, sha: str) -> bool:
+        """Whether the object's bytes are here (never fetches)."""
+        return self._file(sha).is_file()
+
     def exists(self, sha: str) -> bool:
-        return self.path(sha).is_file()
+        return self._file(sha).is_file()
 
     def read_bytes(self, sha: str) -> bytes:
         return self.path(sha).read_bytes()
@@ -80,7 +101,7 @@ class ObjectStore:
         """
         if sha is None:
             sha = hashlib.sha256(data).hexdigest()
-        dest = self.path(sha)
+        dest = self._file(sha)
         if dest.is_file():
             return False
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +135,7 @@ class ObjectStore:
 
     def remove(self, sha: str) -> None:
         """Delete an object; only for undoing objects written by an operation that failed."""
-        p = self.path(sha)
+        p = self._file(sha)
         if p.exists():
             os.chmod(p, 0o644)
             p.unlink()
