@@ -261,3 +261,33 @@ def remote_url(s3_env: SeaweedS3, request: pytest.FixtureRequest) -> str:
     return (
         f"s3://labeldesk-test/{request.node.name[:40].strip('[]')}-{next(_prefixes)}-{os.getpid()}"
     )
+
+
+#: A small fork server for kill tests: it imports LabelDesk and the S3 client once, then for
+#: each line on stdin forks a child that opens the project, prints ``ready PID``, waits for
+#: SIGUSR1, pushes, prints ``done`` and waits again (so its pid stays ours until it is
+#: killed); the server reaps it and prints ``exit STATUS``. Children start in milliseconds, so
+#: a test can kill dozens of pushes at random moments in seconds. The server itself never
+#: makes a request, so each child starts the client's runtime afresh.
+PUSH_FORK_SERVER = """
+import os, signal, sys
+from labeldesk.core.project import Project
+from labeldesk.core.remote.sync import push
+import obstore.store  # imported, never used here
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+for line in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        p = Project.open(sys.argv[1])
+        print("ready", os.getpid(), flush=True)
+        signal.sigwait({signal.SIGUSR1})
+        try:
+            push(p)
+            print("done", flush=True)
+        except BaseException as e:
+            print("failed", type(e).__name__, flush=True)
+        signal.sigwait({signal.SIGUSR1})
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    print("exit", status, flush=True)
+"""

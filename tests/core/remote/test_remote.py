@@ -9,11 +9,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from helpers import write_image
-from s3server import HeaderDroppingProxy, SeaweedS3
+from s3server import PUSH_FORK_SERVER, HeaderDroppingProxy, SeaweedS3
 
 from labeldesk.core.boxes import Box
 from labeldesk.core.errors import MergeConflictError
@@ -57,40 +58,46 @@ def review(project: Project, images: list[str], x: float, message: str = "review
     return s.commit(message).id
 
 
-def remote_problems(bucket: Bucket) -> list[str]:
-    """Every key the remote's refs lead to (records, parents, objects) that it does not hold."""
+def remote_problems(bucket: Bucket, checked: set[str] | None = None) -> list[str]:
+    """Every key the remote's refs lead to (records, parents, objects) that it does not hold.
+
+    ``checked`` carries the records found whole by an earlier call: they are immutable, so a
+    loop need not walk them again.
+    """
+    checked = set() if checked is None else checked
     keys = set(bucket.list(""))
     problems: list[str] = []
     got = bucket.get(L.MAIN_REF)
     if got is None:
         return problems
+
+    def record(key: str) -> dict | None:
+        if key not in keys:
+            problems.append(key)
+            return None
+        return json.loads(bucket.get(key)[0])
+
     todo = [json.loads(got[0])["version"]]
-    seen: set[str] = set()
-    trees = set()
     while todo:
-        vid = todo.pop()
-        if vid in seen:
+        vkey = L.version_key(todo.pop())
+        if vkey in checked or (rec := record(vkey)) is None:
             continue
-        seen.add(vid)
-        if L.version_key(vid) not in keys:
-            problems.append(L.version_key(vid))
-            continue
-        rec = json.loads(bucket.get(L.version_key(vid))[0])
+        ok = len(problems)
         todo.extend(rec["parents"])
-        trees.add(rec["tree"])
-    for t in trees:
-        if L.tree_key(t) not in keys:
-            problems.append(L.tree_key(t))
-            continue
-        for b in json.loads(json.loads(bucket.get(L.tree_key(t))[0])["text"]).values():
-            if L.bucket_key(b) not in keys:
-                problems.append(L.bucket_key(b))
-                continue
-            entries = json.loads(json.loads(bucket.get(L.bucket_key(b))[0])["text"])
-            for image, entry in entries.items():
-                for k in (L.image_key(image), L.object_key(image), L.annset_key(entry[0])):
-                    if k not in keys:
-                        problems.append(k)
+        tkey = L.tree_key(rec["tree"])
+        if tkey not in checked and (tree := record(tkey)) is not None:
+            for b in json.loads(tree["text"]).values():
+                bkey = L.bucket_key(b)
+                if bkey in checked or (bucket_rec := record(bkey)) is None:
+                    continue
+                for image, entry in json.loads(bucket_rec["text"]).items():
+                    for k in (L.image_key(image), L.object_key(image), L.annset_key(entry[0])):
+                        if k not in keys:
+                            problems.append(k)
+                checked.add(bkey)
+            checked.add(tkey)
+        if len(problems) == ok:
+            checked.add(vkey)
     return problems
 
 
@@ -280,61 +287,57 @@ def test_two_projects_racing_pushes_lose_nothing(tmp_path: Path, remote_url: str
 
 # -- killed pushes, a stopped server ------------------------------------------------------------
 
-_WORKER = """
-import sys
-from labeldesk.core.project import Project
-from labeldesk.core.remote.sync import push
-p = Project.open(sys.argv[1])
-print("ready", flush=True)
-sys.stdin.readline()
-push(p)
-print("done", flush=True)
-"""
-
-
-def _worker(project: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-c", _WORKER, str(project)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
 
 @pytest.mark.timeout(300)
 def test_push_killed_at_random_moments_never_publishes_a_missing_object(
     tmp_path: Path, remote_url: str
 ) -> None:
-    a = make_project(tmp_path, "a", n=40)
+    a = make_project(tmp_path, "a", n=20)
     add_remote(a, "origin", remote_url)
+    push(a)  # the probe and the first bytes, once
     bucket = Bucket(remote_url)
     imgs = images_of(a)
     rng = random.Random(15)
-    kills = 0
-    nxt = _worker(a.root)
+    server = subprocess.Popen(
+        [sys.executable, "-c", PUSH_FORK_SERVER, str(a.root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    kills = completed = 0
+    whole: set[str] = set()
     src = tmp_path / "more"
-    for rnd in range(50):
-        # something new to push every round: a review, and now and then new image bytes
-        review(a, [imgs[rnd % len(imgs)]], 1.0 + rnd)
-        if rnd % 10 == 0:
-            write_image(src / f"new{rnd}.png", seed=9000 + rnd)
-            add_images(a, [src / f"new{rnd}.png"])
-        w, nxt = nxt, _worker(a.root)  # the next one starts while this one runs
-        assert w.stdout.readline().strip() == "ready"
-        w.stdin.write("go\n")
-        w.stdin.flush()
-        try:
-            w.wait(timeout=rng.uniform(0.0, 0.4))
-        except subprocess.TimeoutExpired:
-            w.send_signal(signal.SIGKILL)
-            kills += 1
-        w.wait()
-        assert remote_problems(bucket) == []
-    nxt.kill()
-    nxt.wait()
-    assert kills >= 25  # most rounds were really killed mid-push
+    try:
+        for rnd in range(150):  # bounded: stops at 50 kills in the middle of a push
+            if kills >= 50:
+                break
+            # something new to push every round: a review, now and then new image bytes
+            review(a, [imgs[rnd % len(imgs)]], 1.0 + rnd)
+            if rnd % 10 == 0:
+                write_image(src / f"new{rnd}.png", seed=9000 + rnd)
+                add_images(a, [src / f"new{rnd}.png"])
+            server.stdin.write("fork\n")
+            server.stdin.flush()
+            word, pid = server.stdout.readline().split()
+            assert word == "ready"
+            os.kill(int(pid), signal.SIGUSR1)
+            time.sleep(rng.uniform(0.0, 0.1))  # the random moment, not a wait for anything
+            os.kill(int(pid), signal.SIGKILL)  # still ours: a child waits to be killed
+            lines = []
+            while not (line := server.stdout.readline()).startswith("exit"):
+                lines.append(line.strip())
+            if lines == ["done"]:
+                completed += 1
+            else:
+                assert lines == [], lines  # killed mid-push, or a push that failed: say which
+                kills += 1
+            assert remote_problems(bucket, whole) == []
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
+        server.stdout.close()
+    assert kills >= 50
     push(a)  # and the next push completes
     assert json.loads(bucket.get(L.MAIN_REF)[0])["version"] == head(a.db)
     assert remote_problems(bucket) == []
