@@ -285,6 +285,84 @@ def test_two_projects_racing_pushes_lose_nothing(tmp_path: Path, remote_url: str
         p.close()
 
 
+_PUSHER = """
+import json, sys
+from labeldesk.core.boxes import Box
+from labeldesk.core.project import Project
+from labeldesk.core.remote.merge import pull
+from labeldesk.core.remote.sync import RemoteMovedError, push
+from labeldesk.core.sessions import ReviewSession
+root, me, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+images = json.loads(sys.argv[4])
+made, refused = [], 0
+p = Project.open(root, user=f"u{me}")
+for rnd in range(rounds):
+    s = ReviewSession.start(p)
+    names = {v: k for k, v in s.classes().items()}
+    cid = names["cat"] if "cat" in names else s.add_class("cat")
+    s.set_boxes(images[me], [Box(cid, 1.0 + rnd, 1.0, 5.0, 5.0)])
+    made.append(s.commit(f"u{me} round {rnd}").id)
+    for attempt in range(20):  # bounded
+        try:
+            push(p)
+            break
+        except RemoteMovedError:
+            refused += 1
+            pull(p)
+    else:
+        raise SystemExit("never got a push through")
+print(json.dumps({"made": made, "refused": refused}))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_four_processes_pushing_at_once_lose_no_version(tmp_path: Path, remote_url: str) -> None:
+    a = make_project(tmp_path, "a", n=8)
+    add_remote(a, "origin", remote_url)
+    push(a)
+    imgs = images_of(a)
+    a.close()
+    roots = []
+    for i in range(4):
+        c, _ = clone(remote_url, str(tmp_path / f"c{i}"), user=f"u{i}")
+        roots.append(c.root)
+        c.close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PUSHER, str(r), str(i), "3", json.dumps(imgs)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i, r in enumerate(roots)
+    ]
+    results = []
+    for pr in procs:
+        out, _ = pr.communicate(timeout=240)
+        assert pr.returncode == 0
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    print("refused pushes:", [r["refused"] for r in results])
+    made = {v for r in results for v in r["made"]}
+    assert len(made) == 12
+    fresh, _ = clone(remote_url, str(tmp_path / "fresh"))
+    assert made <= {v.id for v in all_versions(fresh.db)}
+    from labeldesk.core.remote.sync import is_ancestor
+
+    assert all(is_ancestor(fresh, v, head(fresh.db)) for v in made)  # all reachable from main
+    # every process's last label is in the final main: no update lost in a merge
+    store = ManifestStore(fresh.db)
+    tree = store.tree(get_version(fresh.db, head(fresh.db)).tree)
+    from labeldesk.core.versions import load_annotation_set
+
+    for i in range(4):
+        (box,) = load_annotation_set(fresh.db, store.entry(tree, imgs[i]).annset)
+        assert box.x == 3.0
+    report = fsck(fresh)
+    assert report.ok, report.findings
+    fresh.close()
+
+
 # -- killed pushes, a stopped server ------------------------------------------------------------
 
 
