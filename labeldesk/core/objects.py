@@ -13,7 +13,7 @@ import ctypes.util
 import hashlib
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
@@ -82,6 +82,17 @@ class ObjectStore:
                 raise OSError(f"object {sha} arrived from the remote with other content")
             self.put_bytes(data, sha)
         return p
+
+    def ensure(self, shas: Iterable[str]) -> None:
+        """In a lazy clone, fetch those of ``shas`` not here yet; a no-op in any other project.
+
+        For readers that build object paths themselves for speed (export's file writer).
+        """
+        if self.fetch_missing is None:
+            return
+        for sha in shas:
+            if not self._file(sha).is_file():
+                self.path(sha)
 
     def has_file(self, sha: str) -> bool:
         """Whether the object's bytes are here (never fetches)."""
