@@ -108,3 +108,24 @@ def test_clone_lazy_in_a_subprocess_never_prints_credentials(
     )  # fmt: skip
     assert r3.returncode == 2 and "cannot reach" in r3.stderr and "Traceback" not in r3.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_read_commands_in_a_lazy_clone_do_not_load_the_s3_client(
+    tmp_path: Path, capsys, remote_url: str
+) -> None:
+    a = _project(tmp_path, capsys, n=2)
+    assert run(capsys, "-p", str(a), "remote", "add", "origin", remote_url)[0] == 0
+    assert run(capsys, "-p", str(a), "push")[0] == 0
+    assert run(capsys, "clone", remote_url, str(tmp_path / "lazy"), "--lazy")[0] == 0
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['labeldesk', '-p', {str(tmp_path / 'lazy')!r}, 'log']\n"
+        "try:\n    runpy.run_module('labeldesk.cli.main', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print('LOADED', [m for m in sys.modules if m.split('.')[0] in ('obstore', 'boto3')])"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert "LOADED []" in r.stdout
