@@ -23,8 +23,8 @@ from typing import Any
 from ..errors import LabelDeskError, StorageError
 
 _URL_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
-#: Requests in flight at once in a batch: the measured knee for small objects.
-CONCURRENCY = 32
+#: Requests in flight at once in a batch (small objects: latency-bound, so many at once).
+CONCURRENCY = 64
 
 
 class RemoteError(LabelDeskError):

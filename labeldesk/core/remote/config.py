@@ -98,7 +98,8 @@ def remove_remote(project: Project, name: str) -> None:
             if missing:
                 raise RemoteError(
                     f"this project was cloned lazily from {name} and {missing} image(s) are "
-                    "not fetched yet; fetch them first (`labeldesk fetch --all-objects`)"
+                    "not fetched yet; keep the remote, or fetch them first (exporting the "
+                    "versions that hold them fetches them)"
                 )
         project.db.execute("DELETE FROM remote WHERE name = ?", [name])
 

@@ -9,6 +9,7 @@ to hold is recorded locally as it is confirmed, so the next push sends only what
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from .config import Remote, add_remote, get_remote
 from .probe import ensure_probed
 
 #: Keys confirmed between two writes of ``remote_has``: a killed push re-sends at most these.
-CHUNK = 512
+CHUNK = 2048
 
 Progress = Callable[[str, int, int], None]
 
@@ -155,6 +156,21 @@ def _topo(project: Project, vids: set[str]) -> list[str]:
     return order
 
 
+_KINDS = {
+    "objects": "objects",
+    "image": "images",
+    "annset": "annotation sets",
+    "bucket": "buckets",
+    "tree": "trees",
+    "decision": "decisions",
+}
+
+
+def _kind(key: str) -> str:
+    parts = key.split("/")
+    return _KINDS.get(parts[0] if parts[0] == "objects" else parts[1], parts[0])
+
+
 def _send(
     project: Project,
     remote: str,
@@ -173,7 +189,8 @@ def _send(
             bucket.create_many(chunk, confirmed.append)
         finally:
             _record_known(project, remote, confirmed)  # what got there, even on failure
-        sent[what] = sent.get(what, 0) + len(chunk)
+        for key, _ in chunk:
+            sent[_kind(key)] = sent.get(_kind(key), 0) + 1
         if progress:
             progress(what, min(start + CHUNK, total), total)
 
@@ -318,7 +335,11 @@ def push(project: Project, name: str | None = None, progress: Progress | None = 
             ],
         )
     )
-    for what, items in steps:
+    # Objects, image rows and annotation sets name nothing, so they go up together; buckets
+    # name them, trees name buckets: each of those waits for the step before.
+    leaves = [item for _, items in steps[:3] for item in items]
+    phases = [("objects", leaves), *steps[3:]]
+    for what, items in phases:
         if items:
             _send(project, remote.name, bucket, items, what, progress, result.sent)
 
@@ -496,17 +517,30 @@ def fetch(
             if not _has_row(project, "annotation_set", "hash", entry[0]):
                 need_annsets.add(entry[0])
     annsets = fetch_hashed("annotation sets", L.annset_key, need_annsets)
+    # Image rows and their bytes in the same requests in flight (bytes verified, then stored
+    # before the transaction that writes the rows naming them).
     image_rows: dict[str, dict] = {}
     names = sorted(need_images)
     for start in range(0, len(names), CHUNK):
         part = names[start : start + CHUNK]
-        got = bucket.get_many([L.image_key(s) for s in part])
+        bytes_wanted = [s for s in part if objects and not project.objects.has_file(s)]
+        got = bucket.get_many(
+            [L.image_key(s) for s in part] + [L.object_key(s) for s in bytes_wanted]
+        )
         for s in part:
-            image_rows[s] = L.decode(L.image_key(s), got[L.image_key(s)])
+            image_rows[s] = L.decode(L.image_key(s), got.pop(L.image_key(s)))
             fetched.add(L.image_key(s))
-    if objects:
-        result.objects = _fetch_objects(project, bucket, names, progress)
-        fetched.update(L.object_key(s) for s in names)
+        for s in bytes_wanted:
+            data = got.pop(L.object_key(s))
+            if hashlib.sha256(data).hexdigest() != s:
+                raise RemoteError(f"object {s} on the remote has other content: refused")
+            project.objects.put_bytes(data, s, durable=False)
+            fetched.add(L.object_key(s))
+        result.objects += len(bytes_wanted)
+        del got
+        if progress:
+            progress("images", min(start + CHUNK, len(names)), len(names))
+    project.objects.sync()  # durable before the rows that name them
     del names
 
     # Decisions: the whole (small, append-only) list; only the unknown ones are read.
@@ -610,8 +644,6 @@ def _fetch_objects(
     project: Project, bucket: Bucket, shas: Sequence[str], progress: Progress | None
 ) -> int:
     """Download, verify and store the bytes of ``shas`` not held yet; how many came."""
-    import hashlib
-
     missing = [s for s in shas if not project.objects.has_file(s)]
     for start in range(0, len(missing), CHUNK):
         part = missing[start : start + CHUNK]
