@@ -23,10 +23,6 @@ def object_key(sha: str) -> str:
     return f"objects/sha256/{sha[:2]}/{sha[2:]}"
 
 
-def image_key(sha: str) -> str:
-    return f"records/image/{sha}"
-
-
 def annset_key(h: str) -> str:
     return f"records/annset/{h}"
 

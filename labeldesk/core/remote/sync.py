@@ -158,7 +158,6 @@ def _topo(project: Project, vids: set[str]) -> list[str]:
 
 _KINDS = {
     "objects": "objects",
-    "image": "images",
     "annset": "annotation sets",
     "bucket": "buckets",
     "tree": "trees",
@@ -242,7 +241,7 @@ def push(project: Project, name: str | None = None, progress: Progress | None = 
             db.execute("SELECT entries FROM manifest_bucket WHERE hash = ?", [b]).fetchone()[0]
         )
         for image, entry in entries.items():
-            if L.image_key(image) not in known:
+            if L.object_key(image) not in known:
                 images.add(image)
             if L.annset_key(entry[0]) not in known:
                 annsets.add(entry[0])
@@ -263,25 +262,28 @@ def push(project: Project, name: str | None = None, progress: Progress | None = 
     image_fields = (
         "format", "width", "height", "orientation", "raw_width", "raw_height", "mode", "byte_size"
     )  # fmt: skip
-    image_sql = f"SELECT {', '.join(image_fields)} FROM image WHERE sha256 = ?"
+    image_sql = f"SELECT sha256, {', '.join(image_fields)} FROM image WHERE sha256 IN "
+
+    def bucket_record(h: str) -> Callable[[], bytes]:
+        # A bucket carries the rows of its images (size, orientation, format: what a clone
+        # needs before it has the bytes), so a push costs one request per bucket, not per image.
+        def make() -> bytes:
+            text, n_images, n_boxes = db.execute(
+                "SELECT entries, n_images, n_boxes FROM manifest_bucket WHERE hash = ?", [h]
+            ).fetchone()
+            shas = list(json.loads(text))
+            rows = db.execute(f"{image_sql}({','.join('?' * len(shas))})", shas).fetchall()
+            images = {r[0]: dict(zip(image_fields, r[1:], strict=True)) for r in rows}
+            return L.encode(
+                {"text": text, "n_images": n_images, "n_boxes": n_boxes, "images": images}
+            )
+
+        return make
+
     steps: list[tuple[str, list[tuple[str, Callable[[], bytes]]]]] = [
         (
             "objects",
-            [(L.object_key(s), obj(s)) for s in sorted(images) if L.object_key(s) not in known],
-        ),
-        (
-            "images",
-            [
-                (
-                    L.image_key(s),
-                    row(
-                        image_sql,
-                        s,
-                        image_fields,
-                    ),
-                )
-                for s in sorted(images)
-            ],
+            [(L.object_key(s), obj(s)) for s in sorted(images)],
         ),
         (
             "annotation sets",
@@ -297,20 +299,7 @@ def push(project: Project, name: str | None = None, progress: Progress | None = 
                 for h in sorted(annsets)
             ],
         ),
-        (
-            "buckets",
-            [
-                (
-                    L.bucket_key(h),
-                    row(
-                        "SELECT entries, n_images, n_boxes FROM manifest_bucket WHERE hash = ?",
-                        h,
-                        ("text", "n_images", "n_boxes"),
-                    ),
-                )
-                for h in sorted(buckets)
-            ],
-        ),
+        ("buckets", [(L.bucket_key(h), bucket_record(h)) for h in sorted(buckets)]),
     ]
     tree_hashes = sorted(
         {
@@ -335,10 +324,10 @@ def push(project: Project, name: str | None = None, progress: Progress | None = 
             ],
         )
     )
-    # Objects, image rows and annotation sets name nothing, so they go up together; buckets
-    # name them, trees name buckets: each of those waits for the step before.
-    leaves = [item for _, items in steps[:3] for item in items]
-    phases = [("objects", leaves), *steps[3:]]
+    # Objects and annotation sets name nothing, so they go up together; buckets name them,
+    # trees name buckets: each of those waits for the step before.
+    leaves = [item for _, items in steps[:2] for item in items]
+    phases = [("objects", leaves), *steps[2:]]
     for what, items in phases:
         if items:
             _send(project, remote.name, bucket, items, what, progress, result.sent)
@@ -517,30 +506,20 @@ def fetch(
             if not _has_row(project, "annotation_set", "hash", entry[0]):
                 need_annsets.add(entry[0])
     annsets = fetch_hashed("annotation sets", L.annset_key, need_annsets)
-    # Image rows and their bytes in the same requests in flight (bytes verified, then stored
+    # Image rows come with their buckets; then the bytes (verified, stored and made durable
     # before the transaction that writes the rows naming them).
     image_rows: dict[str, dict] = {}
+    for rec in buckets.values():
+        rows = rec.get("images") or {}
+        for image in json.loads(rec["text"]):
+            if image in need_images:
+                if image not in rows:
+                    raise RemoteError(f"a bucket on the remote lacks the row of image {image}")
+                image_rows[image] = rows[image]
     names = sorted(need_images)
-    for start in range(0, len(names), CHUNK):
-        part = names[start : start + CHUNK]
-        bytes_wanted = [s for s in part if objects and not project.objects.has_file(s)]
-        got = bucket.get_many(
-            [L.image_key(s) for s in part] + [L.object_key(s) for s in bytes_wanted]
-        )
-        for s in part:
-            image_rows[s] = L.decode(L.image_key(s), got.pop(L.image_key(s)))
-            fetched.add(L.image_key(s))
-        for s in bytes_wanted:
-            data = got.pop(L.object_key(s))
-            if hashlib.sha256(data).hexdigest() != s:
-                raise RemoteError(f"object {s} on the remote has other content: refused")
-            project.objects.put_bytes(data, s, durable=False)
-            fetched.add(L.object_key(s))
-        result.objects += len(bytes_wanted)
-        del got
-        if progress:
-            progress("images", min(start + CHUNK, len(names)), len(names))
-    project.objects.sync()  # durable before the rows that name them
+    if objects:
+        result.objects = _fetch_objects(project, bucket, names, progress)
+        fetched.update(L.object_key(s) for s in names)
     del names
 
     # Decisions: the whole (small, append-only) list; only the unknown ones are read.

@@ -91,9 +91,11 @@ def remote_problems(bucket: Bucket, checked: set[str] | None = None) -> list[str
                 if bkey in checked or (bucket_rec := record(bkey)) is None:
                     continue
                 for image, entry in json.loads(bucket_rec["text"]).items():
-                    for k in (L.image_key(image), L.object_key(image), L.annset_key(entry[0])):
+                    for k in (L.object_key(image), L.annset_key(entry[0])):
                         if k not in keys:
                             problems.append(k)
+                    if image not in bucket_rec["images"]:
+                        problems.append(f"{bkey}: row of {image}")
                 checked.add(bkey)
             checked.add(tkey)
         if len(problems) == ok:
