@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import LabelDeskError, RefMovedError
+from ..errors import CancelledError, LabelDeskError, RefMovedError
+from ..progress import CancelFn
 from ..project import Project, now_iso
 from ..versions import MAIN, SHORT, get_version, head, set_ref
 from . import layout as L
@@ -27,6 +31,15 @@ from .probe import ensure_probed
 CHUNK = 2048
 
 Progress = Callable[[str, int, int], None]
+
+
+def _check(cancel: CancelFn | None, what: str) -> None:
+    if cancel is not None and cancel():
+        raise CancelledError(what)
+
+
+_PUSH_CANCELLED = "push cancelled: nothing was published; what was sent is kept, not sent again"
+_FETCH_CANCELLED = "fetch cancelled; the project is unchanged"
 
 
 class RemoteMovedError(RefMovedError, RemoteError):
@@ -178,10 +191,12 @@ def _send(
     what: str,
     progress: Progress | None,
     sent: dict[str, int],
+    cancel: CancelFn | None = None,
 ) -> None:
     """Create-only writes of ``items``, recording each confirmed key every CHUNK keys."""
     total = len(items)
     for start in range(0, total, CHUNK):
+        _check(cancel, _PUSH_CANCELLED)
         chunk = items[start : start + CHUNK]
         confirmed: list[str] = []
         try:
@@ -194,7 +209,12 @@ def _send(
             progress(what, min(start + CHUNK, total), total)
 
 
-def push(project: Project, name: str | None = None, progress: Progress | None = None) -> PushResult:
+def push(
+    project: Project,
+    name: str | None = None,
+    progress: Progress | None = None,
+    cancel: CancelFn | None = None,
+) -> PushResult:
     """Publish local ``main`` (and tags, decisions) to the remote; see the module docstring.
 
     Raises :class:`RemoteMovedError` ("fetch and merge first") when the remote's ``main`` is
@@ -330,7 +350,7 @@ def push(project: Project, name: str | None = None, progress: Progress | None = 
     phases = [("objects", leaves), *steps[2:]]
     for what, items in phases:
         if items:
-            _send(project, remote.name, bucket, items, what, progress, result.sent)
+            _send(project, remote.name, bucket, items, what, progress, result.sent, cancel)
 
     # Versions one at a time, parents first: a version record never names a missing parent.
     version_items = []
@@ -350,6 +370,7 @@ def push(project: Project, name: str | None = None, progress: Progress | None = 
         }
         version_items.append((L.version_key(vid), L.encode(body)))
     for i, (key, data) in enumerate(version_items, 1):
+        _check(cancel, _PUSH_CANCELLED)
         bucket.create(key, data)
         _record_known(project, remote.name, [key])
         if progress:
@@ -367,7 +388,8 @@ def push(project: Project, name: str | None = None, progress: Progress | None = 
             if key not in known:
                 decisions.append((key, (lambda d=data: d)))
     if decisions:
-        _send(project, remote.name, bucket, decisions, "decisions", progress, result.sent)
+        _send(project, remote.name, bucket, decisions, "decisions", progress, result.sent, cancel)
+    _check(cancel, _PUSH_CANCELLED)  # the last moment: after the ref moves, it is published
 
     # The ref, last, by compare-and-swap.
     if current is None or current[0] != local_main:
@@ -426,6 +448,7 @@ def fetch(
     project: Project,
     name: str | None = None,
     progress: Progress | None = None,
+    cancel: CancelFn | None = None,
     *,
     objects: bool | None = None,
 ) -> FetchResult:
@@ -438,7 +461,6 @@ def fetch(
     remote, bucket = open_remote(project, name)
     if objects is None:
         objects = not remote.lazy
-    db = project.db
     main = _read_ref(bucket, L.MAIN_REF)
     tag_refs: dict[str, tuple[str, str]] = {}
     for key in bucket.list(L.TAG_REFS):
@@ -470,6 +492,7 @@ def fetch(
         names = sorted(set(names))
         out: dict[str, dict] = {}
         for start in range(0, len(names), CHUNK):
+            _check(cancel, _FETCH_CANCELLED)
             part = names[start : start + CHUNK]
             got = bucket.get_many([keyf(n) for n in part])
             for n in part:
@@ -517,10 +540,39 @@ def fetch(
                     raise RemoteError(f"a bucket on the remote lacks the row of image {image}")
                 image_rows[image] = rows[image]
     names = sorted(need_images)
-    if objects:
-        result.objects = _fetch_objects(project, bucket, names, progress)
-        fetched.update(L.object_key(s) for s in names)
-    del names
+    journal = _Journal(project)
+    try:
+        if objects:
+            result.objects = _fetch_objects(project, bucket, names, progress, cancel, journal)
+            fetched.update(L.object_key(s) for s in names)
+        _commit_fetch(
+            project, remote, result, records, trees, buckets, annsets, image_rows,
+            main, tag_refs, fetched, bucket, journal, cancel,
+        )  # fmt: skip
+    except BaseException:
+        journal.abort()
+        raise
+    return result
+
+
+def _commit_fetch(
+    project: Project,
+    remote: Remote,
+    result: FetchResult,
+    records: dict[str, dict[str, Any]],
+    trees: dict[str, dict],
+    buckets: dict[str, dict],
+    annsets: dict[str, dict],
+    image_rows: dict[str, dict],
+    main: tuple[str, str] | None,
+    tag_refs: dict[str, tuple[str, str]],
+    fetched: set[str],
+    bucket: Bucket,
+    journal: _Journal,
+    cancel: CancelFn | None,
+) -> None:
+    """Read the decisions, then write every row of the fetch in one transaction."""
+    db = project.db
 
     # Decisions: the whole (small, append-only) list; only the unknown ones are read.
     known = _known(project, remote.name)
@@ -532,7 +584,9 @@ def fetch(
             decision_recs.append(L.decode(k, got[k]))
         fetched.update(decision_keys)
 
+    _check(cancel, _FETCH_CANCELLED)
     with project.transaction():
+        journal.done()
         for s, r in image_rows.items():
             db.execute(
                 "INSERT OR IGNORE INTO image (sha256, format, width, height, orientation, "
@@ -598,7 +652,6 @@ def fetch(
                 "INSERT OR IGNORE INTO remote_has (remote, key) VALUES (?, ?)",
                 [(remote.name, L.version_key(v)) for v in _ancestors(project, [vid])],
             )
-    return result
 
 
 def _topo_records(records: dict[str, dict[str, Any]]) -> list[str]:
@@ -620,22 +673,66 @@ def _topo_records(records: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _fetch_objects(
-    project: Project, bucket: Bucket, shas: Sequence[str], progress: Progress | None
+    project: Project,
+    bucket: Bucket,
+    shas: Sequence[str],
+    progress: Progress | None,
+    cancel: CancelFn | None = None,
+    journal: _Journal | None = None,
 ) -> int:
-    """Download, verify and store the bytes of ``shas`` not held yet; how many came."""
+    """Download, verify and store the bytes of ``shas`` not held yet; how many came.
+
+    With a ``journal`` each object is journaled before its file is written (as imports do), so
+    a fetch that dies before its rows are committed leaves no orphan behind.
+    """
     missing = [s for s in shas if not project.objects.has_file(s)]
     for start in range(0, len(missing), CHUNK):
+        _check(cancel, _FETCH_CANCELLED)
         part = missing[start : start + CHUNK]
         got = bucket.get_many([L.object_key(s) for s in part])
+        if journal is not None:
+            journal.add(part)
         for s in part:
             data = got.pop(L.object_key(s))
             if hashlib.sha256(data).hexdigest() != s:
                 raise RemoteError(f"object {s} on the remote has other content: refused")
-            project.objects.put_bytes(data, s, durable=False)
+            if project.objects.put_bytes(data, s, durable=False) and journal is not None:
+                journal.created.append(s)
         project.objects.sync()  # before the rows that name them
         if progress:
             progress("objects", min(start + CHUNK, len(missing)), len(missing))
     return len(missing)
+
+
+class _Journal:
+    """Objects a fetch wrote before its rows, in ``pending_object``: undone if it fails, and
+    cleaned by the next open (``Project.recover``) if it is killed."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.op = f"fetch-{os.getpid()}-{secrets.token_hex(4)}"
+        self.created: list[str] = []
+
+    def add(self, shas: Sequence[str]) -> None:
+        host, pid, at = socket.gethostname(), os.getpid(), now_iso()
+        with self.project.transaction():
+            self.project.db.conn.executemany(
+                "INSERT OR IGNORE INTO pending_object (sha256, op, pid, host, started) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(s, self.op, pid, host, at) for s in shas],
+            )
+
+    def done(self) -> None:
+        """Inside the transaction that writes the rows."""
+        self.project.db.execute("DELETE FROM pending_object WHERE op = ?", [self.op])
+
+    def abort(self) -> None:
+        db = self.project.db
+        for sha in self.created:
+            if not db.execute("SELECT 1 FROM image WHERE sha256 = ?", [sha]).fetchone():
+                self.project.objects.remove(sha)
+        with self.project.transaction():
+            self.done()
 
 
 def _apply_decisions(project: Project, recs: list[dict[str, Any]]) -> int:

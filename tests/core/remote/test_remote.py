@@ -479,3 +479,49 @@ def test_lazy_clone_fetches_on_demand_then_reviews_commits_and_pushes(
     assert head(a.db) == head(b.db)
     a.close()
     b.close()
+
+
+def test_fetch_cancelled_midway_leaves_the_project_unchanged(
+    tmp_path: Path, remote_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers import snapshot
+
+    import labeldesk.core.remote.sync as sync
+    from labeldesk.core.errors import CancelledError
+
+    a = make_project(tmp_path, "a", n=12)
+    add_remote(a, "origin", remote_url)
+    push(a)
+    b = Project.init(tmp_path / "b", user="bob")
+    add_remote(b, "origin", remote_url)
+    sync.open_remote(b, None)  # the probe, recorded once
+    before = snapshot(b)
+    monkeypatch.setattr(sync, "CHUNK", 4)
+    seen: list[int] = []
+
+    def progress(what: str, done: int, total: int) -> None:
+        if what == "objects":
+            seen.append(done)
+
+    with pytest.raises(CancelledError):
+        fetch(b, progress=progress, cancel=lambda: bool(seen))
+    assert seen == [4]  # one chunk of bytes had arrived
+    assert snapshot(b) == before  # and was taken away again: no orphan, no row
+    assert fsck(b).ok
+    assert len(fetch(b).versions) == 1  # a later fetch completes
+    a.close()
+    b.close()
+
+
+def test_push_cancelled_publishes_nothing_and_resumes(tmp_path: Path, remote_url: str) -> None:
+    from labeldesk.core.errors import CancelledError
+
+    a = make_project(tmp_path, "a", n=6)
+    add_remote(a, "origin", remote_url)
+    calls: list[str] = []
+    with pytest.raises(CancelledError, match="nothing was published"):
+        push(a, progress=lambda what, d, t: calls.append(what), cancel=lambda: bool(calls))
+    assert Bucket(remote_url).get(L.MAIN_REF) is None
+    r = push(a)
+    assert r.moved and "objects" not in r.sent  # the bytes went up the first time
+    a.close()
