@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import Conflict, LabelDeskError, MergeConflictError
 from ..manifest import Entry, ManifestStore
+from ..progress import CancelFn
 from ..project import Project
 from ..sessions import Resolution
 from ..versions import (
@@ -97,6 +98,7 @@ def pull(
     resolutions: Mapping[str, Resolution] | None = None,
     default: Resolution | None = None,
     progress: Progress | None = None,
+    cancel: CancelFn | None = None,
 ) -> PullResult:
     """Fetch, then bring the remote's ``main`` into the local one (fast-forward or merge).
 
@@ -104,7 +106,7 @@ def pull(
     (after the fetch, which is kept; ``main`` is unchanged). ``resolutions`` chooses a side
     per image, ``default`` for every conflict not named there.
     """
-    fetched = fetch(project, name, progress)
+    fetched = fetch(project, name, progress, cancel)
     db = project.db
     theirs_id = fetched.main
     resolutions = dict(resolutions or {})
