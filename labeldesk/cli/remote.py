@@ -149,7 +149,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         emit_json(r.to_json())
         return 0
     sent = ", ".join(f"{n} {what}" for what, n in r.sent.items()) or "nothing new"
-    moved = f"main -> {r.main[:12]}" if r.moved else "main already there"
+    moved = f"main -> {(r.main or '')[:12]}" if r.moved else "main already there"
     print(f"pushed to {r.remote}: {sent}; {moved}")
     if r.tags_pushed:
         print(f"tags pushed: {', '.join(r.tags_pushed)}")
@@ -219,10 +219,11 @@ def cmd_pull(args: argparse.Namespace) -> int:
         emit_json(r.to_json())
         return 0
     _print_fetch(r.fetched)
+    main = (r.main or "")[:12]
     if r.action == "merge":
-        print(f"merged: main is {r.main[:12]} ({r.taken} image(s) taken from the remote)")
+        print(f"merged: main is {main} ({r.taken} image(s) taken from the remote)")
     elif r.action == "fast-forward":
-        print(f"fast-forward: main is {r.main[:12]}")
+        print(f"fast-forward: main is {main}")
     elif r.action == "ahead":
         print("main already contains the remote's main; push to publish")
     else:

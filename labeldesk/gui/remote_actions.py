@@ -108,7 +108,7 @@ class RemoteActions(QObject):
 
         self._start("Pushing", lambda p, progress, cancel: push(p, None, progress, cancel), done)
 
-    def pull(self, resolutions: dict[str, str] | None = None) -> None:
+    def pull(self, resolutions: dict[str, Any] | None = None) -> None:
         from labeldesk.core.remote.merge import pull
 
         def done(r: Any) -> None:

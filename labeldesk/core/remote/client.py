@@ -85,12 +85,12 @@ class Bucket:
             config["region"] = "us-east-1"
         if self.endpoint:
             config["endpoint"] = self.endpoint
-        client_options: dict[str, Any] = {"connect_timeout": "5s", "timeout": "60s"}
+        client_options: Any = {"connect_timeout": "5s", "timeout": "60s"}
         if self.endpoint and self.endpoint.startswith("http://"):
             client_options["allow_http"] = True
         # Few, quick retries: a server that is down should give a clear error in seconds, not
         # after object_store's default three minutes. A rerun resumes where this one stopped.
-        retry = {
+        retry: Any = {
             "max_retries": 2,
             "backoff": {
                 "init_backoff": dt.timedelta(milliseconds=100),

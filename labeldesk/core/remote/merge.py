@@ -141,7 +141,7 @@ def pull(
         for prefix in sorted(prefixes):
             if ours_t.buckets.get(prefix) == theirs_t.buckets.get(prefix):
                 continue
-            images = set()
+            images: set[str] = set()
             for tree in (ours_t, theirs_t):
                 h = tree.buckets.get(prefix)
                 if h:

@@ -393,12 +393,12 @@ def push(
 
     # The ref, last, by compare-and-swap.
     if current is None or current[0] != local_main:
-        body = _ref_body(project, local_main, current[0] if current else None)
+        ref_body = _ref_body(project, local_main, current[0] if current else None)
         try:
             if current is None:
-                etag = bucket.create_or_fail(L.MAIN_REF, body)
+                etag = bucket.create_or_fail(L.MAIN_REF, ref_body)
             else:
-                etag = bucket.replace(L.MAIN_REF, body, current[1])
+                etag = bucket.replace(L.MAIN_REF, ref_body, current[1])
         except PreconditionFailed:
             raise RemoteMovedError(
                 f"the remote {remote.name}'s main moved while this push ran: fetch and merge "
@@ -475,11 +475,11 @@ def fetch(
     frontier = {v for v, _ in ([main] if main else []) + list(tag_refs.values())}
     while frontier:
         todo = [v for v in frontier if v not in records and not _has_version(project, v)]
-        got = bucket.get_many([L.version_key(v) for v in todo])
+        version_data = bucket.get_many([L.version_key(v) for v in todo])
         frontier = set()
         for vid in todo:
             key = L.version_key(vid)
-            rec = L.check_version(key, vid, L.decode(key, got[key]))
+            rec = L.check_version(key, vid, L.decode(key, version_data[key]))
             records[vid] = rec
             fetched.add(key)
             frontier.update(p for p in rec["parents"] if isinstance(p, str))
