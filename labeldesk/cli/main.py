@@ -12,8 +12,14 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-# argparse only: --help stays instant
-from labeldesk.cli import formats, prelabel, queue, training, validation
+from labeldesk.cli import (  # argparse only: --help stays instant
+    formats,
+    prelabel,
+    queue,
+    remote,
+    training,
+    validation,
+)
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
@@ -114,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing demo folder")
     s.add_argument("--no-gui", action="store_true", help="only build and print; do not open")
 
-    for verbs_module in (formats, prelabel, validation, queue, training):
+    for verbs_module in (formats, prelabel, validation, queue, training, remote):
         verbs_module.add_parsers(sub)
     return p
 

@@ -15,7 +15,7 @@ import hashlib
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import LabelDeskError
@@ -68,12 +68,44 @@ class ObjectStore:
         self.base = self.root / "sha256"
         self._base_text = os.fspath(self.base)
         self._folders: set[str] = set()  # fan-out folders known to exist
+        #: In a lazy clone, a function that brings the bytes of an object this store does not
+        #: hold yet (from the remote, verified by hash before it is stored); None otherwise.
+        self.fetch_missing: Callable[[str], bytes] | None = None
 
-    def path(self, sha: str) -> Path:
+    def _file(self, sha: str) -> Path:
         return self.base / sha[:2] / sha[2:]
 
+    def path(self, sha: str) -> Path:
+        """The object's file; in a lazy clone, fetched first if it is not here yet.
+
+        Everything that reads image bytes (the window, export, training, pre-labelling) goes
+        through here, so a lazy clone fetches an image exactly when it is first used.
+        """
+        p = self._file(sha)
+        if self.fetch_missing is not None and not p.is_file():
+            data = self.fetch_missing(sha)
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise OSError(f"object {sha} arrived from the remote with other content")
+            self.put_bytes(data, sha)
+        return p
+
+    def ensure(self, shas: Iterable[str]) -> None:
+        """In a lazy clone, fetch those of ``shas`` not here yet; a no-op in any other project.
+
+        For readers that build object paths themselves for speed (export's file writer).
+        """
+        if self.fetch_missing is None:
+            return
+        for sha in shas:
+            if not self._file(sha).is_file():
+                self.path(sha)
+
+    def has_file(self, sha: str) -> bool:
+        """Whether the object's bytes are here (never fetches)."""
+        return self._file(sha).is_file()
+
     def exists(self, sha: str) -> bool:
-        return self.path(sha).is_file()
+        return self._file(sha).is_file()
 
     def read_bytes(self, sha: str) -> bytes:
         return self.path(sha).read_bytes()
@@ -133,11 +165,12 @@ class ObjectStore:
     def remove(self, sha: str) -> bool:
         """Delete an object; True if a file was deleted, False if there was none.
 
-        Only :meth:`Project.drop_pending` calls this, under the write lock, after checking that
-        no row refers to the object and no other operation has journaled it: another process
-        may be committing rows that point at these very bytes.
+        Only :meth:`Project.drop_pending` (and a lazy clone's clean-up) call this, under the
+        write lock, after checking that no row refers to the object and no other operation has
+        journaled it: another process may be committing rows that point at these very bytes.
+        Never fetches: a missing object of a lazy clone is simply not there to remove.
         """
-        p = self.path(sha)
+        p = self._file(sha)
         try:
             p.unlink()  # on POSIX the file's own read-only mode does not matter, only the folder's
         except FileNotFoundError:

@@ -148,6 +148,11 @@ class Project:
         project = cls(root, db, user or current_user())
         if reason is None:
             project.recover()
+        # A lazy clone fetches image bytes from its remote when first used (imported only then)
+        if db.execute("SELECT 1 FROM remote WHERE lazy = 1 LIMIT 1").fetchone():
+            from .remote.lazy import install_lazy_fetcher
+
+            install_lazy_fetcher(project)
         return project
 
     @property

@@ -394,6 +394,42 @@ CREATE TABLE promotion (
     )
 
 
+@migrations()
+def m007_remotes(db: Database) -> None:
+    # Remotes (S3 bucket prefixes) and what this project knows of each: where its refs pointed
+    # when last seen (with the etag a compare-and-swap needs) and which keys it is known to
+    # hold, so a push sends only what is missing. Never a credential: those stay in the
+    # standard AWS places.
+    db.executescript(
+        """
+CREATE TABLE remote (
+    name TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    endpoint_url TEXT,
+    added_at TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    probed_at TEXT,
+    lazy INTEGER NOT NULL DEFAULT 0 CHECK (lazy IN (0, 1))
+);
+
+CREATE TABLE remote_ref (
+    remote TEXT NOT NULL REFERENCES remote(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    seen_at TEXT NOT NULL,
+    PRIMARY KEY (remote, name)
+);
+
+CREATE TABLE remote_has (
+    remote TEXT NOT NULL REFERENCES remote(name) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    PRIMARY KEY (remote, key)
+) WITHOUT ROWID;
+"""
+    )
+
+
 # The migrations above must match the number the database layer checks without loading this
 # module (labeldesk.core.schema_version): a new migration bumps that constant too.
 _DEFINED = sum(1 for name in globals() if re.fullmatch(r"m\d{3}_\w+", name))

@@ -319,6 +319,9 @@ class MainWindow(QMainWindow):
             act = QAction(text, self)
             act.triggered.connect(slot)
             models_menu.addAction(act)
+        from .remote_actions import RemoteActions
+
+        self.remote_actions = RemoteActions(self)  # the Remote menu, ahead/behind
         menus["View"].addSeparator()
         self.show_matched = QAction("Show &matched predictions (faint)", self)
         self.show_matched.setCheckable(True)
@@ -355,6 +358,7 @@ class MainWindow(QMainWindow):
             self.setCentralWidget(self.canvas)
         self.versions.set_project(project)
         self.validation.set_project(project)
+        self.remote_actions.refresh()
         self.start_session()
 
     def start_session(self) -> None:

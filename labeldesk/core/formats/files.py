@@ -320,6 +320,7 @@ def write_files(
         try:
             for chunk in chunks:
                 check_cancel(cancel)
+                project.objects.ensure(job.sha for job in chunk)  # a lazy clone fetches here
                 for job in chunk:
                     for path in (job.dest, job.label):
                         folder = os.path.dirname(path) if path else None

@@ -1,0 +1,256 @@
+"""The S3 client: a bucket prefix with create-only writes and compare-and-swap.
+
+obstore (Rust's object_store behind a Python API) was chosen over boto3 by measurement: 1,000
+objects of 4 kB against a local SeaweedFS, 32 requests in flight, put 1,474/s and get 2,141/s
+with obstore against 400/s and 461/s with boto3 and a 32-connection pool (docs/remote.md).
+It is imported only when a remote is used, so every other command starts without it.
+
+Credentials come only from the standard AWS environment variables (read by obstore itself);
+the endpoint from the remote's ``--endpoint-url``, else ``AWS_ENDPOINT_URL_S3`` or
+``AWS_ENDPOINT_URL``. Nothing here writes or prints a credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import LabelDeskError, StorageError
+
+_URL_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
+#: Requests in flight at once in a batch (small objects: latency-bound, so many at once).
+CONCURRENCY = 64
+
+
+class RemoteError(LabelDeskError):
+    """A remote refused or could not do what was asked."""
+
+
+class RemoteUnavailableError(RemoteError, StorageError):
+    """The server could not be reached or failed; nothing was published past what it confirmed."""
+
+
+class PreconditionFailed(RemoteError):
+    """A conditional write lost: the key exists (create) or changed (compare-and-swap)."""
+
+
+@dataclass(frozen=True)
+class RemoteURL:
+    bucket: str
+    prefix: str  # without leading or trailing slash; may be empty
+
+    @classmethod
+    def parse(cls, url: str) -> RemoteURL:
+        m = _URL_RE.match(url.strip())
+        if not m:
+            raise RemoteError(
+                f"{url!r} is not an S3 URL: expected s3://BUCKET/PREFIX "
+                "(a bucket name of 3-63 lower-case letters, digits, dots or hyphens)"
+            )
+        return cls(m.group("bucket"), (m.group("prefix") or "").strip("/"))
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+
+def endpoint_for(endpoint_url: str | None) -> str | None:
+    return (
+        endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or None
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
+
+
+class Bucket:
+    """Keys under one ``s3://bucket/prefix``; every method names keys relative to the prefix."""
+
+    def __init__(self, url: RemoteURL | str, endpoint_url: str | None = None) -> None:
+        self.url = RemoteURL.parse(url) if isinstance(url, str) else url
+        self.endpoint = endpoint_for(endpoint_url)
+        from obstore.store import S3Store  # lazy: only remote commands pay for it
+
+        config: dict[str, Any] = {}
+        if not os.environ.get("AWS_REGION") and not os.environ.get("AWS_DEFAULT_REGION"):
+            config["region"] = "us-east-1"
+        if self.endpoint:
+            config["endpoint"] = self.endpoint
+        client_options: Any = {"connect_timeout": "5s", "timeout": "60s"}
+        if self.endpoint and self.endpoint.startswith("http://"):
+            client_options["allow_http"] = True
+        # Few, quick retries: a server that is down should give a clear error in seconds, not
+        # after object_store's default three minutes. A rerun resumes where this one stopped.
+        retry: Any = {
+            "max_retries": 2,
+            "backoff": {
+                "init_backoff": dt.timedelta(milliseconds=100),
+                "max_backoff": dt.timedelta(seconds=1),
+                "base": 2,
+            },
+            "retry_timeout": dt.timedelta(seconds=5),
+        }
+        self._store = S3Store(
+            self.url.bucket,
+            prefix=self.url.prefix or None,
+            client_options=client_options,
+            retry_config=retry,
+            **config,
+        )
+
+    @property
+    def where(self) -> str:
+        return f"{self.url}" + (f" at {self.endpoint}" if self.endpoint else "")
+
+    def _wrap(self, e: BaseException, key: str) -> Exception:
+        import obstore.exceptions as oe
+
+        if isinstance(e, oe.AlreadyExistsError | oe.PreconditionError):
+            return PreconditionFailed(f"{key}: {_first_line(e)}")
+        if isinstance(e, oe.PermissionDeniedError | oe.UnauthenticatedError):
+            return RemoteError(
+                f"{self.where} refused access to {key} ({_first_line(e)}); check the AWS "
+                "credentials in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+            )
+        return RemoteUnavailableError(f"cannot reach {self.where} ({key}): {_first_line(e)}")
+
+    # -- single requests -----------------------------------------------------------------------
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        """The bytes and etag of ``key``, or None if it does not exist."""
+        import obstore
+
+        try:
+            r = obstore.get(self._store, key)
+            return bytes(r.bytes()), str(r.meta.get("e_tag") or "")
+        except FileNotFoundError:
+            return None
+        except Exception as e:
+            raise self._wrap(e, key) from e
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if absent (``If-None-Match: *``); False if it already existed."""
+        import obstore
+
+        try:
+            obstore.put(self._store, key, data, mode="create")
+            return True
+        except Exception as e:
+            err = self._wrap(e, key)
+            if isinstance(err, PreconditionFailed):
+                return False
+            raise err from e
+
+    def replace(self, key: str, data: bytes, etag: str) -> str:
+        """Compare-and-swap (``If-Match: etag``); the new etag. Raises PreconditionFailed."""
+        import obstore
+
+        try:
+            r = obstore.put(self._store, key, data, mode={"e_tag": etag})
+            return str(r.get("e_tag") or "")
+        except Exception as e:
+            raise self._wrap(e, key) from e
+
+    def create_or_fail(self, key: str, data: bytes) -> str:
+        """Create ``key``; its etag. Raises PreconditionFailed if it exists."""
+        import obstore
+
+        try:
+            r = obstore.put(self._store, key, data, mode="create")
+            return str(r.get("e_tag") or "")
+        except Exception as e:
+            raise self._wrap(e, key) from e
+
+    def delete(self, key: str) -> None:
+        import obstore
+
+        try:
+            obstore.delete(self._store, key)
+        except FileNotFoundError:
+            pass
+        except Exception as e:
+            raise self._wrap(e, key) from e
+
+    def list(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (relative to the remote's prefix)."""
+        import obstore
+
+        try:
+            out: list[str] = []
+            for chunk in obstore.list(self._store, prefix=prefix):
+                out.extend(str(m["path"]) for m in chunk)
+            return out
+        except Exception as e:
+            raise self._wrap(e, prefix) from e
+
+    # -- batches ---------------------------------------------------------------------------------
+    def create_many(
+        self,
+        items: Sequence[tuple[str, Callable[[], bytes]]],
+        on_done: Callable[[str], None] | None = None,
+    ) -> None:
+        """Create-only writes of many keys, ``CONCURRENCY`` at a time; existing keys are fine.
+
+        ``items`` pairs each key with a function giving its bytes, so only the requests in
+        flight hold data. ``on_done(key)`` runs (in this thread) as each one is confirmed.
+        Raises the first failure after the requests in flight have finished.
+        """
+        import obstore
+
+        async def run() -> None:
+            sem = asyncio.Semaphore(CONCURRENCY)
+
+            async def one(key: str, data: Callable[[], bytes]) -> None:
+                async with sem:
+                    try:
+                        await obstore.put_async(self._store, key, data(), mode="create")
+                    except Exception as e:
+                        err = self._wrap(e, key)
+                        if not isinstance(err, PreconditionFailed):
+                            raise err from e
+                if on_done is not None:
+                    on_done(key)
+
+            results = await asyncio.gather(*(one(k, d) for k, d in items), return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+
+        asyncio.run(run())
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        """The bytes of many keys, ``CONCURRENCY`` at a time. A missing key is an error."""
+        import obstore
+
+        async def run() -> dict[str, bytes]:
+            sem = asyncio.Semaphore(CONCURRENCY)
+            out: dict[str, bytes] = {}
+
+            async def one(key: str) -> None:
+                async with sem:
+                    try:
+                        r = await obstore.get_async(self._store, key)
+                        out[key] = bytes(await r.bytes_async())
+                    except FileNotFoundError:
+                        raise RemoteError(
+                            f"{self.where} names {key} but does not hold it; the remote is "
+                            "damaged (a record was deleted by hand?)"
+                        ) from None
+                    except Exception as e:
+                        raise self._wrap(e, key) from e
+
+            results = await asyncio.gather(*(one(k) for k in keys), return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+            return out
+
+        return asyncio.run(run())
