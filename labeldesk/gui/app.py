@@ -18,6 +18,13 @@ def run(project: Path | None = None, *, screenshot: Path | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("LabelDesk")
     app.setOrganizationName("LabelDesk")
+    # The desktop entry's name (resources/linux/): how Wayland docks match the window to it.
+    app.setDesktopFileName("io.github.labeldesk.LabelDesk")
+    icon = Path(__file__).resolve().parents[2] / "resources" / "icons" / "labeldesk-256.png"
+    if icon.is_file():  # a source checkout or the desktop bundle; not in the wheel
+        from PySide6.QtGui import QIcon
+
+        app.setWindowIcon(QIcon(str(icon)))
     from .main_window import MainWindow
 
     if project is None:
