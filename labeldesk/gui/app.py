@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +34,12 @@ def run(project: Path | None = None, *, screenshot: Path | None = None) -> int:
             project = Path(str(last))
     window = MainWindow(project)
     window.show()
+    if os.environ.get("LABELDESK_EXIT_ON_PAINT") == "1":
+        # bench/bundle.py: time to the first painted window, the same for the frozen app and
+        # the virtual environment (a synchronous paint, then say so and leave).
+        window.repaint()
+        print("PAINTED", flush=True)
+        return 0
     if screenshot is not None:
         from PySide6.QtCore import QTimer
 
