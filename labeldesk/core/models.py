@@ -66,6 +66,10 @@ class ModelChangedError(ModelError):
     """The registered weights file is gone or its bytes changed since registration."""
 
 
+class FullFlavourError(ModelError):
+    """Needs torch and Ultralytics, which this installation (the review flavour) lacks."""
+
+
 class UnsafeModelError(ModelError):
     """A ``.pt`` refers to code outside the safe allow-list; only ``--trust`` would load it."""
 
@@ -450,8 +454,15 @@ def ultralytics():
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "0"
     os.environ.setdefault("YOLO_VERBOSE", "False")
-    import ultralytics as ul
+    try:
+        import ultralytics as ul
+    except ImportError as e:  # the review flavour: say what is missing and how to get it
+        from .flavour import FULL_ONLY
 
+        raise FullFlavourError(
+            f"{e.name or 'ultralytics'} is not installed here: .pt models, training and ONNX "
+            f"export {FULL_ONLY.replace('needs', 'need', 1)}"
+        ) from None
     return ul
 
 
@@ -496,6 +507,7 @@ def _safe_load_checkpoint(copy: Path, shown: Path | str, trust: bool) -> dict:
 
 
 def _pt_meta(copy: Path, shown: Path | str, trust: bool) -> tuple[str, list[str]]:
+    ultralytics()  # first: without it (the review flavour) the error says what to install
     import torch
 
     ckpt = _safe_load_checkpoint(copy, shown, trust)
@@ -830,8 +842,8 @@ def load_model(info: ModelInfo, *, trust: bool = False) -> LoadedModel:
             else:
                 try:
                     ultralytics()
-                except ImportError:
-                    raise ModelError(
+                except FullFlavourError:
+                    raise FullFlavourError(
                         f"{info.path} is an RT-DETR export, which LabelDesk runs through "
                         "Ultralytics; install the full flavour (pip install labeldesk)"
                     ) from None
@@ -901,8 +913,8 @@ def export_onnx(
         raise ModelError(f"{source.name} is already an {source.format} model; export needs a .pt")
     if int(imgsz) != imgsz or imgsz < 32 or imgsz % 32:
         raise ModelError(f"imgsz must be a multiple of 32 (the stride), got {imgsz}")
+    ultralytics()
     try:
-        ultralytics()
         import onnx  # noqa: F401  (Ultralytics' exporter writes through it)
     except ImportError as e:
         raise ModelError(

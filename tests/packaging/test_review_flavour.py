@@ -111,3 +111,20 @@ def test_the_window_offers_training_only_in_the_full_flavour() -> None:
     )
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout.startswith("enabled")
+
+
+def test_a_pt_model_in_the_review_flavour_is_refused_with_the_reason(tmp_path) -> None:
+    done = run_without_torch(
+        f"""
+        from labeldesk.cli.main import main
+        root = {str(tmp_path / "p")!r}
+        assert main(["init", root]) == 0
+        code = main(["-p", root, "model", "add", {str(DEMO)!r}])
+        assert code == 1, code
+        code = main(["-p", root, "model", "list", "--json"])
+        """
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "not installed here" in done.stderr and "full flavour" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout.rstrip().endswith("[]")  # nothing was registered
