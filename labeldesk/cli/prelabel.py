@@ -54,6 +54,19 @@ Examples:
 """
 
 
+EXPORT_EPILOG = """\
+Exports through Ultralytics' own exporter (needs torch, Ultralytics and onnx: the full
+flavour). The .onnx file is stored in the project, like trained weights, and registered under
+NEW (default NAME-onnx). LabelDesk runs .onnx models with onnxruntime and numpy only, so the
+review flavour of the desktop app (no torch) can pre-label with it. By default the export takes
+any image size (--imgsz at pre-labelling); --static fixes it to --imgsz.
+
+examples:
+  labeldesk model export shapes-v2 --format onnx --imgsz 320
+  labeldesk model export shapes-v2 --as shapes-v2-static --static --imgsz 640
+"""
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``model`` (``add``, ``list``) and ``prelabel`` on ``sub``."""
     raw = argparse.RawDescriptionHelpFormatter
@@ -77,6 +90,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.set_defaults(handler=cmd_model_add)
+    s = msub.add_parser(
+        "export",
+        help="export a registered .pt to ONNX (full flavour) and register the result",
+        epilog=EXPORT_EPILOG,
+        formatter_class=raw,
+    )
+    s.add_argument("name", metavar="NAME", help="registered .pt model name or id")
+    s.add_argument("--format", choices=("onnx",), default="onnx", help="target format (onnx)")
+    s.add_argument("--imgsz", type=int, default=640, help="image size to export at (default 640)")
+    s.add_argument(
+        "--static",
+        action="store_true",
+        help="fixed input size (imgsz) instead of any size; a little faster, less flexible",
+    )
+    s.add_argument("--as", dest="as_name", metavar="NEW", help="name (default: NAME-onnx)")
+    s.add_argument("--trust", action="store_true", help=TRUST_HELP)
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.set_defaults(handler=cmd_model_export)
     s = msub.add_parser("list", help="list registered models and whether their files changed")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(handler=cmd_model_list)
@@ -159,6 +190,33 @@ def cmd_model_add(args: argparse.Namespace) -> int:
         )
     else:
         print(f"every class is a class of version {report.version[:12]}")
+    return 0
+
+
+def cmd_model_export(args: argparse.Namespace) -> int:
+    from labeldesk.cli.output import emit_json
+    from labeldesk.cli.verbs import _open
+    from labeldesk.core.models import export_onnx
+
+    with _open(args) as project:
+        report = export_onnx(
+            project,
+            args.name,
+            name=args.as_name,
+            imgsz=args.imgsz,
+            dynamic=not args.static,
+            trust=args.trust,
+        )
+    if args.json:
+        emit_json(report.to_json())
+        return 0
+    m = report.add.model
+    size = f"fixed input {report.imgsz}" if not report.dynamic else "any input size"
+    print(
+        f"exported {report.source.name} ({report.source.short}) to ONNX ({size}); "
+        f"registered as {m.name} ({m.short}), stored in the project at {m.path}"
+    )
+    print(f"pre-label with it (no torch needed): labeldesk prelabel --model {m.name}")
     return 0
 
 

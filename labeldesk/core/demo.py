@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .boxes import Box
 from .errors import LabelDeskError
+from .flavour import FULL_ONLY, is_full
 from .fsck import fsck
 from .importer import add_images
 from .models import ModelInfo, add_model
@@ -49,10 +50,13 @@ DEMO_EPOCHS = 2
 
 
 def demo_model_path() -> Path:
-    """``resources/models/demo-shapes.pt`` of the source tree (or ``$LABELDESK_DEMO_MODEL``).
+    """The demo model: ``$LABELDESK_DEMO_MODEL``, else ``resources/models/demo-shapes.pt``.
 
-    resources/ sits at the repository root next to labeldesk/; it is not in the wheel, so the
-    demo needs a source checkout (``pip install -e .``) or the environment variable.
+    resources/ sits at the repository root next to labeldesk/ (in the desktop bundle: next to
+    the frozen package); it is not in the wheel, so the demo needs a source checkout
+    (``pip install -e .``), the bundle, or the environment variable. Where torch is missing
+    (the review flavour) the ONNX export beside it, ``demo-shapes.onnx``, is used instead: the
+    desktop bundle carries that one (``packaging/build.py`` exports it).
     """
     env = os.environ.get(DEMO_MODEL_ENV)
     if env:
@@ -60,14 +64,16 @@ def demo_model_path() -> Path:
         if not path.is_file():
             raise LabelDeskError(f"${DEMO_MODEL_ENV} is {env}, which is not a file")
         return path
-    path = Path(__file__).resolve().parents[2] / "resources" / "models" / "demo-shapes.pt"
-    if not path.is_file():
-        raise LabelDeskError(
-            f"the demo model is not at {path}: it ships in the LabelDesk source repository "
-            f"(resources/models/), not in the wheel. Install from a checkout "
-            f"(`pip install -e .`) or set {DEMO_MODEL_ENV} to the demo-shapes.pt file."
-        )
-    return path
+    folder = Path(__file__).resolve().parents[2] / "resources" / "models"
+    names = ["demo-shapes.pt", "demo-shapes.onnx"] if is_full() else ["demo-shapes.onnx"]
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise LabelDeskError(
+        f"the demo model is not at {folder / names[0]}: it ships in the LabelDesk source "
+        f"repository (resources/models/) and the desktop bundle, not in the wheel. Install "
+        f"from a checkout (`pip install -e .`) or set {DEMO_MODEL_ENV} to the model file."
+    )
 
 
 def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -266,8 +272,12 @@ def build_demo(
     model = added.model
     say(
         f"{next(step)}. labeldesk model add: {model.name} ({model.short}), {model.format} "
-        f"{model.task} model, classes {', '.join(model.class_names)}; loaded with safe "
-        "(weights-only) loading"
+        f"{model.task} model, classes {', '.join(model.class_names)}; "
+        + (
+            "loaded with safe (weights-only) loading"
+            if model.format == "pt"
+            else "run by onnxruntime with numpy decoding (no torch)"
+        )
     )
     params = prelabel_params(imgsz=DEMO_IMGSZ)
     run = prelabel(project, model, imgsz=DEMO_IMGSZ, progress=progress)
@@ -294,8 +304,10 @@ def build_demo(
         f"mAP50-95 on v1.0 {figures[0]:.3f}, on the QA version {figures[1]:.3f} "
         "(QA fixed labels the model had right)"
     )
-    if train:
+    if train and model.format == "pt" and is_full():
         _train_step(project, model, step, say, progress)
+    elif train:
+        say(f"{next(step)}. (Training the model on v2.0 is skipped: it {FULL_ONLY}.)")
     session = ReviewSession.start(project)
     show_in_session(project, session.id, model.id, params)
     say(

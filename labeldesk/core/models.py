@@ -40,12 +40,15 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .db import ProjectDatabase as Database
 from .errors import LabelDeskError
 from .objects import hash_file
 from .project import Project, now_iso
+
+if TYPE_CHECKING:  # numpy and onnxruntime load only when an ONNX model is run
+    from .onnx_decode import OnnxDetector
 
 FORMATS = ("pt", "onnx")
 #: Tasks whose predictions have boxes we can pre-label with (segmentation: its boxes only).
@@ -60,6 +63,10 @@ class ModelError(LabelDeskError):
 
 class ModelChangedError(ModelError):
     """The registered weights file is gone or its bytes changed since registration."""
+
+
+class FullFlavourError(ModelError):
+    """Needs torch and Ultralytics, which this installation (the review flavour) lacks."""
 
 
 class UnsafeModelError(ModelError):
@@ -446,8 +453,15 @@ def ultralytics():
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "0"
     os.environ.setdefault("YOLO_VERBOSE", "False")
-    import ultralytics as ul
+    try:
+        import ultralytics as ul
+    except ImportError as e:  # the review flavour: say what is missing and how to get it
+        from .flavour import FULL_ONLY
 
+        raise FullFlavourError(
+            f"{e.name or 'ultralytics'} is not installed here: .pt models, training and ONNX "
+            f"export {FULL_ONLY.replace('needs', 'need', 1)}"
+        ) from None
     return ul
 
 
@@ -492,6 +506,7 @@ def _safe_load_checkpoint(copy: Path, shown: Path | str, trust: bool) -> dict:
 
 
 def _pt_meta(copy: Path, shown: Path | str, trust: bool) -> tuple[str, list[str]]:
+    ultralytics()  # first: without it (the review flavour) the error says what to install
     import torch
 
     ckpt = _safe_load_checkpoint(copy, shown, trust)
@@ -725,13 +740,18 @@ _LOAD_LOCK = threading.Lock()
 
 @dataclass
 class LoadedModel:
-    """A model ready to predict, with what the prediction loop needs to know about it."""
+    """A model ready to predict, with what the prediction loop needs to know about it.
+
+    Exactly one of ``yolo`` (Ultralytics: every ``.pt``, and RT-DETR ``.onnx``) and ``onnx``
+    (onnxruntime with numpy decoding, :mod:`.onnx_decode`: every other ``.onnx``) is set.
+    """
 
     info: ModelInfo
-    yolo: Any  # ultralytics.YOLO
+    yolo: Any  # ultralytics.YOLO, or None for a model run by ``onnx``
     names: dict[int, str]
     fixed_imgsz: int | None = None  # an ONNX export with a static input size
     _folder: Path | None = None  # the private copy an ONNX session reads; removed by close()
+    onnx: OnnxDetector | None = None
 
     def close(self) -> None:
         if self._folder is not None:
@@ -777,10 +797,10 @@ def load_model(info: ModelInfo, *, trust: bool = False) -> LoadedModel:
     """Load a registered model for inference from a verified private copy of its file.
 
     A ``.pt`` goes through the safe loader first (unless ``trust``); an ``.onnx`` needs
-    onnxruntime. Raises :class:`ModelChangedError` if the file's bytes are not the registered
-    ones, :class:`UnsafeModelError` if safe loading refuses it.
+    onnxruntime and runs without torch or Ultralytics (:mod:`.onnx_decode`), except an RT-DETR
+    export, which Ultralytics decodes. Raises :class:`ModelChangedError` if the file's bytes are
+    not the registered ones, :class:`UnsafeModelError` if safe loading refuses it.
     """
-    ultralytics()
     folder = Path(tempfile.mkdtemp(prefix="labeldesk-run-"))
     try:
         with private_copy(Path(info.path), expected=info.id) as (copy, _):
@@ -793,7 +813,10 @@ def load_model(info: ModelInfo, *, trust: bool = False) -> LoadedModel:
                     shutil.move(str(data), dest)
             shutil.move(str(copy), target)
         fixed = None
+        detector = None
+        yolo: Any = None
         if info.format == "pt":
+            ultralytics()
             if not trust:
                 _safe_load_checkpoint(target, info.path, trust=False)  # the gate
             from ultralytics import YOLO
@@ -817,13 +840,29 @@ def load_model(info: ModelInfo, *, trust: bool = False) -> LoadedModel:
             _, _, extra = _onnx_meta(target, info.path)
             if not extra.get("args", {}).get("dynamic", False) and extra.get("imgsz"):
                 fixed = int(max(extra["imgsz"]))
-            from ultralytics import YOLO
+            from . import onnx_decode
 
-            yolo = YOLO(str(target), task=info.task)
-            if (read_onnx_header(target) or {}).get("head") == "RTDETRDecoder":
-                yolo = _as_rtdetr(yolo)
+            meta = read_onnx_header(target) or {}
+            if onnx_decode.supports(meta):
+                try:
+                    detector = onnx_decode.OnnxDetector(target, meta)
+                except Exception as e:  # onnxruntime refuses the graph: say so, in one line
+                    raise ModelError(f"onnxruntime cannot load {info.path}: {e}") from None
+                if detector.fixed is not None:
+                    fixed = max(detector.fixed)
+            else:
+                try:
+                    ultralytics()
+                except FullFlavourError:
+                    raise FullFlavourError(
+                        f"{info.path} is an RT-DETR export, which LabelDesk runs through "
+                        "Ultralytics; install the full flavour (pip install labeldesk)"
+                    ) from None
+                from ultralytics import YOLO
+
+                yolo = _as_rtdetr(YOLO(str(target), task=info.task))
         names = {i: n for i, n in enumerate(info.class_names)}
-        return LoadedModel(info, yolo, names, fixed, folder)
+        return LoadedModel(info, yolo, names, fixed, folder, onnx=detector)
     except BaseException:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -836,3 +875,95 @@ def _as_rtdetr(yolo: Any) -> Any:
     from ultralytics import RTDETR
 
     return RTDETR(yolo)
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_onnx` made: the new model, and the one it was exported from."""
+
+    source: ModelInfo
+    add: AddReport
+    imgsz: int
+    dynamic: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source.id,
+            "imgsz": self.imgsz,
+            "dynamic": self.dynamic,
+            **self.add.to_json(),
+        }
+
+
+def export_onnx(
+    project: Project,
+    name_or_id: str,
+    *,
+    name: str | None = None,
+    imgsz: int = 640,
+    dynamic: bool = True,
+    trust: bool = False,
+) -> ExportReport:
+    """Export a registered ``.pt`` to ONNX with Ultralytics' exporter and register the result.
+
+    The export reads a verified private copy (safe loading unless ``trust`` or the model was
+    registered trusted), so the ONNX file is made from exactly the registered bytes. Its bytes
+    go into the project's object store, like trained weights (fsck counts them through the
+    model row), and are registered as ``name`` (default ``<source>-onnx``) with the source's
+    ``trained_on``. ``dynamic`` exports accept any image size (the decoder pads each image to
+    the stride, as Ultralytics does for ``.pt``); a static export runs at ``imgsz`` only.
+    Needs the full flavour (torch, Ultralytics, onnx).
+    """
+    import warnings
+
+    source = get_model(project, name_or_id)
+    if source.format != "pt":
+        raise ModelError(f"{source.name} is already an {source.format} model; export needs a .pt")
+    if int(imgsz) != imgsz or imgsz < 32 or imgsz % 32:
+        raise ModelError(f"imgsz must be a multiple of 32 (the stride), got {imgsz}")
+    ultralytics()
+    try:
+        import onnx  # noqa: F401  (Ultralytics' exporter writes through it)
+    except ImportError as e:
+        raise ModelError(
+            f"exporting to ONNX needs the full flavour with {e.name}: "
+            "pip install 'labeldesk[dev]' (torch, Ultralytics and onnx)"
+        ) from None
+    trusted = trust or source.trusted
+    with private_copy(Path(source.path), expected=source.id) as (copy, _):
+        weights = copy.rename(copy.with_suffix(".pt"))
+        if not trusted:
+            _safe_load_checkpoint(weights, source.path, trust=False)  # the gate
+        from ultralytics import YOLO
+
+        with _safe_default(not trusted), warnings.catch_warnings():
+            # Tracing warns about Python control flow on tensors; harmless for export.
+            warnings.simplefilter("ignore")
+            try:
+                import onnxslim  # noqa: F401
+
+                simplify = True
+            except ImportError:
+                simplify = False  # Ultralytics would try to pip-install it otherwise
+            try:
+                out = YOLO(str(weights), task=source.task).export(
+                    format="onnx", imgsz=int(imgsz), dynamic=dynamic, simplify=simplify
+                )
+            except Exception as e:  # the exporter's own message says what went wrong
+                raise ModelError(f"ONNX export of {source.name} failed: {e}") from None
+        data = Path(out).read_bytes()
+    project.objects.put_bytes(data)  # before the row that names it
+    obj = project.objects.path(hashlib.sha256(data).hexdigest())
+    trained_on = source.trained_on
+
+    def link(model_id: str) -> None:
+        if trained_on is not None:
+            project.db.execute(
+                "UPDATE model SET trained_on = ? WHERE id = ?", [trained_on, model_id]
+            )
+
+    report = add_model(project, obj, name or f"{source.name}-onnx", within=link)
+    return ExportReport(source, report, int(imgsz), dynamic)

@@ -9,8 +9,9 @@ Why it is built this way:
   flight. Cancelling (checked between images) stores the images already predicted, then stops.
 * The model sees every image upright: images are decoded here with Pillow and EXIF-transposed,
   exactly as the review window shows them, and handed to Ultralytics as BGR arrays (its
-  convention for numpy input). Ultralytics therefore returns boxes in the upright frame, the
-  frame every box in LabelDesk lives in. Decoding runs on a background thread so it overlaps
+  convention for numpy input), or as RGB to :mod:`.onnx_decode`, which runs every ``.onnx``
+  (except RT-DETR) without torch. Either returns boxes in the upright frame, the frame every
+  box in LabelDesk lives in. Decoding runs on a background thread so it overlaps
   inference instead of adding to it.
 * Boxes keep the model's class *names*; mapping them to a version's classes happens where they
   are shown, so one cache serves every version.
@@ -24,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .defaults import DEFAULT_BATCH, DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
 from .errors import CancelledError, InputError, LabelDeskError, Problem
@@ -36,6 +37,8 @@ from .progress import CancelFn, ProgressFn
 from .project import Project
 from .versions import MAIN, resolve
 
+if TYPE_CHECKING:
+    from .onnx_decode import Detections
 _PREFETCH = 8
 
 
@@ -90,10 +93,20 @@ class PrelabelReport:
 def decode_upright_bgr(data: bytes) -> Any:
     """Image bytes -> upright (EXIF applied) HxWx3 uint8 BGR array, as Ultralytics takes numpy.
 
+    The channels of :func:`decode_upright_rgb` reversed (the same bytes ``cv2.cvtColor`` gives,
+    without needing cv2, which the review flavour does not ship).
+    """
+    import numpy as np
+
+    return np.ascontiguousarray(decode_upright_rgb(data)[:, :, ::-1])
+
+
+def decode_upright_rgb(data: bytes) -> Any:
+    """Image bytes -> upright (EXIF applied) HxWx3 uint8 RGB array (the ONNX path's input).
+
     Same pixels as :func:`labeldesk.core.images.open_upright`, minus its copies when there is
     nothing to rotate: this runs once per image per pre-labelling run, so it is kept lean.
     """
-    import cv2
     import numpy as np
     from PIL import Image, ImageOps
 
@@ -106,7 +119,7 @@ def decode_upright_bgr(data: bytes) -> Any:
         im = ImageOps.exif_transpose(im)
     if im.mode != "RGB":
         im = im.convert("RGB")
-    return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR)
+    return np.asarray(im)
 
 
 class _Prefetch:
@@ -114,8 +127,11 @@ class _Prefetch:
 
     _END = object()
 
-    def __init__(self, project: Project, shas: list[str], depth: int = _PREFETCH) -> None:
+    def __init__(
+        self, project: Project, shas: list[str], depth: int = _PREFETCH, *, rgb: bool = False
+    ) -> None:
         self._objects = project.objects
+        self._decode = decode_upright_rgb if rgb else decode_upright_bgr
         self._shas = shas
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
@@ -135,7 +151,7 @@ class _Prefetch:
         for sha in self._shas:
             try:
                 # verified: a model must never be run (or judged) on bytes that are not the image
-                item = (sha, decode_upright_bgr(read_object(self._objects, sha)), None)
+                item = (sha, self._decode(read_object(self._objects, sha)), None)
             except ObjectDamagedError as e:
                 item = (sha, None, f"{e.reason}; run `labeldesk fsck`")
             except Exception as e:  # a damaged object: report it, go on with the rest
@@ -167,6 +183,15 @@ def _to_predictions(result: Any) -> list[Prediction]:
     return [
         Prediction(str(names[c]), x1, y1, x2 - x1, y2 - y1, s)
         for (x1, y1, x2, y2), s, c in zip(xyxy, scores, classes, strict=True)
+    ]
+
+
+def _detections_to_predictions(found: Detections, names: dict[int, str]) -> list[Prediction]:
+    return [
+        Prediction(names.get(c, str(c)), x1, y1, x2 - x1, y2 - y1, s)
+        for (x1, y1, x2, y2), s, c in zip(
+            found.xyxy.tolist(), found.scores.tolist(), found.classes.tolist(), strict=True
+        )
     ]
 
 
@@ -252,7 +277,7 @@ def _run(
             report.boxes += sum(len(p) for _, p in pending)
             pending.clear()
 
-    images = _Prefetch(project, todo)
+    images = _Prefetch(project, todo, rgb=lm.onnx is not None)
     done, total = 0, len(todo)
     try:
         for sha, array, error in images:
@@ -265,8 +290,12 @@ def _run(
             if error is not None:
                 report.failed.append(Problem(sha, error))
             else:
-                (result,) = lm.yolo.predict(array, **kwargs)
-                pending.append((sha, _to_predictions(result)))
+                if lm.onnx is not None:
+                    found = lm.onnx.predict(array, params["conf"], params["iou"], params["imgsz"])
+                    pending.append((sha, _detections_to_predictions(found, lm.names)))
+                else:
+                    (result,) = lm.yolo.predict(array, **kwargs)
+                    pending.append((sha, _to_predictions(result)))
                 if len(pending) >= batch:
                     flush()
             done += 1

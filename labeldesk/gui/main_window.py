@@ -33,6 +33,7 @@ from labeldesk.app import rules
 from labeldesk.app.review import CONFLICT, EDITED, REVIEWED, TODO, Workspace, open_or_start_session
 from labeldesk.core.boxes import Box
 from labeldesk.core.errors import LabelDeskError, MergeConflictError
+from labeldesk.core.flavour import FULL_ONLY, is_full
 from labeldesk.core.project import Project
 from labeldesk.core.sessions import ReviewSession
 
@@ -319,6 +320,16 @@ class MainWindow(QMainWindow):
             act = QAction(text, self)
             act.triggered.connect(slot)
             models_menu.addAction(act)
+            if slot == self.train_dialog:
+                self.train_action = act
+        if not is_full():
+            # The review flavour has no torch: training is offered where it can run.
+            train = self.train_action
+            train.setEnabled(False)
+            train.setText("&Train a model… (full flavour only)")
+            train.setStatusTip(f"Training {FULL_ONLY}")
+            train.setToolTip(f"Training {FULL_ONLY}")
+
         from .remote_actions import RemoteActions
 
         self.remote_actions = RemoteActions(self)  # the Remote menu, ahead/behind
