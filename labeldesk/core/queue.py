@@ -411,16 +411,12 @@ def _load_run(
 
 
 def _annotation_sets(db: Any, hashes: set[str]) -> dict[str, list[Box]]:
-    out: dict[str, list[Box]] = {}
-    wanted = sorted(hashes)
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        for h, text in db.execute(
-            f"SELECT hash, boxes FROM annotation_set WHERE hash IN ({marks})", chunk
-        ):
-            out[h] = [Box.from_dict(d) for d in json.loads(text)]
-    return out
+    from .versions import annotation_set_texts
+
+    return {
+        h: [Box.from_dict(d) for d in json.loads(text)]
+        for h, text in annotation_set_texts(db, hashes)
+    }
 
 
 # -- the vectorised path -----------------------------------------------------------------------

@@ -514,22 +514,28 @@ class VersionDiff:
         return c
 
 
-def _annotation_sets(db: Database, hashes: set[str]) -> dict[str, list[tuple]]:
-    """Box keys (class, geometry, crowd flag, given area) of many annotation sets, read in a
-    few batched queries: a box that became a crowd region, or whose area changed, is a change."""
-    out: dict[str, list[tuple]] = {}
-    wanted = sorted(hashes)
+def annotation_set_texts(db: Database, hashes: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """``(hash, boxes JSON)`` of many annotation sets, read in batches of 500 (SQLite's limit on
+    parameters is not a concern, and one query per set would cost more than the parsing)."""
+    wanted = sorted(set(hashes))
     for i in range(0, len(wanted), 500):
         chunk = wanted[i : i + 500]
         marks = ",".join("?" * len(chunk))
-        for h, text in db.execute(
+        yield from db.execute(
             f"SELECT hash, boxes FROM annotation_set WHERE hash IN ({marks})", chunk
-        ):
-            out[h] = [
-                (d["class"], d["x"], d["y"], d["w"], d["h"], d.get("iscrowd", 0), d.get("area"))
-                for d in json.loads(text)
-            ]
-    return out
+        )
+
+
+def _annotation_sets(db: Database, hashes: set[str]) -> dict[str, list[tuple]]:
+    """Box keys (class, geometry, crowd flag, given area) of many annotation sets, read in a
+    few batched queries: a box that became a crowd region, or whose area changed, is a change."""
+    return {
+        h: [
+            (d["class"], d["x"], d["y"], d["w"], d["h"], d.get("iscrowd", 0), d.get("area"))
+            for d in json.loads(text)
+        ]
+        for h, text in annotation_set_texts(db, hashes)
+    }
 
 
 def _box_changes(sets: dict[str, list[tuple]], change: EntryChange) -> tuple[int, int]:

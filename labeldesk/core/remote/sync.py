@@ -143,13 +143,14 @@ def _ref_body(project: Project, version: str, previous: str | None) -> bytes:
 # -- push ---------------------------------------------------------------------------------------
 
 
-def _topo(project: Project, vids: set[str]) -> list[str]:
-    """``vids`` ordered parents first."""
+def parents_first(vids: Iterable[str], parents_of: Callable[[str], Iterable[str]]) -> list[str]:
+    """``vids`` ordered so that every version comes after those of its parents among them (an
+    iterative depth-first walk: histories are far deeper than Python's recursion limit)."""
+    wanted = set(vids)
     order: list[str] = []
     done: set[str] = set()
-
-    def visit(v: str) -> None:
-        stack = [(v, False)]
+    for start in sorted(wanted):
+        stack = [(start, False)]
         while stack:
             cur, expanded = stack.pop()
             if cur in done:
@@ -159,14 +160,18 @@ def _topo(project: Project, vids: set[str]) -> list[str]:
                 order.append(cur)
                 continue
             stack.append((cur, True))
-            row = project.db.execute("SELECT parents FROM version WHERE id = ?", [cur]).fetchone()
-            for p in json.loads(row[0]) if row else []:
-                if p in vids and p not in done:
-                    stack.append((p, False))
-
-    for v in sorted(vids):
-        visit(v)
+            stack.extend((p, False) for p in parents_of(cur) if p in wanted and p not in done)
     return order
+
+
+def _topo(project: Project, vids: set[str]) -> list[str]:
+    """``vids`` ordered parents first."""
+
+    def parents(v: str) -> list[str]:
+        row = project.db.execute("SELECT parents FROM version WHERE id = ?", [v]).fetchone()
+        return json.loads(row[0]) if row else []
+
+    return parents_first(vids, parents)
 
 
 _KINDS = {
@@ -655,21 +660,7 @@ def _commit_fetch(
 
 
 def _topo_records(records: dict[str, dict[str, Any]]) -> list[str]:
-    order: list[str] = []
-    done: set[str] = set()
-    for start in sorted(records):
-        stack = [(start, False)]
-        while stack:
-            cur, expanded = stack.pop()
-            if cur in done:
-                continue
-            if expanded:
-                done.add(cur)
-                order.append(cur)
-                continue
-            stack.append((cur, True))
-            stack.extend((p, False) for p in records[cur]["parents"] if p in records)
-    return order
+    return parents_first(records, lambda v: records[v]["parents"])
 
 
 def _fetch_objects(
