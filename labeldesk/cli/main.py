@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="labeldesk",
         description="Keep computer-vision datasets accurate as they grow: import, pre-label, "
-        "review, version, approve, export, validate.",
+        "review, version, approve, export, validate, train, share.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
