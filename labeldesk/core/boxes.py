@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
-from .canonical import hash_json, round_coord
+from .canonical import COORD_DECIMALS, hash_json
 
 Origin = Literal["human", "model"]
 #: imported: came with an imported dataset; accepted: a pre-label kept unchanged;
@@ -52,12 +52,12 @@ class Box:
     area: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("x", "y", "w", "h"):
-            v = getattr(self, name)
+        # Round once, here, so a box in memory equals the same box read back from storage (and
+        # to_dict need not round again). Inlined round_coord: imports build millions of boxes.
+        for name, v in (("x", self.x), ("y", self.y), ("w", self.w), ("h", self.h)):
             if not isinstance(v, int | float) or not math.isfinite(v):
                 raise ValueError(f"box {name} must be a finite number, got {v!r}")
-            # Round once, here, so a box in memory equals the same box read back from storage.
-            object.__setattr__(self, name, round_coord(v))
+            object.__setattr__(self, name, round(float(v), COORD_DECIMALS) + 0.0)
         if self.w <= 0 or self.h <= 0:
             raise ValueError(f"box must have positive size, got w={self.w} h={self.h}")
         if self.origin not in ORIGINS:
@@ -82,10 +82,10 @@ class Box:
         """Canonical dict: rounded coordinates, ``None`` fields left out."""
         d: dict[str, Any] = {
             "class": int(self.cls),
-            "x": round_coord(self.x),
-            "y": round_coord(self.y),
-            "w": round_coord(self.w),
-            "h": round_coord(self.h),
+            "x": self.x,  # already canonical: rounded in __post_init__
+            "y": self.y,
+            "w": self.w,
+            "h": self.h,
             "origin": self.origin,
             "state": self.state,
         }
