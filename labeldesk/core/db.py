@@ -167,9 +167,8 @@ def transaction(db: ProjectDatabase) -> Iterator[ProjectDatabase]:
     conn = db.conn
     if conn.in_transaction:
         raise RuntimeError("nested write transaction")
-    readonly = getattr(db, "readonly", None)
-    if readonly:
-        raise ReadOnlyProjectError(readonly)
+    if db.readonly:
+        raise ReadOnlyProjectError(db.readonly)
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while True:
         try:
@@ -202,10 +201,9 @@ def migrate(db: ProjectDatabase, path: Path) -> None:
         )
     if found == SCHEMA_VERSION:
         return
-    readonly = getattr(db, "readonly", None)
-    if readonly:
+    if db.readonly:
         raise ReadOnlyProjectError(
-            f"{readonly}; and it was written by an older LabelDesk (schema version {found}), "
+            f"{db.readonly}; and it was written by an older LabelDesk (schema version {found}), "
             f"which needs an upgrade to {SCHEMA_VERSION} that cannot be written there"
         )
     # The migrations run inside our IMMEDIATE transaction (sqlite-utils then uses savepoints), so

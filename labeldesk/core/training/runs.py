@@ -8,7 +8,7 @@ A run row is written when training starts (status ``running``) and closed once (
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..db import ProjectDatabase as Database
@@ -48,50 +48,19 @@ class TrainingRun:
         return len(self.epochs)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "version": self.version,
-            "split_hash": self.split_hash,
-            "base_kind": self.base_kind,
-            "base": self.base,
-            "params": self.params,
-            "seed": self.seed,
-            "libs": self.libs,
-            "epochs": self.epochs,
-            "epochs_done": self.epochs_done,
-            "status": self.status,
-            "error": self.error,
-            "started": self.started,
-            "finished": self.finished,
-            "wall_s": self.wall_s,
-            "author": self.author,
-            "model": self.model,
-            "partial": self.partial,
-        }
+        """Every field but the local ``run_dir``, and how many epochs finished."""
+        out = {k: v for k, v in asdict(self).items() if k != "run_dir"}
+        out["epochs_done"] = self.epochs_done
+        return out
 
 
-def _run(r: Any) -> TrainingRun:
+#: Columns stored as JSON text; every other column maps to its field as it is.
+_JSON_COLUMNS = {"params": "{}", "libs": "{}", "epochs": "[]"}
+
+
+def _run(r: dict[str, Any]) -> TrainingRun:
     return TrainingRun(
-        id=r["id"],
-        name=r["name"],
-        version=r["version"],
-        split_hash=r["split_hash"],
-        base_kind=r["base_kind"],
-        base=r["base"],
-        params=json.loads(r["params"]),
-        seed=r["seed"],
-        libs=json.loads(r["libs"] or "{}"),
-        epochs=json.loads(r["epochs"]),
-        status=r["status"],
-        error=r["error"],
-        started=r["started"],
-        finished=r["finished"],
-        wall_s=r["wall_s"],
-        author=r["author"],
-        model=r["model"],
-        partial=r["partial"],
-        run_dir=r["run_dir"],
+        **{k: json.loads(v or _JSON_COLUMNS[k]) if k in _JSON_COLUMNS else v for k, v in r.items()}
     )
 
 

@@ -124,16 +124,22 @@ def split_manifest(project: Project, version: Version) -> tuple[str, dict[str, i
 
 
 def _check(
-    project: Project, version: Version, base: str | None, config: str | None, opts: TrainOptions
-) -> tuple[str, str, str, list[str]]:
-    """Return (base_kind, base_id_or_name, path_for_ultralytics, notes) or raise InputError."""
+    project: Project,
+    version: Version,
+    base: str | None,
+    config: str | None,
+    opts: TrainOptions,
+    trust: bool,
+) -> tuple[str, str, str, str, list[str]]:
+    """Return (base_kind, base_id_or_name, path_for_ultralytics, split_hash, notes), or raise
+    one InputError listing every problem."""
     problems: list[Problem] = []
     notes: list[str] = []
     if (base is None) == (config is None):
         problems.append(Problem("--base/--config", "give exactly one of them"))
     if version.n_boxes == 0 or not version.classes:
         problems.append(Problem(version.short, "the version has no labels to learn from"))
-    _, counts = split_manifest(project, version)
+    split_hash, counts = split_manifest(project, version)
     if not counts.get("val"):
         problems.append(
             Problem(
@@ -166,6 +172,10 @@ def _check(
                 problems.append(
                     Problem("--base", f"{info.name} is {info.format}: training needs a .pt")
                 )
+            if info.trusted and not trust:
+                problems.append(
+                    Problem("--base", "that model was registered with --trust: pass --trust")
+                )
             kind, ident, path = "model", info.id, info.path
             names = [c["name"] for c in sorted(version.classes, key=lambda c: c["id"])]
             if info.class_names != names:
@@ -177,7 +187,7 @@ def _check(
         problems.append(Problem("--config", f"{config!r} is not an Ultralytics model YAML"))
     if problems:
         raise InputError("cannot train", problems)
-    return kind, ident, path, notes
+    return kind, ident, path, split_hash, notes
 
 
 def _ultralytics_versions() -> dict[str, str]:
@@ -249,16 +259,7 @@ def train(
         _close_run(project, run_id, status="running", finished=None, partial=None)
     else:
         version = resolve(db, ref)
-        kind, ident, path, notes = _check(project, version, base, config, opts)
-        if kind == "model":
-            from ..models import get_model
-
-            if get_model(project, ident).trusted and not trust:
-                raise InputError(
-                    "cannot train",
-                    [Problem("--base", "that model was registered with --trust: pass --trust")],
-                )
-        split_hash, _ = split_manifest(project, version)
+        kind, ident, path, split_hash, notes = _check(project, version, base, config, opts, trust)
         opts_json = opts.ultralytics_args()
         with project.transaction():
             cur = db.execute(
