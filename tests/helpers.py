@@ -173,3 +173,16 @@ def fill(fs: Path, leave: int = 0) -> Path:
         if free - leave > 0:
             os.posix_fallocate(f.fileno(), 0, free - leave)
     return filler
+
+
+def model_row(project: Project, model_id: str, name: str) -> None:
+    """A model row with classes cat and dog and no file: enough for code that reads stored
+    predictions of that model (runs, suggestions, the queue), which never loads the weights."""
+    from labeldesk.core.project import now_iso
+
+    with project.transaction():
+        project.db.execute(
+            "INSERT INTO model (id, name, path, format, task, class_names, added_at, added_by) "
+            "VALUES (?, ?, '/m.onnx', 'onnx', 'detect', '[\"cat\", \"dog\"]', ?, 'me')",
+            [model_id, name, now_iso()],
+        )

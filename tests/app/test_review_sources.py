@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import model_row as add_model
 
 from labeldesk.app.review import (
     Workspace,
@@ -14,20 +15,10 @@ from labeldesk.core import predictions
 from labeldesk.core.boxes import Box
 from labeldesk.core.importer import add_images
 from labeldesk.core.predictions import Prediction
-from labeldesk.core.project import now_iso
 from labeldesk.core.sessions import ReviewSession
 
 P1 = {"conf": 0.25, "iou": 0.7, "imgsz": 320}
 P2 = {"conf": 0.1, "iou": 0.7, "imgsz": 320}
-
-
-def add_model(project, model_id: str, name: str) -> None:
-    with project.transaction():
-        project.db.execute(
-            "INSERT INTO model (id, name, path, format, task, class_names, added_at, added_by) "
-            "VALUES (?, ?, '/m.onnx', 'onnx', 'detect', '[\"cat\", \"dog\"]', ?, 'me')",
-            [model_id, name, now_iso()],
-        )
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import model_row as add_model
 
 from labeldesk.core import predictions
 from labeldesk.core.boxes import Box
@@ -13,15 +14,6 @@ from labeldesk.core.queue import Params, priority, rank
 from labeldesk.core.sessions import ReviewSession
 
 P = {"conf": 0.25, "iou": 0.7, "imgsz": 320}
-
-
-def add_model(project, model_id: str, name: str) -> None:
-    with project.transaction():
-        project.db.execute(
-            "INSERT INTO model (id, name, path, format, task, class_names, added_at, added_by) "
-            "VALUES (?, ?, '/m.onnx', 'onnx', 'detect', '[\"cat\", \"dog\"]', ?, 'me')",
-            [model_id, name, now_iso()],
-        )
 
 
 @pytest.fixture
