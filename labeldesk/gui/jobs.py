@@ -27,12 +27,32 @@ def show_error(parent: QWidget, title: str, error: BaseException) -> None:
     parent.last_message = box  # keep it alive (and reachable for tests)
 
 
-class _Bridge(QObject):
-    """Carries a job's results to the GUI thread; values are boxed in a tuple (see tasks.py)."""
+class Bridge(QObject):
+    """Carries a job's results to the GUI thread; values are boxed in a tuple (see tasks.py).
+
+    ``progress`` is (done, total, what); ``event`` carries any other report, boxed."""
 
     progress = Signal(int, int, str)
+    event = Signal(tuple)
     done = Signal(tuple)
     failed = Signal(tuple)
+
+
+def start_thread(name: str, body: Callable[[], Any], bridge: Bridge) -> threading.Thread:
+    """Run ``body`` on a daemon thread; its value or its exception reaches the GUI thread
+    through ``bridge.done`` / ``bridge.failed`` (each boxed in a tuple)."""
+
+    def run() -> None:
+        try:
+            value = body()
+        except BaseException as e:
+            bridge.failed.emit((e,))
+        else:
+            bridge.done.emit((value,))
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def run_job(
@@ -46,7 +66,7 @@ def run_job(
     dialog.setWindowTitle(title)
     dialog.setWindowModality(Qt.WindowModality.WindowModal)
     dialog.setMinimumDuration(300)
-    bridge = _Bridge(parent)
+    bridge = Bridge(parent)
     cancelled = threading.Event()
     dialog.canceled.connect(cancelled.set)
 
@@ -68,17 +88,11 @@ def run_job(
     bridge.done.connect(lambda boxed: finished(boxed[0]))
     bridge.failed.connect(lambda boxed: failed(boxed[0]))
 
-    def body() -> None:
-        try:
-            value = fn(lambda d, t, w: bridge.progress.emit(d, t, w), cancelled.is_set)
-        except BaseException as e:
-            bridge.failed.emit((e,))
-        else:
-            bridge.done.emit((value,))
-
-    thread = threading.Thread(target=body, name=f"job: {title}", daemon=True)
-    thread.start()
-    return thread
+    return start_thread(
+        f"job: {title}",
+        lambda: fn(lambda d, t, w: bridge.progress.emit(d, t, w), cancelled.is_set),
+        bridge,
+    )
 
 
 class StatusJob(QObject):
@@ -109,23 +123,16 @@ class StatusJob(QObject):
         for w in (self.label, self.bar, self.cancel_button):
             lay.addWidget(w)
         window.statusBar().addPermanentWidget(self.widget)
-        self._bridge = _Bridge(self)
+        self._bridge = Bridge(self)
         self._bridge.progress.connect(self._progress)
         self._bridge.done.connect(lambda boxed: self._done(boxed[0]))
         self._bridge.failed.connect(lambda boxed: self._failed(boxed[0]))
 
-        def body() -> None:
-            try:
-                value = fn(
-                    lambda d, t, w: self._bridge.progress.emit(d, t, w), self.cancelled.is_set
-                )
-            except BaseException as e:
-                self._bridge.failed.emit((e,))
-            else:
-                self._bridge.done.emit((value,))
-
-        self.thread = threading.Thread(target=body, name=f"job: {title}", daemon=True)
-        self.thread.start()
+        self.thread = start_thread(
+            f"job: {title}",
+            lambda: fn(lambda d, t, w: self._bridge.progress.emit(d, t, w), self.cancelled.is_set),
+            self._bridge,
+        )
 
     def cancel(self) -> None:
         self.cancelled.set()

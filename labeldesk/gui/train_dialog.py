@@ -9,11 +9,10 @@ belong to the thread that opened them); training itself runs in a child process
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -34,38 +33,12 @@ from PySide6.QtWidgets import (
 )
 
 from .charts import LineChart, Series
-from .jobs import show_error
+from .jobs import Bridge, show_error, start_thread
 
 #: Model YAMLs offered to train from scratch (Ultralytics builds them offline).
 CONFIGS = ("yolov8n.yaml", "yolov8s.yaml", "yolo11n.yaml")
 _LOSSES = ("train/box_loss", "train/cls_loss", "train/dfl_loss")
 _MAPS = (("metrics/mAP50(B)", "val mAP50"), ("metrics/mAP50-95(B)", "val mAP50-95"))
-
-
-class _Bridge(QObject):
-    """Carries a worker's events to the GUI thread, boxed in tuples (see tasks.py)."""
-
-    event = Signal(tuple)
-    done = Signal(tuple)
-    failed = Signal(tuple)
-
-
-def _in_thread(
-    name: str,
-    body: Callable[[Callable[[Any], None]], Any],
-    bridge: _Bridge,
-) -> threading.Thread:
-    def run() -> None:
-        try:
-            value = body(lambda e: bridge.event.emit((e,)))
-        except BaseException as e:
-            bridge.failed.emit((e,))
-        else:
-            bridge.done.emit((value,))
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread
 
 
 def version_choices(project: Any) -> list[tuple[str, str]]:
@@ -154,7 +127,7 @@ class TrainDialog(QDialog):
         layout.addLayout(charts, 1)
         layout.addLayout(buttons)
         self.resize(760, 620)
-        self._bridge = _Bridge(self)
+        self._bridge = Bridge(self)
         self._bridge.event.connect(lambda boxed: self._event(boxed[0]))
         self._bridge.done.connect(lambda boxed: self._done(boxed[0]))
         self._bridge.failed.connect(lambda boxed: self._failed(boxed[0]))
@@ -189,7 +162,12 @@ class TrainDialog(QDialog):
         self.epochs = []
         self._redraw()
 
-        def body(emit: Callable[[Any], None]) -> Any:
+        bridge = self._bridge
+
+        def emit(event: Any) -> None:  # called on the worker thread: the bridge carries it over
+            bridge.event.emit((event,))
+
+        def body() -> Any:
             from labeldesk.core.project import Project
             from labeldesk.core.training.train import train
 
@@ -209,7 +187,7 @@ class TrainDialog(QDialog):
         self.cancel_button.setEnabled(True)
         self.status.setText("Materialising the version and starting Ultralytics…")
         self.bar.setRange(0, 0)
-        self.thread = _in_thread("train", body, self._bridge)
+        self.thread = start_thread("train", body, self._bridge)
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -344,7 +322,7 @@ class ModelsDialog(QDialog):
         layout.addWidget(self.lineage, 1)
         layout.addLayout(buttons)
         self.resize(820, 520)
-        self._bridge = _Bridge(self)
+        self._bridge = Bridge(self)
         self._bridge.done.connect(lambda boxed: self._promoted(boxed[0]))
         self._bridge.failed.connect(lambda boxed: self._failed(boxed[0]))
         self.rows: list[dict[str, Any]] = []
@@ -421,7 +399,7 @@ class ModelsDialog(QDialog):
         name = row["info"].id
         root, user = self.root, self.user
 
-        def body(_emit: Callable[[Any], None]) -> Any:
+        def body() -> Any:
             from labeldesk.core.project import Project
             from labeldesk.core.training.promote import promote
 
@@ -430,7 +408,7 @@ class ModelsDialog(QDialog):
 
         self.promote_button.setEnabled(False)
         self.status.setText(f"Evaluating {row['info'].name} and the release model…")
-        _in_thread("promote", body, self._bridge)
+        start_thread("promote", body, self._bridge)
 
     def _promoted(self, result: Any) -> None:
         from labeldesk.core.project import Project
