@@ -41,11 +41,12 @@ sys.path.insert(0, str(ROOT))
 
 import build  # noqa: E402  (packaging/build.py)
 
-from labeldesk.core.importer import add_images  # noqa: E402
-from labeldesk.core.models import add_model, load_model  # noqa: E402
-from labeldesk.core.prelabel import decode_upright_bgr, prelabel  # noqa: E402
-from labeldesk.core.project import Project  # noqa: E402
-from labeldesk.core.synth import write_images  # noqa: E402
+from labeldesk.core.demo.synth import write_images  # noqa: E402
+from labeldesk.core.inference.loading import load_model  # noqa: E402
+from labeldesk.core.inference.prelabel import decode_upright_bgr, prelabel  # noqa: E402
+from labeldesk.core.inference.registry import add_model  # noqa: E402
+from labeldesk.core.store.importer import add_images  # noqa: E402
+from labeldesk.core.store.project import Project  # noqa: E402
 
 IMGSZ = 320
 MB = 1e6

@@ -23,7 +23,13 @@ import time
 
 import numpy as np
 
-from labeldesk.core.metrics import STAT_LABELS, Detection, GroundTruth, evaluate, evaluate_coco
+from labeldesk.core.validation.metrics import (
+    STAT_LABELS,
+    Detection,
+    GroundTruth,
+    evaluate,
+    evaluate_coco,
+)
 
 N_CLASSES = 20
 

@@ -103,9 +103,9 @@ def build(work: Path, n: int) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     from labeldesk.core.boxes import Box
-    from labeldesk.core.importer import Staging
-    from labeldesk.core.manifest import Entry
-    from labeldesk.core.project import Project
+    from labeldesk.core.store.importer import Staging
+    from labeldesk.core.store.manifest import Entry
+    from labeldesk.core.store.project import Project
 
     src = work / "src"
     src.mkdir(parents=True)
@@ -151,7 +151,7 @@ def _settle(out: Path) -> None:
 
 def run_labeldesk(work: Path, fmt: str, verify: bool = True) -> dict:
     from labeldesk.core.formats import export_coco, export_yolo
-    from labeldesk.core.project import Project
+    from labeldesk.core.store.project import Project
 
     out = work / f"out_labeldesk_{fmt}{'' if verify else '_unverified'}"
     _settle(out)
@@ -179,7 +179,7 @@ def run_supervision(work: Path, fmt: str) -> dict:
     import supervision as sv
 
     from labeldesk.core.formats.plan import BoxReader, load_plan
-    from labeldesk.core.project import Project
+    from labeldesk.core.store.project import Project
 
     out = work / f"out_supervision_{fmt}"
     _settle(out)
@@ -236,7 +236,7 @@ def run_copy(work: Path, verify: bool) -> dict:
     """Every object copied on one thread, plain (``sendfile``) or hashed on the way: the
     per-file cost of verification alone, without the exporter around it."""
     from labeldesk.core.formats.files import copy_file
-    from labeldesk.core.project import Project
+    from labeldesk.core.store.project import Project
 
     out = work / f"out_copy_{'verified' if verify else 'plain'}"
     _settle(out)

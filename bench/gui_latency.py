@@ -108,9 +108,9 @@ def main() -> None:
     from PySide6.QtWidgets import QApplication
 
     from labeldesk.core.boxes import Box
-    from labeldesk.core.importer import add_images
-    from labeldesk.core.project import Project
-    from labeldesk.core.sessions import ReviewSession
+    from labeldesk.core.store.importer import add_images
+    from labeldesk.core.store.project import Project
+    from labeldesk.core.store.sessions import ReviewSession
 
     t0 = time.perf_counter()
     photos = make_photos(work / "photos", args.images, size)

@@ -2,7 +2,7 @@
 
     python bench/prelabel.py [--images 200] [--size 1280x960] [--imgsz 640]
 
-Generates N photo-sized JPEG scenes (labeldesk.core.synth), imports them into a project, and in
+Generates N photo-sized JPEG scenes (labeldesk.core.demo.synth), imports them into a project, and in
 the same run, with the same model (the shipped demo model unless --model) and parameters:
   * plain:     for r in model.predict(source=files, stream=True, conf, iou, imgsz): ...
   * labeldesk: prelabel(project, model, ...) on the version, from an empty cache (decode with
@@ -34,13 +34,14 @@ os.environ.setdefault("YOLO_VERBOSE", "False")
 import numpy as np
 from PIL import Image
 
-from labeldesk.core import predictions
-from labeldesk.core.importer import Staging, add_images
-from labeldesk.core.manifest import Entry
-from labeldesk.core.models import add_model, load_model
-from labeldesk.core.prelabel import prelabel, prelabel_params
-from labeldesk.core.project import Project
-from labeldesk.core.synth import write_images
+from labeldesk.core.demo.synth import write_images
+from labeldesk.core.inference import predictions
+from labeldesk.core.inference.loading import load_model
+from labeldesk.core.inference.prelabel import prelabel, prelabel_params
+from labeldesk.core.inference.registry import add_model
+from labeldesk.core.store.importer import Staging, add_images
+from labeldesk.core.store.manifest import Entry
+from labeldesk.core.store.project import Project
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "resources" / "models" / "demo-shapes.pt"
@@ -136,7 +137,7 @@ def main() -> None:
     kw = {"conf": params["conf"], "iou": params["iou"], "imgsz": params["imgsz"], "verbose": False}
     for _ in yolo.predict(source=files[:3], stream=True, **kw):
         pass
-    from labeldesk.core.prelabel import decode_upright_bgr
+    from labeldesk.core.inference.prelabel import decode_upright_bgr
 
     for f in files[:3]:
         lm.yolo.predict(decode_upright_bgr(Path(f).read_bytes()), **kw)

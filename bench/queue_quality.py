@@ -3,15 +3,16 @@
     python bench/queue_quality.py [--images 120] [--error-rate 0.3] [--predictions model|noisy]
                                   [--timing 100000] [--no-cleanlab]
 
-Quality. Generates the project's own synthetic scenes (labeldesk.core.synth), labels them with
+Quality. Generates the project's own synthetic scenes (labeldesk.core.demo.synth), labels them with
 the generator's truth, and injects errors into a share of the images, one per image: a missing
 box, a swapped class or a shifted box (moved by half its width: IoU about 1/3). Predictions come
-from the shipped demo model (``--predictions model``, run by labeldesk.core.prelabel at conf
-0.1) or, where that is too slow, are derived from the truth (``noisy``: 90% of objects found,
-jittered, scores 0.5..1, plus low-scored false positives; they never see the injected errors).
+from the shipped demo model (``--predictions model``, run by
+labeldesk.core.inference.prelabel at conf 0.1) or, where that is too slow, are derived from the
+truth (``noisy``: 90% of objects found, jittered, scores 0.5..1, plus low-scored false
+positives; they never see the injected errors).
 Both rankers read the same stored labels and predictions:
 
-  * ``rule``: labeldesk.core.queue.rank (the queue the window and ``labeldesk queue`` show);
+  * ``rule``: labeldesk.core.review.queue.rank (the queue the window and ``labeldesk queue`` show);
   * ``cleanlab``: cleanlab.object_detection.rank.get_label_quality_scores (lowest first).
 
 Reported: precision of the top k (k = the number of images with an injected error, and 10, 20)
@@ -39,15 +40,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labeldesk.core import predictions, queue
 from labeldesk.core.boxes import Box
-from labeldesk.core.importer import add_images
-from labeldesk.core.manifest import Entry, ManifestStore
-from labeldesk.core.predictions import Prediction
-from labeldesk.core.project import Project, now_iso
-from labeldesk.core.sessions import ReviewSession
-from labeldesk.core.synth import CLASSES, write_images
-from labeldesk.core.versions import put_annotation_set, resolve, write_version
+from labeldesk.core.demo.synth import CLASSES, write_images
+from labeldesk.core.inference import predictions
+from labeldesk.core.inference.predictions import Prediction
+from labeldesk.core.review import queue
+from labeldesk.core.store.importer import add_images
+from labeldesk.core.store.manifest import Entry, ManifestStore
+from labeldesk.core.store.project import Project, now_iso
+from labeldesk.core.store.sessions import ReviewSession
+from labeldesk.core.store.versions import put_annotation_set, resolve, write_version
 
 KINDS = ("missing", "swap", "shift")
 
@@ -165,9 +167,9 @@ def quality(args: argparse.Namespace, work: Path) -> dict:
         )
     session.commit("labels with injected errors")
     if args.predictions == "model":
-        from labeldesk.core.demo import demo_model_path
-        from labeldesk.core.models import add_model
-        from labeldesk.core.prelabel import prelabel
+        from labeldesk.core.demo.build import demo_model_path
+        from labeldesk.core.inference.prelabel import prelabel
+        from labeldesk.core.inference.registry import add_model
 
         info = add_model(project, demo_model_path(), "demo").model
         prelabel(project, info, conf=0.1, imgsz=320)

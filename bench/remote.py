@@ -35,7 +35,7 @@ import json, resource, sys, time
 from pathlib import Path
 op, root, url = sys.argv[1], sys.argv[2], sys.argv[3]
 import obstore.store
-from labeldesk.core.project import Project
+from labeldesk.core.store.project import Project
 from labeldesk.core.remote.sync import clone, push
 t = time.perf_counter()  # the operation, not the interpreter's start
 if op == "push":
@@ -77,10 +77,10 @@ def main() -> None:
     from helpers import write_image
 
     from labeldesk.core.boxes import Box
-    from labeldesk.core.importer import add_images
-    from labeldesk.core.project import Project
     from labeldesk.core.remote.config import add_remote
-    from labeldesk.core.sessions import ReviewSession
+    from labeldesk.core.store.importer import add_images
+    from labeldesk.core.store.project import Project
+    from labeldesk.core.store.sessions import ReviewSession
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-remote-"))
     srv = SeaweedS3(tmp / "s3").start()

@@ -36,9 +36,9 @@ def main() -> None:
     ld = [sys.executable, "-m", "labeldesk.cli.main"]
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
-        from labeldesk.core.importer import add_images
-        from labeldesk.core.project import Project
-        from labeldesk.core.synth import write_images
+        from labeldesk.core.demo.synth import write_images
+        from labeldesk.core.store.importer import add_images
+        from labeldesk.core.store.project import Project
 
         write_images(root / "src", 4, seed=1)
         with Project.init(root / "p", user="bench") as p:

@@ -40,11 +40,11 @@ import numpy as np
 from PIL import Image
 
 from labeldesk.core.boxes import Box
-from labeldesk.core.importer import Staging, add_images
-from labeldesk.core.manifest import Entry
-from labeldesk.core.project import Project
-from labeldesk.core.sessions import ReviewSession
-from labeldesk.core.versions import Version, diff, log
+from labeldesk.core.store.importer import Staging, add_images
+from labeldesk.core.store.manifest import Entry
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.sessions import ReviewSession
+from labeldesk.core.store.versions import Version, diff, log
 
 CLASSES = [{"id": i + 1, "name": f"class{i}"} for i in range(10)]
 

@@ -29,9 +29,9 @@ from pathlib import Path
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
+from labeldesk.core.demo.synth import write_yolo_dataset
 from labeldesk.core.formats.yolo import export_yolo, import_yolo
-from labeldesk.core.project import Project
-from labeldesk.core.synth import write_yolo_dataset
+from labeldesk.core.store.project import Project
 from labeldesk.core.training.train import TrainOptions, train
 
 PLAIN = """
@@ -61,8 +61,8 @@ def materialise(n: int, tmp: Path) -> dict[str, float]:
     from PIL import Image
 
     from labeldesk.core.boxes import Box
-    from labeldesk.core.importer import Staging
-    from labeldesk.core.manifest import Entry
+    from labeldesk.core.store.importer import Staging
+    from labeldesk.core.store.manifest import Entry
 
     src = tmp / "tiny"
     rng = np.random.default_rng(0)

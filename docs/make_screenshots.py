@@ -21,8 +21,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from labeldesk.core.demo import build_demo
-from labeldesk.core.versions import resolve
+from labeldesk.core.demo.build import build_demo
+from labeldesk.core.store.versions import resolve
 
 OUT = Path(__file__).parent / "images"
 

@@ -4,7 +4,7 @@
     python packaging/build.py --flavour full    # full flavour   -> dist/full/LabelDesk/ + archive
 
 The review flavour leaves torch, Ultralytics and OpenCV out and runs ``.onnx`` models through
-onnxruntime (labeldesk/core/onnx_decode.py). Both carry the demo and its model as ONNX, so
+onnxruntime (labeldesk/core/inference/onnx_decode.py). Both carry the demo and its model as ONNX, so
 ``LabelDesk demo`` works offline; the ONNX file is exported here from
 resources/models/demo-shapes.pt with Ultralytics' exporter (so the building environment needs
 the dev extra), or taken from ``--demo-onnx``. It is not committed: 12 MB of derived bytes.
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "packaging" / "labeldesk.spec"
 DEMO_PT = ROOT / "resources" / "models" / "demo-shapes.pt"
-DEMO_IMGSZ = 320  # labeldesk.core.demo.DEMO_IMGSZ: what the demo model was trained at
+DEMO_IMGSZ = 320  # labeldesk.core.demo.build.DEMO_IMGSZ: what the demo model was trained at
 #: Packages the review flavour must not contain (checked after the build).
 NOT_IN_REVIEW = ("torch", "torchvision", "ultralytics", "cv2")
 

@@ -2,7 +2,7 @@
 
 Why this exists: the demo project and the pre-labelling features need a detector that runs
 offline, and the project can neither ship third-party weights nor download them. So the demo
-model is trained here, from scratch, on scenes from ``labeldesk.core.synth``: anyone can
+model is trained here, from scratch, on scenes from ``labeldesk.core.demo.synth``: anyone can
 rebuild it bit-for-bit-ish with one command and see exactly what it was trained on.
 
 The model is meant to be *good but not perfect* (mAP50 roughly 0.6-0.9 on fresh scenes), so a
@@ -92,7 +92,7 @@ def _sha256(path: Path) -> str:
 
 def _metrics(result: Any) -> dict[str, Any]:
     """The numbers worth recording from an Ultralytics DetMetrics object."""
-    from labeldesk.core.synth import CLASSES
+    from labeldesk.core.demo.synth import CLASSES
 
     box = result.box
     per_class = {
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     from ultralytics import YOLO
 
     sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing
-    from labeldesk.core.synth import CLASSES, write_yolo_dataset
+    from labeldesk.core.demo.synth import CLASSES, write_yolo_dataset
 
     torch.set_num_threads(args.threads)
     out = args.out.resolve()
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             "workers": args.workers,
         },
         "dataset": {
-            "generator": "labeldesk.core.synth.write_yolo_dataset",
+            "generator": "labeldesk.core.demo.synth.write_yolo_dataset",
             "image_size": list(DEFAULTS["image_size"]),
             "train_images": args.n_train,
             "val_images": args.n_val,

@@ -18,7 +18,7 @@ from helpers import write_image
 # A real S3 server (SeaweedFS from its wheel) for the remote tests, started on first use.
 from s3server import remote_url, s3_env, s3_server  # noqa: F401 - fixtures
 
-from labeldesk.core.project import Project
+from labeldesk.core.store.project import Project
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from labeldesk.core.project import Project
+from labeldesk.core.store.project import Project
 
 #: The small detection model the project ships (resources/README.md says how it was trained).
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "resources" / "models" / "demo-shapes.pt"
@@ -113,9 +113,9 @@ def label_truth(project: Project, folder: Path, n: int = 6) -> str:
     The shipped demo model was trained on such scenes, so it scores well on them.
     """
     from labeldesk.core.boxes import Box
-    from labeldesk.core.importer import add_images
-    from labeldesk.core.sessions import ReviewSession
-    from labeldesk.core.synth import CLASSES, write_images
+    from labeldesk.core.demo.synth import CLASSES, write_images
+    from labeldesk.core.store.importer import add_images
+    from labeldesk.core.store.sessions import ReviewSession
 
     truth = write_images(folder, n, seed=5, size=(320, 240))
     report = add_images(project, [folder])
@@ -178,7 +178,7 @@ def fill(fs: Path, leave: int = 0) -> Path:
 def model_row(project: Project, model_id: str, name: str) -> None:
     """A model row with classes cat and dog and no file: enough for code that reads stored
     predictions of that model (runs, suggestions, the queue), which never loads the weights."""
-    from labeldesk.core.project import now_iso
+    from labeldesk.core.store.project import now_iso
 
     with project.transaction():
         project.db.execute(

@@ -271,7 +271,7 @@ def remote_url(s3_env: SeaweedS3, request: pytest.FixtureRequest) -> str:
 #: makes a request, so each child starts the client's runtime afresh.
 PUSH_FORK_SERVER = """
 import os, signal, sys
-from labeldesk.core.project import Project
+from labeldesk.core.store.project import Project
 from labeldesk.core.remote.sync import push
 import obstore.store  # imported, never used here
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})

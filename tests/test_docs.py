@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from labeldesk.core.project import Project
+from labeldesk.core.store.project import Project
 
 ROOT = Path(__file__).resolve().parents[1]
 

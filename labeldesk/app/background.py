@@ -18,8 +18,8 @@ import os
 import subprocess
 import sys
 
-from labeldesk.core.project import Project
-from labeldesk.core.versions import Version
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.versions import Version
 
 LOG_NAME = "watch.log"
 
@@ -28,7 +28,7 @@ def evaluate_watched_later(project: Project, version: Version | None) -> str | N
     """Start the background evaluation of the watched models on ``version``; what to print."""
     if version is None or os.environ.get("LABELDESK_WATCH", "").lower() in ("off", "0", "no"):
         return None
-    from labeldesk.core.watch import watched
+    from labeldesk.core.validation.watch import watched
 
     names = [m.name for m, _ in watched(project.db)]
     if not names:

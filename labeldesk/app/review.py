@@ -10,7 +10,7 @@ Pre-labels belong to the project: the session's source is any stored prediction 
 the version (``labeldesk prelabel``, the window, a watched evaluation); a session without one
 takes the newest (or the previous committed session's) when opened, and the reviewer switches
 with :func:`set_prelabel_source`. On labelled images the source's predictions become
-suggestions (:mod:`labeldesk.core.suggestions`) instead of pending boxes.
+suggestions (:mod:`labeldesk.core.review.suggestions`) instead of pending boxes.
 
 API: :class:`ImageRow`, :func:`open_or_start_session`, :func:`edit_state`, :class:`Workspace`
 (``load``, ``boxes``, ``prelabels``, ``predictions``, ``suggestions``, ``runs``,
@@ -28,15 +28,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from labeldesk.core import predictions
-from labeldesk.core import queue as review_queue_core
-from labeldesk.core import suggestions as sg
 from labeldesk.core.boxes import EMPTY_SET_HASH, Box, live_boxes, object_boxes
-from labeldesk.core.manifest import ManifestStore
-from labeldesk.core.predictions import Run
-from labeldesk.core.project import Project
-from labeldesk.core.sessions import ReviewSession
-from labeldesk.core.versions import MAIN, head, load_annotation_set
+from labeldesk.core.inference import predictions
+from labeldesk.core.inference.predictions import Run
+from labeldesk.core.review import queue as review_queue_core
+from labeldesk.core.review import suggestions as sg
+from labeldesk.core.store.manifest import ManifestStore
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.sessions import ReviewSession
+from labeldesk.core.store.versions import MAIN, head, load_annotation_set
 
 TODO, REVIEWED, EDITED, CONFLICT = "not reviewed", "reviewed", "edited", "conflict"
 STATES = (TODO, REVIEWED, EDITED, CONFLICT)
@@ -260,7 +260,7 @@ def review_queue(
     overlay: Mapping[str, list[Box]] | None = None,
     params: review_queue_core.Params | None = None,
 ) -> list[review_queue_core.QueueItem]:
-    """The session's images ranked by likely error (:func:`labeldesk.core.queue.rank`) by the
+    """The session's images ranked by likely error (:func:`labeldesk.core.review.queue.rank`) by the
     session's source run, on its base version, with its edits and the window's unsaved
     ``overlay`` in place of the labels. Reads only: run it on a worker thread.
 

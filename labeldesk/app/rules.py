@@ -7,8 +7,8 @@ is ``accepted``, one they change is ``edited``, one they throw away is ``rejecte
 the record (agreement counts it); a box a person drew is ``added`` and stays ``added`` when
 moved or re-classed; a label a person deletes is gone.
 
-Suggestion decisions (:mod:`labeldesk.core.suggestions`) are recorded with the same states, so
-agreement counts them like pre-labels (docs/prelabel.md, "Suggestions"):
+Suggestion decisions (:mod:`labeldesk.core.review.suggestions`) are recorded with the same
+states, so agreement counts them like pre-labels (docs/prelabel.md, "Suggestions"):
 
 ============  =========================================  =========================================
 kind          accept                                     dismiss
@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from labeldesk.core.boxes import Box
-from labeldesk.core.suggestions import Suggestion, iou
+from labeldesk.core.review.suggestions import Suggestion, iou
 
 
 def accept_box(b: Box, user: str | None) -> Box:

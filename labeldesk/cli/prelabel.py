@@ -157,7 +157,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_model_add(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json
     from labeldesk.cli.verbs import _open
-    from labeldesk.core.models import add_model
+    from labeldesk.core.inference.registry import add_model
 
     with _open(args) as project:
         report = add_model(
@@ -196,7 +196,7 @@ def cmd_model_add(args: argparse.Namespace) -> int:
 def cmd_model_export(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json
     from labeldesk.cli.verbs import _open
-    from labeldesk.core.models import export_onnx
+    from labeldesk.core.inference.onnx_export import export_onnx
 
     with _open(args) as project:
         report = export_onnx(
@@ -223,8 +223,8 @@ def cmd_model_export(args: argparse.Namespace) -> int:
 def cmd_model_list(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json, table
     from labeldesk.cli.verbs import _open, _when
-    from labeldesk.core.models import file_state, list_models
-    from labeldesk.core.watch import watched
+    from labeldesk.core.inference.registry import file_state, list_models
+    from labeldesk.core.validation.watch import watched
 
     with _open(args) as project:
         models = list_models(project.db)
@@ -267,7 +267,7 @@ def cmd_model_list(args: argparse.Namespace) -> int:
 
 def cmd_model_watch(args: argparse.Namespace) -> int:
     from labeldesk.cli.verbs import _open
-    from labeldesk.core.watch import WatchSettings, watch
+    from labeldesk.core.validation.watch import WatchSettings, watch
 
     settings = WatchSettings(
         metric=args.metric,
@@ -289,7 +289,7 @@ def cmd_model_watch(args: argparse.Namespace) -> int:
 
 def cmd_model_unwatch(args: argparse.Namespace) -> int:
     from labeldesk.cli.verbs import _open
-    from labeldesk.core.watch import unwatch
+    from labeldesk.core.validation.watch import unwatch
 
     with _open(args) as project:
         info = unwatch(project, args.name)
@@ -305,7 +305,7 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import ProgressBar, emit_json
     from labeldesk.cli.verbs import _open
     from labeldesk.core.errors import CancelledError
-    from labeldesk.core.prelabel import prelabel
+    from labeldesk.core.inference.prelabel import prelabel
 
     stop = threading.Event()
 

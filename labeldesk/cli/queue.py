@@ -1,7 +1,7 @@
 """``labeldesk queue``: the images most likely to need a reviewer, ranked.
 
 Only argparse is imported here; the handler imports core when it runs. The ranking is
-:func:`labeldesk.core.queue.rank`, the same the review window sorts by.
+:func:`labeldesk.core.review.queue.rank`, the same the review window sorts by.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_queue(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json, error, table
     from labeldesk.cli.verbs import _open
-    from labeldesk.core import queue
+    from labeldesk.core.review import queue
 
     if args.limit < 0:
         error("--limit must be 0 (all) or more")
@@ -52,7 +52,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
             error(f"--{name.replace('_', '-')} must be between 0 and 1")
             return 2
     with _open(args) as project:
-        from labeldesk.core.versions import resolve
+        from labeldesk.core.store.versions import resolve
 
         version = resolve(project.db, args.ref)
         run = queue.source_run(project, version.id, args.model)

@@ -80,7 +80,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from labeldesk.core.project import Project
+    from labeldesk.core.store.project import Project
 
     return Project.open(Path(args.project))
 

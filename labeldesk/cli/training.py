@@ -181,7 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         finally:
             bar.close()
         if args.watch:
-            from labeldesk.core.watch import WatchSettings, watch
+            from labeldesk.core.validation.watch import WatchSettings, watch
 
             watch(project, result.model_id, WatchSettings(imgsz=opts.imgsz))
     if args.json:
@@ -246,7 +246,7 @@ def _model_lineage(project: Any, info: Any) -> dict[str, Any]:
 def cmd_model_show(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json, table
     from labeldesk.cli.verbs import _open, _when
-    from labeldesk.core.models import file_state, find_model
+    from labeldesk.core.inference.registry import file_state, find_model
 
     with _open(args) as project:
         info = find_model(project.db, args.name)
@@ -291,9 +291,10 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json, table
     from labeldesk.cli.verbs import _open
     from labeldesk.core.errors import RefError
-    from labeldesk.core.models import ModelError, find_model
+    from labeldesk.core.inference.model_files import ModelError
+    from labeldesk.core.inference.registry import find_model
+    from labeldesk.core.store.versions import resolve
     from labeldesk.core.training.runs import runs_of_version
-    from labeldesk.core.versions import resolve
 
     with _open(args) as project:
         try:
@@ -348,7 +349,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 def cmd_split(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json
     from labeldesk.cli.verbs import _open
-    from labeldesk.core.splits import assign_splits
+    from labeldesk.core.store.splits import assign_splits
 
     with _open(args) as project:
         report = assign_splits(

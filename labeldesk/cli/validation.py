@@ -170,7 +170,7 @@ def _file_source(path: str | None) -> Any:
     """A predictions file, read against the version being validated (None: no file)."""
     if path is None:
         return None
-    from labeldesk.core.evaluation import predictions_source
+    from labeldesk.core.validation.evaluation import predictions_source
 
     return lambda index: predictions_source(path, index)
 
@@ -178,7 +178,7 @@ def _file_source(path: str | None) -> Any:
 def _model_source(project: Any, name: str | None, args: argparse.Namespace, bar: Any) -> Any:
     if name is None:
         return None
-    from labeldesk.core.model_eval import model_source
+    from labeldesk.core.validation.model_eval import model_source
 
     return model_source(
         project, name, imgsz=args.imgsz, iou=args.iou, trust=args.trust, progress=bar
@@ -188,8 +188,8 @@ def _model_source(project: Any, name: str | None, args: argparse.Namespace, bar:
 def cmd_validate(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import ProgressBar, emit_json, table
     from labeldesk.cli.verbs import _open
-    from labeldesk.core import evaluation
     from labeldesk.core.errors import LabelDeskError
+    from labeldesk.core.validation import evaluation
 
     if args.watched:
         return _validate_watched(args)
@@ -231,8 +231,8 @@ def _validate_watched(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import ProgressBar, emit_json
     from labeldesk.cli.verbs import _open
     from labeldesk.core.errors import LabelDeskError
-    from labeldesk.core.versions import resolve
-    from labeldesk.core.watch import evaluate_watched
+    from labeldesk.core.store.versions import resolve
+    from labeldesk.core.validation.watch import evaluate_watched
 
     unused = [
         flag
@@ -316,9 +316,9 @@ def _print_validation(report: Any, table: Any) -> None:
 def cmd_evaluations(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json, table
     from labeldesk.cli.verbs import _open, _when
-    from labeldesk.core.evaluation import list_evaluations
-    from labeldesk.core.models import get_model
-    from labeldesk.core.versions import resolve
+    from labeldesk.core.inference.registry import get_model
+    from labeldesk.core.store.versions import resolve
+    from labeldesk.core.validation.evaluation import list_evaluations
 
     with _open(args) as project:
         version = resolve(project.db, args.ref).id if args.ref else None
@@ -362,7 +362,7 @@ def cmd_evaluations(args: argparse.Namespace) -> int:
 def cmd_agreement(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json, table
     from labeldesk.cli.verbs import _open
-    from labeldesk.core.agreement import agreement
+    from labeldesk.core.validation.agreement import agreement
 
     with _open(args) as project:
         report = agreement(project, args.model)
@@ -419,8 +419,8 @@ def cmd_agreement(args: argparse.Namespace) -> int:
 def cmd_drift(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import ProgressBar, emit_json, table
     from labeldesk.cli.verbs import _open
-    from labeldesk.core.drift import drift
     from labeldesk.core.errors import LabelDeskError
+    from labeldesk.core.validation.drift import drift
 
     bar = ProgressBar()
     try:
@@ -456,7 +456,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import ProgressBar
     from labeldesk.cli.verbs import _open
-    from labeldesk.core.report import write_report
+    from labeldesk.core.validation.report import write_report
 
     with _open(args) as project, ProgressBar() as bar:
         out = write_report(project, args.out, progress=bar)

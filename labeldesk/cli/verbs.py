@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from labeldesk.core.errors import InputError, LabelDeskError, MergeConflictError
-from labeldesk.core.project import Project
+from labeldesk.core.store.project import Project
 
 from .output import ProgressBar, emit_json, error, table
 
@@ -84,7 +84,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from labeldesk.core.importer import add_images
+    from labeldesk.core.store.importer import add_images
 
     with _open(args) as project, ProgressBar() as bar:
         report = add_images(
@@ -117,9 +117,9 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    from labeldesk.core.store.versions import log
     from labeldesk.core.training.runs import trained_per_version
-    from labeldesk.core.versions import log
-    from labeldesk.core.watch import status_text, watch_status
+    from labeldesk.core.validation.watch import status_text, watch_status
 
     with _open(args) as project:
         versions = list(log(project.db, args.ref, args.limit))
@@ -179,7 +179,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from labeldesk.app.words import provenance_lines
-    from labeldesk.core.versions import resolve
+    from labeldesk.core.store.versions import resolve
 
     with _open(args) as project:
         v = resolve(project.db, args.ref)
@@ -218,7 +218,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from labeldesk.core.versions import diff
+    from labeldesk.core.store.versions import diff
 
     with _open(args) as project:
         d = diff(project, args.ref_a, args.ref_b)
@@ -270,7 +270,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    from labeldesk.core.versions import SHORT, delete_tag, tag
+    from labeldesk.core.store.versions import SHORT, delete_tag, tag
 
     if args.delete:
         if args.name is None:
@@ -305,7 +305,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from labeldesk.core.versions import decide
+    from labeldesk.core.store.versions import decide
 
     with _open(args) as project:
         v = decide(project, args.ref, "approved", args.note)
@@ -314,7 +314,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
-    from labeldesk.core.versions import decide
+    from labeldesk.core.store.versions import decide
 
     with _open(args) as project:
         v = decide(project, args.ref, "rejected", args.note)
@@ -323,7 +323,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
-    from labeldesk.core.versions import revert
+    from labeldesk.core.store.versions import revert
 
     with _open(args) as project:
         v = revert(project, args.ref, args.message)
@@ -333,7 +333,7 @@ def cmd_revert(args: argparse.Namespace) -> int:
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
-    from labeldesk.core.fsck import fsck
+    from labeldesk.core.store.fsck import fsck
 
     with _open(args) as project, ProgressBar() as bar:
         report = fsck(project, progress=bar)
@@ -375,7 +375,7 @@ def _has_display() -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from labeldesk.core.demo import build_demo
+    from labeldesk.core.demo.build import build_demo
 
     bar = ProgressBar()
     try:

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 
 from labeldesk.core.boxes import live_boxes
 from labeldesk.core.errors import Conflict
-from labeldesk.core.versions import load_annotation_set
+from labeldesk.core.store.versions import load_annotation_set
 
 from .canvas import Canvas
 from .loader import SCREEN_SIDE, decode

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labeldesk.core.project import Project
-from labeldesk.core.versions import diff, get_version, load_annotation_set
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.versions import diff, get_version, load_annotation_set
 
 from .canvas import Canvas
 from .loader import SCREEN_SIDE, decode

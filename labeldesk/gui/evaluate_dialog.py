@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (
 )
 
 from labeldesk.core.defaults import DEFAULT_IMGSZ
-from labeldesk.core.models import ModelInfo
-from labeldesk.core.project import Project
-from labeldesk.core.versions import Version
+from labeldesk.core.inference.registry import ModelInfo
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.versions import Version
 
 from .validation_data import version_choice
 
@@ -133,8 +133,8 @@ def start_evaluation(window, choice: EvaluateChoice):
     root, user = window.project.root, window.project.user
 
     def work(progress, cancel):
-        from labeldesk.core.evaluation import validate
-        from labeldesk.core.model_eval import model_source
+        from labeldesk.core.validation.evaluation import validate
+        from labeldesk.core.validation.model_eval import model_source
 
         with Project.open(root, user=user) as p:
             opts = {"imgsz": choice.imgsz, "trust": choice.trust}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from labeldesk.core.project import Project
+from labeldesk.core.store.project import Project
 
 from .jobs import run_job
 

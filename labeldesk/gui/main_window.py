@@ -34,8 +34,8 @@ from labeldesk.app.review import CONFLICT, EDITED, REVIEWED, TODO, Workspace, op
 from labeldesk.core.boxes import Box
 from labeldesk.core.errors import LabelDeskError, MergeConflictError
 from labeldesk.core.flavour import FULL_ONLY, is_full
-from labeldesk.core.project import Project
-from labeldesk.core.sessions import ReviewSession
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.sessions import ReviewSession
 
 from .canvas import Canvas
 from .help import HelpOverlay
@@ -580,7 +580,7 @@ class MainWindow(QMainWindow):
             self.suggestion_items.append(item)
         if self.show_matched.isChecked() and self.ws.base_boxes(self.current):
             # the run's other predictions: those that agree with a label
-            from labeldesk.core.suggestions import match
+            from labeldesk.core.review.suggestions import match
 
             from .suggestion_items import MatchedItem
 
@@ -829,7 +829,7 @@ class MainWindow(QMainWindow):
         generation = self._queue_generation
         sid = self.ws.session.id
         overlay = {sha: list(boxes) for sha, boxes in self.overlay.items()}
-        from labeldesk.core.queue import Params as QueueParams
+        from labeldesk.core.review.queue import Params as QueueParams
 
         params = QueueParams(iou=self.ws.suggestion_params.iou)
         self.worker.submit(
@@ -1021,7 +1021,7 @@ class MainWindow(QMainWindow):
         target = Path.home() / "labeldesk-demo"
 
         def build(progress, cancel):
-            from labeldesk.core.demo import build_demo
+            from labeldesk.core.demo.build import build_demo
 
             if (target / "project" / "labeldesk.db").exists():
                 return target / "project"
@@ -1032,7 +1032,7 @@ class MainWindow(QMainWindow):
 
     def prelabel_dialog(self) -> None:
         from labeldesk.app.review import last_prelabel_params
-        from labeldesk.core.models import list_models
+        from labeldesk.core.inference.registry import list_models
 
         from .prelabel_dialog import PrelabelDialog, start_prelabel
 
@@ -1140,7 +1140,7 @@ class MainWindow(QMainWindow):
         root, user = self.project.root, self.project.user
 
         def add(progress, cancel):
-            from labeldesk.core.importer import add_images
+            from labeldesk.core.store.importer import add_images
 
             with Project.open(root, user=user) as p:
                 return add_images(p, [folder], progress=progress, cancel=cancel)

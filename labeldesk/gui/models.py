@@ -23,7 +23,7 @@ from PySide6.QtGui import QBrush, QColor
 
 from labeldesk.app.review import CONFLICT, EDITED, REVIEWED, TODO, ImageRow
 from labeldesk.core.boxes import Box
-from labeldesk.core.project import minute_text
+from labeldesk.core.store.project import minute_text
 
 from .canvas import CROWD_COLOR
 from .colors import class_color

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QSpinBox,
 )
 
-from labeldesk.core.project import Project
+from labeldesk.core.store.project import Project
 
 DEFAULTS = {"conf": 0.25, "iou": 0.7, "imgsz": 640}  # Ultralytics' own
 
@@ -79,7 +79,7 @@ def start_prelabel(window, model_id: str, conf: float, iou: float, imgsz: int):
     base = window.ws.session.base_id
 
     def work(progress, cancel):
-        from labeldesk.core.prelabel import prelabel
+        from labeldesk.core.inference.prelabel import prelabel
 
         with Project.open(root, user=user) as p:
             return prelabel(

@@ -14,7 +14,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel
 
-from labeldesk.core.project import Project
+from labeldesk.core.store.project import Project
 
 from .jobs import StatusJob
 

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QStyleOptionGraphicsItem,
 )
 
-from labeldesk.core.suggestions import KIND_WORDS, Suggestion
+from labeldesk.core.review.suggestions import KIND_WORDS, Suggestion
 
 from .colors import class_color, halo_color, text_color
 

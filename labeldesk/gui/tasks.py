@@ -16,7 +16,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from labeldesk.core.project import Project
+from labeldesk.core.store.project import Project
 
 
 class ProjectRunner(QObject):

@@ -43,7 +43,7 @@ _MAPS = (("metrics/mAP50(B)", "val mAP50"), ("metrics/mAP50-95(B)", "val mAP50-9
 
 def version_choices(project: Any) -> list[tuple[str, str]]:
     """(label, version id) for every version on main's history, newest first."""
-    from labeldesk.core.versions import log
+    from labeldesk.core.store.versions import log
 
     out = []
     for v in log(project.db):
@@ -61,7 +61,7 @@ class TrainDialog(QDialog):
 
     def __init__(self, parent: QWidget | None, root: Path, user: str, project: Any) -> None:
         super().__init__(parent)
-        from labeldesk.core.models import list_models
+        from labeldesk.core.inference.registry import list_models
 
         self.root, self.user = root, user
         self.setWindowTitle("Train a model")
@@ -168,7 +168,7 @@ class TrainDialog(QDialog):
             bridge.event.emit((event,))
 
         def body() -> Any:
-            from labeldesk.core.project import Project
+            from labeldesk.core.store.project import Project
             from labeldesk.core.training.train import train
 
             with Project.open(root, user=user) as project:
@@ -329,7 +329,7 @@ class ModelsDialog(QDialog):
         self.reload(project)
 
     def reload(self, project: Any) -> None:
-        from labeldesk.core.models import list_models
+        from labeldesk.core.inference.registry import list_models
         from labeldesk.core.training.promote import release_model
         from labeldesk.core.training.runs import run_of_model
 
@@ -400,7 +400,7 @@ class ModelsDialog(QDialog):
         root, user = self.root, self.user
 
         def body() -> Any:
-            from labeldesk.core.project import Project
+            from labeldesk.core.store.project import Project
             from labeldesk.core.training.promote import promote
 
             with Project.open(root, user=user) as project:
@@ -411,7 +411,7 @@ class ModelsDialog(QDialog):
         start_thread("promote", body, self._bridge)
 
     def _promoted(self, result: Any) -> None:
-        from labeldesk.core.project import Project
+        from labeldesk.core.store.project import Project
 
         self.promote_button.setEnabled(True)
         self.status.setText(result.verdict())

@@ -12,17 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labeldesk.core.agreement import TREND_LABELS
+from labeldesk.core.validation.agreement import TREND_LABELS
 
 from .charts import Series
 
 if TYPE_CHECKING:  # imported when first used: the window opens without the evaluation stack
-    from labeldesk.core.agreement import AgreementReport, Counts
-    from labeldesk.core.evaluation import Evaluation
-    from labeldesk.core.project import Project
-    from labeldesk.core.versions import Version
+    from labeldesk.core.store.project import Project
+    from labeldesk.core.store.versions import Version
+    from labeldesk.core.validation.agreement import AgreementReport, Counts
+    from labeldesk.core.validation.evaluation import Evaluation
 
-#: Labels of the metric keys (``labeldesk.core.metrics.STAT_KEYS``) as people write them.
+#: Labels of the metric keys (``labeldesk.core.validation.metrics.STAT_KEYS``) as people write them.
 METRIC_LABELS = {
     "map50_95": "mAP50-95",
     "map50": "mAP50",
@@ -51,9 +51,9 @@ class PanelData:
 
 def load(project: Project) -> PanelData:
     """Everything the panel shows; runs on the worker (agreement scans the review record)."""
-    from labeldesk.core.agreement import agreement
-    from labeldesk.core.evaluation import list_evaluations
-    from labeldesk.core.versions import all_versions, head
+    from labeldesk.core.store.versions import all_versions, head
+    from labeldesk.core.validation.agreement import agreement
+    from labeldesk.core.validation.evaluation import list_evaluations
 
     return PanelData(
         versions=all_versions(project.db),

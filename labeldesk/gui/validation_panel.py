@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labeldesk.core.project import Project, minute_text
+from labeldesk.core.store.project import Project, minute_text
 
 from . import validation_data as vd
 from .charts import LineChart
@@ -337,7 +337,7 @@ class ValidationPanel(QWidget):
         self.on_screen = visible
         if visible:
             if not self.metric.count():
-                from labeldesk.core.metrics import STAT_KEYS
+                from labeldesk.core.validation.metrics import STAT_KEYS
 
                 self.metric.blockSignals(True)
                 for key in STAT_KEYS:
@@ -433,9 +433,9 @@ class ValidationPanel(QWidget):
 
     def evaluate_dialog(self) -> None:
         """Ask which model to evaluate on which version (non-blocking), then run it."""
-        from labeldesk.core.models import list_models
-        from labeldesk.core.versions import all_versions, head
-        from labeldesk.core.watch import watched
+        from labeldesk.core.inference.registry import list_models
+        from labeldesk.core.store.versions import all_versions, head
+        from labeldesk.core.validation.watch import watched
 
         from .evaluate_dialog import EvaluateDialog
 
@@ -565,7 +565,7 @@ class ValidationPanel(QWidget):
         threshold = self.drift_threshold.value()
 
         def work(progress, cancel):
-            from labeldesk.core.drift import drift
+            from labeldesk.core.validation.drift import drift
 
             with Project.open(root, user=user) as p:
                 return drift(p, a, b, threshold=threshold, progress=progress, cancel=cancel)

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labeldesk.core import versions as V
-from labeldesk.core.project import Project
+from labeldesk.core.store import versions as V
+from labeldesk.core.store.project import Project
 
 from .models import RowRole, VersionTableModel
 
@@ -35,7 +35,7 @@ def _revert(project: Project, vid: str):
 
 
 def _watch_status(project: Project) -> dict:
-    from labeldesk.core.watch import watch_status
+    from labeldesk.core.validation.watch import watch_status
 
     return watch_status(project)
 

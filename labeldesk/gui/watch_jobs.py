@@ -17,7 +17,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox
 
-from labeldesk.core.project import Project
+from labeldesk.core.store.project import Project
 
 from .validation_data import METRIC_LABELS
 
@@ -51,7 +51,7 @@ class WatchedEvaluations(QObject):
         self._generation = 0  # bumped on project close: late results are dropped
 
     def version_committed(self, version: Any) -> None:
-        from labeldesk.core.watch import watched
+        from labeldesk.core.validation.watch import watched
 
         project = self.window_.project
         if project is None or not watched(project.db):
@@ -67,7 +67,7 @@ class WatchedEvaluations(QObject):
         """Cancel the running job (its thread stops at its next check) and hand it and the
         queue to background processes; returns the versions handed over."""
         from labeldesk.app.background import evaluate_watched_later
-        from labeldesk.core.versions import get_version
+        from labeldesk.core.store.versions import get_version
 
         self._generation += 1
         unfinished = ([self.job_version] if self.job is not None else []) + self.queue
@@ -95,7 +95,7 @@ class WatchedEvaluations(QObject):
         generation = self._generation
 
         def work(progress, cancel):
-            from labeldesk.core.watch import evaluate_watched
+            from labeldesk.core.validation.watch import evaluate_watched
 
             with Project.open(root, user=user) as p:
                 return evaluate_watched(p, version, progress=progress, cancel=cancel)

@@ -11,8 +11,8 @@ from helpers import DEMO_MODEL
 
 from labeldesk.app import rules
 from labeldesk.app.review import Workspace, open_or_start_session
-from labeldesk.core.project import Project
-from labeldesk.core.synth import write_images
+from labeldesk.core.demo.synth import write_images
+from labeldesk.core.store.project import Project
 
 ROOT = Path(__file__).resolve().parents[2]
 

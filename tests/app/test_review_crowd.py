@@ -7,9 +7,9 @@ import json
 from helpers import write_image
 
 from labeldesk.app.review import Workspace, open_or_start_session, set_prelabel_source
-from labeldesk.core import predictions
 from labeldesk.core.formats import import_coco
-from labeldesk.core.project import Project, now_iso
+from labeldesk.core.inference import predictions
+from labeldesk.core.store.project import Project, now_iso
 
 PARAMS = {"conf": 0.25, "iou": 0.7, "imgsz": 640}
 

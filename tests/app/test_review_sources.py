@@ -11,11 +11,11 @@ from labeldesk.app.review import (
     open_or_start_session,
     set_prelabel_source,
 )
-from labeldesk.core import predictions
 from labeldesk.core.boxes import Box
-from labeldesk.core.importer import add_images
-from labeldesk.core.predictions import Prediction
-from labeldesk.core.sessions import ReviewSession
+from labeldesk.core.inference import predictions
+from labeldesk.core.inference.predictions import Prediction
+from labeldesk.core.store.importer import add_images
+from labeldesk.core.store.sessions import ReviewSession
 
 P1 = {"conf": 0.25, "iou": 0.7, "imgsz": 320}
 P2 = {"conf": 0.1, "iou": 0.7, "imgsz": 320}

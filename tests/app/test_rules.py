@@ -6,7 +6,7 @@ import pytest
 
 from labeldesk.app import rules
 from labeldesk.core.boxes import Box, live_boxes
-from labeldesk.core.suggestions import Params, suggest
+from labeldesk.core.review.suggestions import Params, suggest
 
 CAT, DOG = 1, 2
 ME = "rev"

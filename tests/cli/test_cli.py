@@ -181,9 +181,9 @@ def test_demo_runs_end_to_end_in_a_real_process(tmp_path) -> None:
 
 
 def test_show_says_method_and_model_in_words(proj, tmp_path, capsys) -> None:
-    from labeldesk.core import predictions
-    from labeldesk.core.project import Project, now_iso
-    from labeldesk.core.sessions import ReviewSession
+    from labeldesk.core.inference import predictions
+    from labeldesk.core.store.project import Project, now_iso
+    from labeldesk.core.store.sessions import ReviewSession
 
     write_image(tmp_path / "a" / "1.png", seed=1)
     run(capsys, "-p", str(proj), "add", str(tmp_path / "a"))
@@ -215,9 +215,9 @@ def test_show_says_method_and_model_in_words(proj, tmp_path, capsys) -> None:
 
 
 def test_a_diff_of_image_metadata_only_says_which_field(proj, tmp_path, capsys) -> None:
-    from labeldesk.core.manifest import Entry, ManifestStore
-    from labeldesk.core.project import Project
-    from labeldesk.core.versions import diff, resolve, write_version
+    from labeldesk.core.store.manifest import Entry, ManifestStore
+    from labeldesk.core.store.project import Project
+    from labeldesk.core.store.versions import diff, resolve, write_version
 
     write_image(tmp_path / "a" / "1.png", seed=1)
     run(capsys, "-p", str(proj), "add", str(tmp_path / "a"))
@@ -248,9 +248,9 @@ def test_a_diff_of_image_metadata_only_says_which_field(proj, tmp_path, capsys) 
 
 
 def test_demo_force_replaces_a_demo_and_only_a_demo(tmp_path) -> None:
-    from labeldesk.core.demo import clear_demo_folder
+    from labeldesk.core.demo.build import clear_demo_folder
     from labeldesk.core.errors import LabelDeskError
-    from labeldesk.core.project import Project
+    from labeldesk.core.store.project import Project
 
     demo = tmp_path / "demo"
     Project.init(demo / "project").close()  # where build_demo puts its project

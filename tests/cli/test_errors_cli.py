@@ -18,8 +18,8 @@ import pytest
 from helpers import DEMO_MODEL, fill, snapshot, write_image
 from helpers import run_cli as run
 
-from labeldesk.core.project import Project
-from labeldesk.core.synth import write_yolo_dataset
+from labeldesk.core.demo.synth import write_yolo_dataset
+from labeldesk.core.store.project import Project
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def test_disk_full_at_commit_is_one_clear_error_and_changes_nothing(full_project
     fs, root, before = full_project
     from labeldesk.core.boxes import Box
     from labeldesk.core.errors import DiskFullError, storage_error
-    from labeldesk.core.sessions import ReviewSession
+    from labeldesk.core.store.sessions import ReviewSession
 
     with Project.open(root) as p:
         s = ReviewSession.start(p)
@@ -164,7 +164,7 @@ def test_disk_full_during_prelabel_is_one_clear_error(full_project, tmp_path, ca
     weights = shutil.copy(DEMO_MODEL, tmp_path / "shapes.pt")
     assert run(capsys, *p, "model", "add", str(weights), "--name", "shapes")[0] == 0
     from labeldesk.core.errors import DiskFullError, storage_error
-    from labeldesk.core.prelabel import prelabel
+    from labeldesk.core.inference.prelabel import prelabel
 
     before = state(root)
     with Project.open(root) as project:  # opened first: the disk fills while it predicts
@@ -282,8 +282,8 @@ def test_a_read_only_mount_still_sees_what_a_killed_writer_committed(
     write_image(tmp_path / "late" / "c.png", seed=3)
     child = (
         "import os, sys\n"
-        "from labeldesk.core.importer import add_images\n"
-        "from labeldesk.core.project import Project\n"
+        "from labeldesk.core.store.importer import add_images\n"
+        "from labeldesk.core.store.project import Project\n"
         "p = Project.open(sys.argv[1])\n"
         "add_images(p, [sys.argv[2]], message='late')\n"
         "os._exit(0)  # no close, no checkpoint: the commit lives in the WAL only\n"
@@ -333,8 +333,8 @@ def test_a_read_only_project_with_an_orphaned_log_is_refused_not_misread(
     write_image(tmp_path / "late" / "c.png", seed=3)
     child = (
         "import os, sys\n"
-        "from labeldesk.core.importer import add_images\n"
-        "from labeldesk.core.project import Project\n"
+        "from labeldesk.core.store.importer import add_images\n"
+        "from labeldesk.core.store.project import Project\n"
         "add_images(Project.open(sys.argv[1]), [sys.argv[2]], message='late')\n"
         "os._exit(0)\n"
     )

@@ -14,8 +14,8 @@ from helpers import snapshot, write_image
 
 from labeldesk.cli import output
 from labeldesk.cli.main import main
-from labeldesk.core.project import Project
-from labeldesk.core.synth import write_yolo_dataset
+from labeldesk.core.demo.synth import write_yolo_dataset
+from labeldesk.core.store.project import Project
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_yolo_in_coco_and_yolo_out_and_back(capsys, proj, tmp_path) -> None:
     code, out, _ = run(capsys, "-p", str(tmp_path / "p2"), "import", "coco", str(tmp_path / "c"))
     assert code == 0 and out.startswith("coco: 6 images")
     with Project.open(proj) as a, Project.open(tmp_path / "p2") as b:
-        from labeldesk.core.versions import resolve
+        from labeldesk.core.store.versions import resolve
 
         assert resolve(a.db, "main").n_boxes == resolve(b.db, "main").n_boxes
 

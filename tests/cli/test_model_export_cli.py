@@ -10,7 +10,7 @@ import pytest
 from helpers import DEMO_MODEL
 from helpers import run_cli as run
 
-from labeldesk.core.synth import write_images
+from labeldesk.core.demo.synth import write_images
 
 
 def test_model_export_registers_an_onnx_model_that_prelabels(tmp_path, capsys) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import run_cli as run
 
-from labeldesk.core.project import Project, now_iso
-from labeldesk.core.synth import write_images
+from labeldesk.core.demo.synth import write_images
+from labeldesk.core.store.project import Project, now_iso
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "resources" / "models" / "demo-shapes.pt"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from helpers import DEMO_MODEL
 
-from labeldesk.core.synth import write_yolo_dataset
+from labeldesk.core.demo.synth import write_yolo_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,8 @@ from helpers import run_cli as run
 from helpers import write_image
 
 from labeldesk.core.boxes import Box
-from labeldesk.core.project import Project
-from labeldesk.core.sessions import ReviewSession
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.sessions import ReviewSession
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli as run
 
-from labeldesk.core.synth import write_yolo_dataset
+from labeldesk.core.demo.synth import write_yolo_dataset
 
 pytestmark = pytest.mark.timeout(600)
 

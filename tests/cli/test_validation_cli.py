@@ -13,13 +13,13 @@ from helpers import write_image
 from PIL import Image
 
 from labeldesk.cli.main import build_parser
-from labeldesk.core import predictions
 from labeldesk.core.boxes import Box
-from labeldesk.core.importer import Staging
-from labeldesk.core.manifest import Entry
-from labeldesk.core.project import Project, now_iso
-from labeldesk.core.sessions import ReviewSession
-from labeldesk.core.versions import resolve
+from labeldesk.core.inference import predictions
+from labeldesk.core.store.importer import Staging
+from labeldesk.core.store.manifest import Entry
+from labeldesk.core.store.project import Project, now_iso
+from labeldesk.core.store.sessions import ReviewSession
+from labeldesk.core.store.versions import resolve
 
 CLASSES = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
 

@@ -10,9 +10,9 @@ import pytest
 from helpers import DEMO_MODEL, label_truth, write_image
 from helpers import run_cli as run
 
-from labeldesk.core.evaluation import list_evaluations
-from labeldesk.core.models import add_model
-from labeldesk.core.project import Project
+from labeldesk.core.inference.registry import add_model
+from labeldesk.core.store.project import Project
+from labeldesk.core.validation.evaluation import list_evaluations
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ from helpers import run_cli, write_image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from labeldesk.core import metrics
 from labeldesk.core.boxes import Box, annotation_set, object_boxes
 from labeldesk.core.formats import ImportOptions, export_coco, export_yolo, import_coco
-from labeldesk.core.fsck import fsck
-from labeldesk.core.manifest import ManifestStore
-from labeldesk.core.project import Project
-from labeldesk.core.versions import diff, load_annotation_set, resolve
+from labeldesk.core.store.fsck import fsck
+from labeldesk.core.store.manifest import ManifestStore
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.versions import diff, load_annotation_set, resolve
+from labeldesk.core.validation import metrics
 
 CATS = [{"id": 1, "name": "person"}, {"id": 4, "name": "car"}]
 SIZE = (240, 180)
@@ -303,7 +303,7 @@ def test_bad_area_is_refused_and_nothing_is_stored(project, tmp_path) -> None:
 
 def test_drift_box_features_leave_crowd_regions_out(project, tmp_path) -> None:
     """A version that only adds crowd regions has the same box features as one without them."""
-    from labeldesk.core.drift import features
+    from labeldesk.core.validation.drift import features
 
     ann, gt = crowd_coco(tmp_path / "coco", n=5)
     import_coco(project, [ann], options=ImportOptions(skip_crowd=True))

@@ -23,9 +23,9 @@ from labeldesk.core.errors import (
     StorageError,
     storage_error,
 )
-from labeldesk.core.importer import add_images
-from labeldesk.core.project import DB_NAME, Project
-from labeldesk.core.versions import head, log, tag
+from labeldesk.core.store.importer import add_images
+from labeldesk.core.store.project import DB_NAME, Project
+from labeldesk.core.store.versions import head, log, tag
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -152,15 +152,9 @@ from onnx_models import WEIGHTS, external_onnx  # noqa: E402
 def test_an_onnx_model_with_external_data_registers_with_its_data(
     project: Project, tmp_path: Path
 ) -> None:
-    from labeldesk.core.models import (
-        ModelChangedError,
-        add_model,
-        combined_id,
-        file_state,
-        get_model,
-        load_model,
-        private_copy,
-    )
+    from labeldesk.core.inference.loading import load_model
+    from labeldesk.core.inference.model_files import ModelChangedError, combined_id, private_copy
+    from labeldesk.core.inference.registry import add_model, file_state, get_model
 
     path = external_onnx(tmp_path / "m")
     data = path.parent / "tensors.bin"
@@ -198,7 +192,8 @@ def test_an_onnx_model_with_external_data_registers_with_its_data(
 def test_onnx_external_data_outside_the_model_folder_is_refused(
     project: Project, tmp_path: Path
 ) -> None:
-    from labeldesk.core.models import ModelError, add_model
+    from labeldesk.core.inference.model_files import ModelError
+    from labeldesk.core.inference.registry import add_model
 
     secret = tmp_path / "secret.bin"
     secret.write_bytes(WEIGHTS.tobytes())

@@ -8,10 +8,10 @@ import pytest
 from helpers import write_image
 
 from labeldesk.app.review import open_or_start_session, set_prelabel_source
-from labeldesk.core import predictions
-from labeldesk.core.importer import add_images
-from labeldesk.core.project import Project, now_iso
-from labeldesk.core.sessions import ReviewSession
+from labeldesk.core.inference import predictions
+from labeldesk.core.store.importer import add_images
+from labeldesk.core.store.project import Project, now_iso
+from labeldesk.core.store.sessions import ReviewSession
 
 PARAMS = {"conf": 0.25, "iou": 0.7, "imgsz": 640}
 

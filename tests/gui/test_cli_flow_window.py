@@ -12,7 +12,7 @@ from helpers import run_cli as run
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtTest import QTest
 
-from labeldesk.core.synth import write_images
+from labeldesk.core.demo.synth import write_images
 
 
 def test_cli_prelabels_show_in_the_window_and_survive_a_commit(

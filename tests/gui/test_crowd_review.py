@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QGraphicsItem
 
 from labeldesk.core.boxes import Box
 from labeldesk.core.formats import import_coco
-from labeldesk.core.project import Project
+from labeldesk.core.store.project import Project
 
 
 @pytest.fixture

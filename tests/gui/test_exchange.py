@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from labeldesk.core.project import Project
-from labeldesk.core.versions import resolve
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.versions import resolve
 from labeldesk.gui import exchange
 
 
@@ -59,7 +59,7 @@ def test_prelabel_from_the_window_while_reviewing(window, qtbot, review_project,
     background; the reviewer keeps working meanwhile; the boxes then show as pending."""
     from pathlib import Path
 
-    from labeldesk.core.models import add_model
+    from labeldesk.core.inference.registry import add_model
     from labeldesk.gui.prelabel_dialog import start_prelabel
 
     root, shas = review_project
@@ -72,7 +72,7 @@ def test_prelabel_from_the_window_while_reviewing(window, qtbot, review_project,
     qtbot.waitUntil(lambda: not job.thread.is_alive(), timeout=120000)
     qtbot.waitUntil(lambda: window.ws.prelabel_model == info.id, timeout=20000)
     assert window.ws.prelabel_params == {"conf": 0.05, "iou": 0.7, "imgsz": 320}
-    from labeldesk.core import predictions
+    from labeldesk.core.inference import predictions
 
     params = window.ws.prelabel_params
     assert predictions.cached_images(window.project.db, info.id, params) == set(shas)

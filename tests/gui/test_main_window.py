@@ -8,9 +8,9 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 
 from labeldesk.core.boxes import Box
-from labeldesk.core.manifest import ManifestStore
-from labeldesk.core.project import Project
-from labeldesk.core.versions import load_annotation_set, resolve
+from labeldesk.core.store.manifest import ManifestStore
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.versions import load_annotation_set, resolve
 
 
 def saved_edit(window, sha: str) -> list[Box] | None:
@@ -197,7 +197,7 @@ def test_conflicting_commit_shows_both_sides_and_applies_the_choice(
     root, shas = review_project
     # someone else commits a change to image 0 after this session began
     with Project.open(root, user="other") as p:
-        from labeldesk.core.sessions import ReviewSession
+        from labeldesk.core.store.sessions import ReviewSession
 
         s = ReviewSession.start(p)
         s.set_boxes(shas[0], [Box(1, 1, 1, 5, 5)])

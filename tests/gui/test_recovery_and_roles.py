@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from labeldesk.core.errors import PermissionDeniedError
-from labeldesk.core.versions import decide
+from labeldesk.core.store.versions import decide
 
 APP = textwrap.dedent(
     """

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from labeldesk.core.boxes import Box
-from labeldesk.core.project import Project
 from labeldesk.core.remote.config import add_remote
 from labeldesk.core.remote.sync import clone, push
-from labeldesk.core.sessions import ReviewSession
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.sessions import ReviewSession
 
 
 def test_push_and_pull_from_the_window(

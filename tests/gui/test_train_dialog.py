@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from labeldesk.core.demo.synth import write_yolo_dataset
 from labeldesk.core.formats.yolo import import_yolo
-from labeldesk.core.models import list_models
-from labeldesk.core.project import Project
-from labeldesk.core.synth import write_yolo_dataset
+from labeldesk.core.inference.registry import list_models
+from labeldesk.core.store.project import Project
 from labeldesk.core.training.promote import release_model
 from labeldesk.core.training.runs import all_runs
 

@@ -12,15 +12,15 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from labeldesk.app.review import open_or_start_session, set_prelabel_source
-from labeldesk.core import evaluation as ev
-from labeldesk.core.agreement import agreement
 from labeldesk.core.boxes import Box
-from labeldesk.core.drift import drift
-from labeldesk.core.models import add_model
-from labeldesk.core.project import Project
-from labeldesk.core.sessions import ReviewSession
-from labeldesk.core.versions import resolve, tag
-from labeldesk.core.watch import WatchSettings, evaluate_watched, watch
+from labeldesk.core.inference.registry import add_model
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.sessions import ReviewSession
+from labeldesk.core.store.versions import resolve, tag
+from labeldesk.core.validation import evaluation as ev
+from labeldesk.core.validation.agreement import agreement
+from labeldesk.core.validation.drift import drift
+from labeldesk.core.validation.watch import WatchSettings, evaluate_watched, watch
 
 IMGSZ = 320  # what the demo model was trained at
 PARAMS = {"conf": 0.25, "iou": 0.7, "imgsz": 640}  # m1's pre-labels (gui/conftest.py)
@@ -378,7 +378,7 @@ def test_closing_right_after_a_commit_leaves_the_evaluation_to_a_background_proc
 
 
 def test_drift_compares_main_with_the_last_release(validation_project, qtbot, tmp_path):
-    from labeldesk.core.versions import all_versions, decide
+    from labeldesk.core.store.versions import all_versions, decide
 
     with Project.open(validation_project["root"], user="lead-user") as p:
         first = min(all_versions(p.db), key=lambda v: v.seq)  # older than main's parent

@@ -60,7 +60,7 @@ def test_ctrl_enter_commits_and_enter_makes_a_new_line(qtbot) -> None:
 
 
 def test_diff_dialog_header_names_the_classes(window, qtbot) -> None:
-    from labeldesk.core.versions import resolve
+    from labeldesk.core.store.versions import resolve
     from labeldesk.gui.diff_dialog import DiffDialog
 
     db = window.project.db
@@ -95,7 +95,7 @@ def test_a_session_opens_on_the_first_image_with_pending_prelabels(
     from PySide6.QtCore import QSettings
 
     from labeldesk.app.review import Workspace, open_or_start_session
-    from labeldesk.core.project import Project
+    from labeldesk.core.store.project import Project
     from labeldesk.gui.main_window import MainWindow
 
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)

@@ -56,7 +56,7 @@ def test_flavour_is_review_and_the_demo_wants_the_onnx_model() -> None:
     done = run_without_torch(
         """
         from labeldesk.core.flavour import is_full
-        from labeldesk.core.demo import demo_model_path
+        from labeldesk.core.demo.build import demo_model_path
         from labeldesk.core.errors import LabelDeskError
         assert not is_full()
         try:
@@ -74,7 +74,7 @@ def test_demo_runs_in_the_review_flavour_and_skips_training(tmp_path, demo_onnx)
     done = run_without_torch(
         f"""
         from pathlib import Path
-        from labeldesk.core.demo import build_demo
+        from labeldesk.core.demo.build import build_demo
         lines = []
         p = build_demo(Path({str(tmp_path / "demo")!r}), n_images=6, say=lines.append)
         p.close()

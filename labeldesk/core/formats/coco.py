@@ -21,11 +21,11 @@ from ..boxes import Box, is_crowd
 from ..canonical import round_coord
 from ..errors import Problem
 from ..images import ImageInfo
-from ..importer import Staging, display_path
-from ..manifest import SPLITS, Entry
 from ..progress import CancelFn, ProgressFn, check_cancel
-from ..project import Project
-from ..versions import MAIN
+from ..store.importer import Staging, display_path
+from ..store.manifest import SPLITS, Entry
+from ..store.project import Project
+from ..store.versions import MAIN
 from .coco_reader import (
     CocoReader,
     ImageRec,

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from ..errors import InputError, Problem
-from ..versions import Version, get_version, head
+from ..store.versions import Version, get_version, head
 
 #: Tag of an image that came without labels (a YOLO image with no label file): it is not known
 #: to be background, so exports do not claim it is (no YOLO label file is written for it).

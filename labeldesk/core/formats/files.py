@@ -8,7 +8,7 @@ folder removes every such folder of this host whose process is gone, and says so
 
 Integrity. Every image's bytes are hashed as they are copied (or read, before a hard link or a
 re-encode) and checked against the object's name; damage is listed and the export refused at
-its end, with the temporary folder removed (see :func:`labeldesk.core.objects.copy_verified`).
+its end, with the temporary folder removed (see :func:`labeldesk.core.store.objects.copy_verified`).
 
 EXIF orientation. Boxes live in the upright frame. Readers disagree about EXIF: Ultralytics
 (``imread`` via OpenCV, ``exif_size``) and Detectron2 rotate JPEGs upright, but plain
@@ -38,9 +38,9 @@ from types import TracebackType
 from PIL import Image, ImageOps
 
 from ..errors import LabelDeskError, Problem, storage_error
-from ..objects import ObjectDamagedError, copy_verified, read_verified, verify_file
 from ..progress import CancelFn, ProgressFn, check_cancel
-from ..project import Project, _pid_alive
+from ..store.objects import ObjectDamagedError, copy_verified, read_verified, verify_file
+from ..store.project import Project, _pid_alive
 
 _CHUNK = 256
 _BATCH = 16  # jobs per task: fewer futures, fewer lock hand-overs

@@ -24,11 +24,11 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..errors import IntegrityError, LabelDeskError, Problem
-from ..integrity import row_matches, version_id
-from ..manifest import Entry
 from ..progress import CancelFn, check_cancel
-from ..project import Project
-from ..versions import Version, resolve
+from ..store.integrity import row_matches, version_id
+from ..store.manifest import Entry
+from ..store.project import Project
+from ..store.versions import Version, resolve
 from .common import (
     FORMAT_EXTENSIONS,
     IMAGE_EXTENSIONS,

@@ -22,11 +22,11 @@ from typing import Any
 from ..boxes import Box, is_crowd
 from ..errors import Problem
 from ..images import ImageInfo
-from ..importer import Staging, display_path
-from ..manifest import Entry
 from ..progress import CancelFn, ProgressFn, check_cancel
-from ..project import Project
-from ..versions import MAIN, Version
+from ..store.importer import Staging, display_path
+from ..store.manifest import Entry
+from ..store.project import Project
+from ..store.versions import MAIN, Version
 from .common import (
     FORMAT_EXTENSIONS,
     IMAGE_EXTENSIONS,

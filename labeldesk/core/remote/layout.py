@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from ..canonical import canonical_json, hash_json
-from ..integrity import content_hash, version_id
+from ..store.integrity import content_hash, version_id
 from .client import RemoteError
 
 MAIN_REF = "refs/main"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..project import Project
+from ..store.project import Project
 from . import layout as L
 from .client import Bucket, RemoteError
 

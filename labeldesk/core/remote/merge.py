@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Conflict, LabelDeskError, MergeConflictError
-from ..manifest import Entry, ManifestStore
 from ..progress import CancelFn
-from ..project import Project
-from ..sessions import Resolution
-from ..versions import (
+from ..store.manifest import Entry, ManifestStore
+from ..store.project import Project
+from ..store.sessions import Resolution
+from ..store.versions import (
     MAIN,
     get_version,
     head,

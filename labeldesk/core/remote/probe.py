@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 
-from ..project import Project, now_iso
+from ..store.project import Project, now_iso
 from .client import Bucket, PreconditionFailed, RemoteError
 from .config import Remote
 

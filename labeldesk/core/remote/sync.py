@@ -20,8 +20,8 @@ from typing import Any
 
 from ..errors import CancelledError, LabelDeskError, RefMovedError
 from ..progress import CancelFn
-from ..project import Project, now_iso
-from ..versions import MAIN, SHORT, get_version, head, set_ref
+from ..store.project import Project, now_iso
+from ..store.versions import MAIN, SHORT, get_version, head, set_ref
 from . import layout as L
 from .client import Bucket, PreconditionFailed, RemoteError
 from .config import Remote, add_remote, get_remote

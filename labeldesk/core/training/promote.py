@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError, LabelDeskError, Problem
-from ..manifest import ManifestStore
 from ..progress import CancelFn, ProgressFn
-from ..project import Project, now_iso
-from ..versions import MAIN, Version, resolve
+from ..store.manifest import ManifestStore
+from ..store.project import Project, now_iso
+from ..store.versions import MAIN, Version, resolve
 
 RELEASE_KEY = "release_model"
 
@@ -122,11 +122,11 @@ def promote(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> PromoteResult:
-    from ..evaluation import validate
-    from ..model_eval import model_source
-    from ..models import get_model
-    from ..prelabel import DEFAULT_IMGSZ
-    from ..watch import WatchSettings, watch
+    from ..inference.prelabel import DEFAULT_IMGSZ
+    from ..inference.registry import get_model
+    from ..validation.evaluation import validate
+    from ..validation.model_eval import model_source
+    from ..validation.watch import WatchSettings, watch
 
     project.require_lead("promote a model")
     if not math.isfinite(min_gain):

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..db import ProjectDatabase as Database
+from ..store.db import ProjectDatabase as Database
 
 STATUSES = ("running", "completed", "cancelled", "failed")
 

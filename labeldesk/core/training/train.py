@@ -36,10 +36,10 @@ from typing import Any
 
 from ..canonical import hash_json
 from ..errors import InputError, LabelDeskError, Problem
-from ..manifest import ManifestStore
 from ..progress import CancelFn
-from ..project import Project, now_iso
-from ..versions import MAIN, Version, resolve
+from ..store.manifest import ManifestStore
+from ..store.project import Project, now_iso
+from ..store.versions import MAIN, Version, resolve
 from .runs import TrainingRun, get_run
 
 #: Folder inside the project where runs live (datasets are hard links: cheap).
@@ -161,7 +161,8 @@ def _check(
         )
     kind, ident, path = "config", config or "", config or ""
     if base is not None:
-        from ..models import ModelError, get_model
+        from ..inference.model_files import ModelError
+        from ..inference.registry import get_model
 
         try:
             info = get_model(project, base)
@@ -448,11 +449,12 @@ def _finish(
 
 def _copy_base(project: Project, model_id: str, dest: Path) -> Path:
     """Copy the registered base weights to ``dest``, refusing bytes that changed since."""
-    from ..models import ModelChangedError, get_model
+    from ..inference.model_files import ModelChangedError
+    from ..inference.registry import get_model
 
     info = get_model(project, model_id)
     shutil.copyfile(info.path, dest)
-    from ..objects import hash_file
+    from ..store.objects import hash_file
 
     digest, _ = hash_file(dest)
     if digest != info.id:
@@ -475,7 +477,7 @@ def _register(
     import socket
     import uuid
 
-    from ..models import add_model
+    from ..inference.registry import add_model
 
     data = best.read_bytes()
     sha = hashlib.sha256(data).hexdigest()

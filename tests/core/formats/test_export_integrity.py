@@ -26,18 +26,18 @@ from labeldesk.core.boxes import Box
 from labeldesk.core.errors import IntegrityError
 from labeldesk.core.formats import export_coco, export_yolo
 from labeldesk.core.formats.files import OutputFolder
-from labeldesk.core.fsck import fsck
-from labeldesk.core.importer import Staging
-from labeldesk.core.manifest import Entry
-from labeldesk.core.objects import (
+from labeldesk.core.store.fsck import fsck
+from labeldesk.core.store.importer import Staging
+from labeldesk.core.store.manifest import Entry
+from labeldesk.core.store.objects import (
     ObjectDamagedError,
     copy_verified,
     read_object,
     read_verified,
     verify_file,
 )
-from labeldesk.core.project import Project
-from labeldesk.core.versions import resolve
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.versions import resolve
 
 ROOT = Path(__file__).resolve().parents[3]
 CLI = [sys.executable, "-m", "labeldesk.cli.main"]
@@ -93,8 +93,9 @@ def truncate(project: Project, sha: str) -> None:
 
 def shell(project: Project, sql: str, args: tuple | list = ()) -> None:
     """Change the database the way a plain ``sqlite3`` shell would: another connection, no
-    LabelDesk code. The triggers refuse such writes (see tests/core/test_fsck.py), so this user
-    drops them first, as anyone with the file can: what export must then catch is the damage."""
+    LabelDesk code. The triggers refuse such writes (see tests/core/store/test_fsck.py), so this
+    user drops them first, as anyone with the file can: what export must then catch is the
+    damage."""
     con = sqlite3.connect(project.root / "labeldesk.db")
     try:
         triggers = [
@@ -109,7 +110,7 @@ def shell(project: Project, sql: str, args: tuple | list = ()) -> None:
 
 
 def annset_of(project: Project, sha: str) -> str:
-    from labeldesk.core.manifest import ManifestStore
+    from labeldesk.core.store.manifest import ManifestStore
 
     store = ManifestStore(project.db)
     entry = store.entry(store.tree(resolve(project.db, "main").tree), sha)
@@ -387,7 +388,7 @@ def test_rows_and_objects_are_listed_together(labelled, tmp_path) -> None:
 
 
 def test_evaluation_refuses_an_edited_annotation_set(labelled) -> None:
-    from labeldesk.core.evaluation import ImageIndex, ground_truth
+    from labeldesk.core.validation.evaluation import ImageIndex, ground_truth
 
     project, shas = labelled
     h = tamper_annset(project, shas[3])
@@ -398,7 +399,7 @@ def test_evaluation_refuses_an_edited_annotation_set(labelled) -> None:
 
 
 def test_evaluation_refuses_a_version_with_a_deleted_bucket(labelled) -> None:
-    from labeldesk.core.evaluation import ImageIndex
+    from labeldesk.core.validation.evaluation import ImageIndex
 
     project, shas = labelled
     bh = bucket_of(project, shas[0])
@@ -409,7 +410,7 @@ def test_evaluation_refuses_a_version_with_a_deleted_bucket(labelled) -> None:
 
 
 def test_images_read_for_inference_are_verified(labelled, tmp_path) -> None:
-    from labeldesk.core.prelabel import _Prefetch
+    from labeldesk.core.inference.prelabel import _Prefetch
 
     project, shas = labelled
     # another valid image's bytes under this name: it decodes fine, but it is not this image
@@ -430,7 +431,7 @@ def test_images_read_for_inference_are_verified(labelled, tmp_path) -> None:
 CHILD = """
 import sys
 from labeldesk.core.formats import export_coco
-from labeldesk.core.project import Project
+from labeldesk.core.store.project import Project
 
 def ready(done, total, what):
     # the temporary folder exists and holds images: say so, then wait to be killed

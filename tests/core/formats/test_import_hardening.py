@@ -17,7 +17,7 @@ from helpers import snapshot, write_image
 from labeldesk.core.errors import MAX_PROBLEM_TEXT, InputError, Problem
 from labeldesk.core.formats import ImportOptions, import_coco, import_yolo
 from labeldesk.core.formats.common import MAX_YAML_ALIASES
-from labeldesk.core.importer import add_images
+from labeldesk.core.store.importer import add_images
 
 ROWS = "0 0.5 0.5 0.25 0.5\n1 0.25 0.25 0.125 0.125\n"
 FOLLOW = ImportOptions(follow_links=True)

@@ -15,10 +15,10 @@ from helpers import red_fraction, snapshot, write_image, write_oriented
 from labeldesk.core.errors import CancelledError, InputError
 from labeldesk.core.formats import ImportOptions, export_coco, export_yolo, import_coco, import_yolo
 from labeldesk.core.formats.yolo_reader import label_path
-from labeldesk.core.importer import add_images
-from labeldesk.core.manifest import ManifestStore
-from labeldesk.core.project import Project
-from labeldesk.core.versions import load_annotation_set, resolve
+from labeldesk.core.store.importer import add_images
+from labeldesk.core.store.manifest import ManifestStore
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.versions import load_annotation_set, resolve
 
 ROWS = "0 0.5 0.5 0.25 0.5\n1 0.25 0.25 0.125 0.125\n"
 
@@ -325,7 +325,7 @@ def test_all_eight_orientations_land_on_the_object_in_ultralytics(project, tmp_p
 def test_one_epoch_of_ultralytics_training_completes_on_the_export(project, tmp_path) -> None:
     from ultralytics import YOLO
 
-    from labeldesk.core.synth import write_yolo_dataset
+    from labeldesk.core.demo.synth import write_yolo_dataset
 
     write_yolo_dataset(tmp_path / "synth", 6, 2, size=(96, 64))
     import_yolo(project, tmp_path / "synth")

@@ -18,18 +18,18 @@ from s3server import PUSH_FORK_SERVER, HeaderDroppingProxy, SeaweedS3
 
 from labeldesk.core.boxes import Box
 from labeldesk.core.errors import MergeConflictError
-from labeldesk.core.fsck import fsck
-from labeldesk.core.importer import add_images
-from labeldesk.core.manifest import ManifestStore
-from labeldesk.core.project import Project
 from labeldesk.core.remote import layout as L
 from labeldesk.core.remote.client import Bucket, RemoteUnavailableError
 from labeldesk.core.remote.config import add_remote, list_remotes, remove_remote
 from labeldesk.core.remote.merge import pull
 from labeldesk.core.remote.probe import CapabilityError, probe
 from labeldesk.core.remote.sync import RemoteMovedError, clone, fetch, push
-from labeldesk.core.sessions import ReviewSession
-from labeldesk.core.versions import all_versions, decide, get_version, head, tag
+from labeldesk.core.store.fsck import fsck
+from labeldesk.core.store.importer import add_images
+from labeldesk.core.store.manifest import ManifestStore
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.sessions import ReviewSession
+from labeldesk.core.store.versions import all_versions, decide, get_version, head, tag
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -290,10 +290,10 @@ def test_two_projects_racing_pushes_lose_nothing(tmp_path: Path, remote_url: str
 _PUSHER = """
 import json, sys
 from labeldesk.core.boxes import Box
-from labeldesk.core.project import Project
+from labeldesk.core.store.project import Project
 from labeldesk.core.remote.merge import pull
 from labeldesk.core.remote.sync import RemoteMovedError, push
-from labeldesk.core.sessions import ReviewSession
+from labeldesk.core.store.sessions import ReviewSession
 root, me, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 images = json.loads(sys.argv[4])
 made, refused = [], 0
@@ -355,7 +355,7 @@ def test_four_processes_pushing_at_once_lose_no_version(tmp_path: Path, remote_u
     # every process's last label is in the final main: no update lost in a merge
     store = ManifestStore(fresh.db)
     tree = store.tree(get_version(fresh.db, head(fresh.db)).tree)
-    from labeldesk.core.versions import load_annotation_set
+    from labeldesk.core.store.versions import load_annotation_set
 
     for i in range(4):
         (box,) = load_annotation_set(fresh.db, store.entry(tree, imgs[i]).annset)

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from helpers import snapshot
 
+from labeldesk.core.demo.synth import write_yolo_dataset
 from labeldesk.core.errors import InputError
 from labeldesk.core.formats.yolo import import_yolo
-from labeldesk.core.fsck import fsck
-from labeldesk.core.models import find_model, list_models
-from labeldesk.core.objects import hash_file
-from labeldesk.core.project import Project
-from labeldesk.core.synth import write_yolo_dataset
+from labeldesk.core.inference.registry import find_model, list_models
+from labeldesk.core.store.fsck import fsck
+from labeldesk.core.store.objects import hash_file
+from labeldesk.core.store.project import Project
+from labeldesk.core.store.versions import resolve
 from labeldesk.core.training.promote import promote, release_model
 from labeldesk.core.training.runs import all_runs, run_of_model, runs_of_version
 from labeldesk.core.training.train import (
@@ -26,7 +27,6 @@ from labeldesk.core.training.train import (
     split_manifest,
     train,
 )
-from labeldesk.core.versions import resolve
 
 TINY = TrainOptions(epochs=1, imgsz=64, batch=8)
 
@@ -201,7 +201,7 @@ def test_promote_passes_and_fails_the_gate(trained) -> None:
     # both evaluations of each decision are stored with their lineage
     n = project.db.execute("SELECT COUNT(*) FROM evaluation").fetchone()[0]
     assert n == 1 + 2 + 2
-    from labeldesk.core.watch import watched
+    from labeldesk.core.validation.watch import watched
 
     assert other.model_id in {m.id for m, _ in watched(project.db)}
 
@@ -209,7 +209,7 @@ def test_promote_passes_and_fails_the_gate(trained) -> None:
 def test_a_base_with_other_classes_gets_a_new_head_and_says_so(tmp_path, dataset) -> None:
     from helpers import DEMO_MODEL
 
-    from labeldesk.core.models import add_model
+    from labeldesk.core.inference.registry import add_model
 
     renamed = tmp_path / "renamed"
     shutil.copytree(dataset, renamed)
@@ -231,7 +231,7 @@ def test_a_base_with_other_classes_gets_a_new_head_and_says_so(tmp_path, dataset
 def test_a_base_registered_with_trust_needs_trust_again(tmp_path, dataset) -> None:
     from helpers import DEMO_MODEL
 
-    from labeldesk.core.models import add_model
+    from labeldesk.core.inference.registry import add_model
 
     project = _fresh(tmp_path, dataset)
     add_model(project, DEMO_MODEL, "shapes", trust=True)

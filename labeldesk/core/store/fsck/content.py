@@ -1,0 +1,127 @@
+"""Checks of the content-addressed rows: annotation sets, manifest buckets, manifest trees.
+
+Each row is re-hashed from its JSON (with the functions of :mod:`labeldesk.core.store.integrity`),
+and a row that verifies but names one that does not is marked bad too, so that "this version
+verifies" means every row under it does.
+"""
+
+from __future__ import annotations
+
+from ...boxes import count_boxes
+from ..integrity import box_problems, row_hash_problem
+from ..manifest import PREFIX_LEN
+from .base import Context, loads
+
+
+def check_annotation_sets(ctx: Context) -> None:
+    """Every annotation set hashes to its name, counts its boxes right, and holds valid boxes.
+
+    A valid box has finite coordinates and a positive width and height: NaN or a negative size
+    hashes as well as anything else, so only this check finds it.
+    """
+    for h, text, n in ctx.db.execute("SELECT hash, boxes, n_boxes FROM annotation_set"):
+        ctx.check_cancel()
+        problem = row_hash_problem("annotation set", h, text)
+        value, bad_json = loads(text)
+        if problem:
+            ctx.error(problem)
+            ctx.bad_annsets.add(h)
+        if bad_json:
+            continue
+        for p in box_problems(value):
+            ctx.error(f"annotation set {h}: {p}")
+            ctx.bad_annsets.add(h)
+        # n_boxes counts object boxes, not crowd regions (boxes.count_boxes)
+        size = (
+            count_boxes(d for d in value if isinstance(d, dict)) if isinstance(value, list) else 0
+        )
+        if size != n:
+            ctx.error(f"annotation set {h}: n_boxes {n} but holds {size}")
+            ctx.bad_annsets.add(h)
+        ctx.annset_sizes[h] = size
+        if isinstance(value, list):
+            ctx.annset_classes[h] = {d.get("class") for d in value if isinstance(d, dict)}
+
+
+def check_buckets(ctx: Context) -> None:
+    """Every manifest bucket hashes to its name, counts right, and names only rows that exist.
+
+    Its images need image rows and its entries existing annotation sets; a bucket holding a
+    set that does not verify does not verify either.
+    """
+    images = ctx.images
+    sizes = ctx.annset_sizes
+    for h, text, n_images, n_boxes in ctx.db.execute(
+        "SELECT hash, entries, n_images, n_boxes FROM manifest_bucket"
+    ):
+        ctx.check_cancel()
+        problem = row_hash_problem("manifest bucket", h, text)
+        if problem:
+            ctx.error(problem)
+            ctx.bad_buckets.add(h)
+        value, bad_json = loads(text)
+        if bad_json or not isinstance(value, dict):
+            ctx.bad_buckets.add(h)
+            continue
+        boxes = 0
+        classes: set = set()
+        for image, entry in value.items():
+            annset = str(entry[0]) if isinstance(entry, list) and entry else "(none)"
+            if image not in images:
+                ctx.error(f"manifest bucket {h}: image {image} has no image row")
+                ctx.bad_buckets.add(h)
+            if annset not in sizes:
+                ctx.error(f"manifest bucket {h}: annotation set {annset} is missing")
+                ctx.bad_buckets.add(h)
+            elif annset in ctx.bad_annsets:
+                ctx.bad_buckets.add(h)
+            boxes += sizes.get(annset, 0)
+            classes |= ctx.annset_classes.get(annset, set())
+        if (len(value), boxes) != (n_images, n_boxes):
+            ctx.error(
+                f"manifest bucket {h}: counts ({n_images}, {n_boxes}) but holds "
+                f"({len(value)}, {boxes})"
+            )
+            ctx.bad_buckets.add(h)
+        ctx.bucket_counts[h] = (len(value), boxes)
+        ctx.bucket_prefixes[h] = {image[:PREFIX_LEN] for image in value}
+        ctx.bucket_classes[h] = classes
+
+
+def check_trees(ctx: Context) -> None:
+    """Every manifest tree hashes to its name, counts right, and holds buckets that exist.
+
+    Each bucket must sit under the prefix of the images it holds; a tree holding a bucket that
+    does not verify does not verify either.
+    """
+    buckets = ctx.bucket_counts
+    for h, text, n_images, n_boxes in ctx.db.execute(
+        "SELECT hash, buckets, n_images, n_boxes FROM manifest_tree"
+    ):
+        ctx.check_cancel()
+        problem = row_hash_problem("manifest tree", h, text)
+        if problem:
+            ctx.error(problem)
+            ctx.bad_trees.add(h)
+        value, bad_json = loads(text)
+        if bad_json or not isinstance(value, dict):
+            ctx.bad_trees.add(h)
+            continue
+        ni = nb = 0
+        for prefix, bh in value.items():
+            if bh not in buckets:
+                ctx.error(f"manifest tree {h}: bucket {bh} ({prefix}) is missing")
+                ctx.bad_trees.add(h)
+                continue
+            if bh in ctx.bad_buckets:
+                ctx.bad_trees.add(h)
+            if ctx.bucket_prefixes[bh] - {prefix}:
+                ctx.error(f"manifest tree {h}: bucket {bh} holds images outside prefix {prefix}")
+                ctx.bad_trees.add(h)
+            ni += buckets[bh][0]
+            nb += buckets[bh][1]
+        if (ni, nb) != (n_images, n_boxes):
+            ctx.error(f"manifest tree {h}: counts ({n_images}, {n_boxes}) but holds ({ni}, {nb})")
+            ctx.bad_trees.add(h)
+        ctx.tree_counts[h] = (ni, nb)
+        ctx.tree_buckets[h] = list(value.values())
