@@ -100,7 +100,7 @@ def test_a_forbidden_import_breaks_a_contract(
 
 # --- the type check ------------------------------------------------------------------------
 
-# Cold, mypy takes ~20 s on two busy cores (third-party stubs included); its incremental cache
+# Cold, mypy takes 20-40 s on two busy cores (third-party stubs included); its incremental cache
 # (.mypy_cache in the checkout, mypy's default) brings a rerun under a second. The limit is for
 # a cold run on a loaded machine: it catches a hang, it times nothing.
 _MYPY_TIMEOUT = 600
