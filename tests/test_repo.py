@@ -1,4 +1,4 @@
-"""Repository-wide rules: lint and format clean, and the layers import one way only."""
+"""Repository-wide rules: lint, format and type check clean, and the layers import one way only."""
 
 from __future__ import annotations
 
@@ -99,3 +99,83 @@ def test_a_forbidden_import_breaks_a_contract(
     r = _lint_imports(tmp_path)
     assert r.returncode != 0, r.stdout
     assert contract in r.stdout and "BROKEN" in r.stdout, r.stdout
+
+
+# --- the type check ------------------------------------------------------------------------
+
+# Cold, mypy takes 20-40 s on two busy cores (third-party stubs included); its incremental cache
+# (.mypy_cache in the checkout, mypy's default) brings a rerun under a second. The limit is for
+# a cold run on a loaded machine: it catches a hang, it times nothing.
+_MYPY_TIMEOUT = 600
+
+
+def _mypy(cwd: Path, cache: Path) -> subprocess.CompletedProcess:
+    """mypy with the project's [tool.mypy] (its ``files``: core and app), run from ``cwd``."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--cache-dir",
+            str(cache),
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def mypy_run() -> subprocess.CompletedProcess:
+    return _mypy(ROOT, ROOT / ".mypy_cache")
+
+
+@pytest.mark.timeout(_MYPY_TIMEOUT)
+def test_core_and_app_type_check(mypy_run: subprocess.CompletedProcess) -> None:
+    assert mypy_run.returncode == 0, mypy_run.stdout + mypy_run.stderr
+    # Every module of core and app was checked: the config's files cannot silently shrink.
+    n = sum(1 for d in ("core", "app") for _ in (ROOT / "labeldesk" / d).rglob("*.py"))
+    assert f"no issues found in {n} source files" in mypy_run.stdout, mypy_run.stdout
+
+
+@pytest.mark.timeout(_MYPY_TIMEOUT)
+@pytest.mark.parametrize(
+    ("module", "code", "error"),
+    [
+        pytest.param(
+            "core/canonical.py",
+            "def _bad() -> int:\n    return 'one'\n",
+            "[return-value]",
+            id="core",
+        ),
+        # Optional handling: a value that may be None used as if it were not
+        pytest.param(
+            "app/rules.py",
+            "def _bad(x: str | None) -> int:\n    return len(x)\n",
+            "[arg-type]",
+            id="app-optional",
+        ),
+    ],
+)
+def test_a_type_error_fails_the_type_check(
+    tmp_path: Path,
+    mypy_run: subprocess.CompletedProcess,
+    module: str,
+    code: str,
+    error: str,
+) -> None:
+    # The check must bite: the same run on a copy of the package with one bad function. The
+    # cache that ``mypy_run`` warmed is copied so only the changed module (and its dependents)
+    # is checked again.
+    shutil.copytree(
+        ROOT / "labeldesk", tmp_path / "labeldesk", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    if (ROOT / ".mypy_cache").is_dir():
+        shutil.copytree(ROOT / ".mypy_cache", tmp_path / "cache")
+    target = tmp_path / "labeldesk" / module
+    target.write_text(target.read_text() + "\n\n" + code)
+    r = _mypy(tmp_path, tmp_path / "cache")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"labeldesk/{module}:" in r.stdout and error in r.stdout, r.stdout

@@ -282,10 +282,10 @@ def build_demo(
     params = prelabel_params(imgsz=DEMO_IMGSZ)
     run = prelabel(project, model, imgsz=DEMO_IMGSZ, progress=progress)
     found = extra = objects = 0
-    for path, boxes in new_truth:
+    for path, true_boxes in new_truth:
         preds = load_predictions(project.db, model.id, params, new_shas[path.name])
-        f, x = _matches(boxes, preds)
-        found, extra, objects = found + f, extra + x, objects + len(boxes)
+        f, x = _matches(true_boxes, preds)
+        found, extra, objects = found + f, extra + x, objects + len(true_boxes)
     say(
         f"{next(step)}. labeldesk prelabel --model {model.name} --imgsz {DEMO_IMGSZ}: "
         f"{run.predicted} images in {run.seconds:.1f}s. On the {n_new} new images it found "

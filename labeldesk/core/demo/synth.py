@@ -254,7 +254,13 @@ def _make_clutter(rng: np.random.Generator, width: int, height: int, short: floa
     return _Item(-1, "polygon", _rotated(pts, rng.uniform(0, 2 * math.pi), cx, cy), 0, 0)
 
 
-def _draw(draw: ImageDraw.ImageDraw, item: _Item, fill: object, outline: object) -> None:
+def _draw(
+    draw: ImageDraw.ImageDraw,
+    item: _Item,
+    fill: int | tuple[int, ...],
+    outline: int | tuple[int, ...] | None,
+) -> None:
+    # ints on the class-index mask ("L" image), RGB triples on the picture
     if item.kind == "line":
         draw.line(item.points, fill=fill, width=item.width)
     elif item.kind == "ellipse":

@@ -165,7 +165,7 @@ def import_coco(
                 "",
                 rec.split,
                 rec.tags,
-                {"coco_id": rec.coco_id, "file_name": rec.name},
+                (("coco_id", rec.coco_id), ("file_name", rec.name)),
             )
             annsets[sha] = [
                 Box(
@@ -204,7 +204,7 @@ def import_coco(
 
 # ---------------------------------------------------------------------------------- export
 
-_DUMP = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False}
+_DUMP: dict[str, Any] = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False}
 _SPLIT_ORDER = ("train", "val", "test", None)
 _CHUNK = 256
 

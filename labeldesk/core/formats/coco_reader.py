@@ -308,7 +308,10 @@ class CocoReader:
                 )
                 continue
             img = images[iid]
-            box, reason, clipped = check_pixel_box(*bbox, img.width, img.height, self.options.clip)
+            x, y, w, h = bbox
+            box, reason, clipped = check_pixel_box(
+                x, y, w, h, img.width, img.height, self.options.clip
+            )
             if box is None:
                 self.problems.add(where, str(reason))
                 continue

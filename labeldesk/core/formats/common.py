@@ -15,7 +15,7 @@ import reprlib
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from ..errors import InputError, Problem
 from ..store.versions import Version, get_version, head
@@ -284,7 +284,8 @@ def fmt_num(v: float) -> str:
     return f"{v:g}"
 
 
-def is_int(v: Any) -> bool:
+def is_int(v: Any) -> TypeGuard[int]:
+    # TypeGuard, not TypeIs: False does not mean "not an int" (a bool is one).
     return isinstance(v, int) and not isinstance(v, bool)
 
 

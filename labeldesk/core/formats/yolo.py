@@ -339,7 +339,7 @@ def import_yolo(
                 continue
             first[sha] = shown
             tags = () if img.labelled else (UNLABELLED_TAG,)
-            entries[sha] = Entry("", img.split, tags, {"file_name": img.name})
+            entries[sha] = Entry("", img.split, tags, (("file_name", img.name),))
             annsets[sha] = _pixel_boxes(img, info, mapping, problems)
         problems.raise_if_any("cannot import YOLO")
         n_boxes = sum(len(b) for b in annsets.values())

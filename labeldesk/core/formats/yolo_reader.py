@@ -36,8 +36,8 @@ NORM_SLACK = 1e-6
 #: images without a split (Ultralytics ignores keys it does not know).
 SPLIT_KEYS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 UNASSIGNED = "unassigned"
-_FOLDER_SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val"}
-_FOLDER_SPLITS |= {"test": "test", UNASSIGNED: None}
+_FOLDER_SPLITS: dict[str, str | None] = {"train": "train", "val": "val", "valid": "val"}
+_FOLDER_SPLITS |= {"validation": "val", "test": "test", UNASSIGNED: None}
 #: Image types Ultralytics lists but LabelDesk cannot import: reported, never skipped silently.
 UNSUPPORTED_EXTENSIONS = (".avif", ".heic", ".heif", ".dng", ".jp2", ".mpo")
 
@@ -499,39 +499,46 @@ class YoloReader:
         polygon = n >= 7 and n % 2 == 1
         if n != 5 and not polygon:
             hint = "; a sixth column looks like a confidence score" if n == 6 else ""
-            return self.problems.add(where, f"{n} columns; expected 5 (class cx cy w h){hint}")
+            self.problems.add(where, f"{n} columns; expected 5 (class cx cy w h){hint}")
+            return None
         try:
             vals = [float(t) for t in tokens]
         except ValueError:
             bad = next(t for t in tokens if not _is_float(t))
-            return self.problems.add(where, f"not a number: {bad!r}")
+            self.problems.add(where, f"not a number: {bad!r}")
+            return None
         if not all(math.isfinite(v) for v in vals):
-            return self.problems.add(where, "coordinates must be finite numbers")
+            self.problems.add(where, "coordinates must be finite numbers")
+            return None
         c = vals[0]
         if not c.is_integer() or c < 0:
-            return self.problems.add(where, f"class must be a whole number >= 0, got {tokens[0]}")
+            self.problems.add(where, f"class must be a whole number >= 0, got {tokens[0]}")
+            return None
         if c >= len(self.names):
-            return self.problems.add(
+            self.problems.add(
                 where,
                 f"class {int(c)} is beyond the {len(self.names)} names (0-{len(self.names) - 1})"
                 if self.names
                 else f"class {int(c)}: no names",
             )
+            return None
         coords = vals[1:]
         clip = self.options.clip
         outside = [v for v in coords if v < 0 or v > 1]
         if outside and not clip:
             shown = ", ".join(fmt_num(v) for v in outside)
-            return self.problems.add(
+            self.problems.add(
                 where, f"coordinates outside [0, 1]: {shown} (use --clip to clip the box)"
             )
+            return None
         if polygon:
             if self.options.polygons != "extent":
-                return self.problems.add(
+                self.problems.add(
                     where,
                     f"polygon (segmentation) row with {(n - 1) // 2} points; LabelDesk keeps "
                     "boxes: use --polygons extent to import its bounding box",
                 )
+                return None
             xs, ys = coords[0::2], coords[1::2]
             x1, x2, y1, y2 = min(xs), max(xs), min(ys), max(ys)
             self.repairs["polygons"] += 1
@@ -539,20 +546,23 @@ class YoloReader:
         else:
             cx, cy, w, h = coords
             if w <= 0 or h <= 0:
-                return self.problems.add(
+                self.problems.add(
                     where, f"zero-sized or negative box (w={fmt_num(w)}, h={fmt_num(h)})"
                 )
+                return None
             x1, x2, y1, y2 = cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2
         beyond = min(x1, y1) < -NORM_SLACK or max(x2, y2) > 1 + NORM_SLACK
         if beyond and not clip:
-            return self.problems.add(
+            self.problems.add(
                 where,
                 f"box reaches outside the image (x {fmt_num(x1)}..{fmt_num(x2)}, "
                 f"y {fmt_num(y1)}..{fmt_num(y2)}); use --clip to clip it",
             )
+            return None
         x1, y1, x2, y2 = unit(x1), unit(y1), unit(x2), unit(y2)
         if x2 <= x1 or y2 <= y1:
-            return self.problems.add(where, "zero-sized box (after clipping to the image)")
+            self.problems.add(where, "zero-sized box (after clipping to the image)")
+            return None
         if beyond or outside:
             self.repairs["clipped"] += 1
             self.note(where, "box clipped to the image")

@@ -292,7 +292,9 @@ class OnnxDetector:
         else:
             shape, auto = (imgsz, imgsz), True
         placed_img, placed = letterbox(rgb, shape, auto=auto, stride=self.stride)
-        blob = placed_img.transpose(2, 0, 1)[None].astype(np.float16 if self.fp16 else np.float32)
+        blob: np.ndarray = placed_img.transpose(2, 0, 1)[None].astype(
+            np.float16 if self.fp16 else np.float32
+        )
         blob /= 255.0
         (output, *_) = self.session.run(None, {self.input_name: blob})
         xyxy, scores, classes = decode(

@@ -111,7 +111,7 @@ def decode_upright_rgb(data: bytes) -> Any:
     import numpy as np
     from PIL import Image, ImageOps
 
-    im = Image.open(io.BytesIO(data))
+    im: Image.Image = Image.open(io.BytesIO(data))
     try:
         orientation = int(im.getexif().get(0x0112, 1))
     except Exception:  # a damaged EXIF block: show the pixels as stored, like the importer
@@ -150,6 +150,7 @@ class _Prefetch:
 
     def _run(self) -> None:
         for sha in self._shas:
+            item: tuple[str, Any, str | None]  # (sha, the pixels or None, why not)
             try:
                 # verified: a model must never be run (or judged) on bytes that are not the image
                 item = (sha, self._decode(read_object(self._objects, sha)), None)

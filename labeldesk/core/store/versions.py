@@ -246,7 +246,7 @@ def set_ref(
 
 
 def normalise_classes(classes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = sorted(
+    out: list[dict[str, Any]] = sorted(
         ({"id": int(c["id"]), "name": str(c["name"])} for c in classes), key=lambda c: c["id"]
     )
     ids = [c["id"] for c in out]

@@ -96,7 +96,9 @@ def run(config: dict[str, Any], out: TextIO) -> int:
         model.train(resume=True)
     else:
         model.train(**config["train"])
-    trainer = model.trainer
+    # Ultralytics sets Model.trainer to None in __init__ without an annotation, so a checker
+    # reads it as always None; after train() it is the trainer (duck-typed, as in the callbacks).
+    trainer: Any = model.trainer
     best = Path(trainer.best)
     weights = best if best.is_file() else Path(trainer.last)
     # Read the result's task and classes here, with the registry's own safe loader, so the

@@ -250,6 +250,7 @@ def train(
                 [Problem(str(resume), f"run is {prior.status} and kept no partial weights")],
             )
         version = resolve(db, prior.version)
+        notes: list[str]
         kind, ident, notes = prior.base_kind, prior.base, []
         name = name or prior.name
         run_dir = Path(prior.run_dir or "")

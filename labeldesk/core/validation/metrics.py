@@ -38,7 +38,9 @@ import numpy as np
 
 from ..errors import CancelledError, InputError, Problem
 
-ImageId = Hashable
+#: An image's id: the project's image number or a COCO image id. Ids are sorted (the images
+#: are evaluated in id order), so one evaluation uses ids of one kind.
+ImageId = int | str
 ProgressFn = Callable[[int, int, str], None]
 CancelFn = Callable[[], bool]
 
@@ -50,10 +52,10 @@ AREA_RANGES = ((0.0, 1e5**2), (0.0, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5*
 AREA_LABELS = ("all", "small", "medium", "large")
 
 #: The 12 COCOeval summary figures, in ``COCOeval.stats`` order.
-STAT_LABELS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+STAT_LABELS: tuple[str, ...] = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 STAT_LABELS += ("AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 #: The same figures under the names the CLI uses (``--metric map50_95``).
-STAT_KEYS = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large")
+STAT_KEYS: tuple[str, ...] = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large")
 STAT_KEYS += ("mar1", "mar10", "mar100", "mar_small", "mar_medium", "mar_large")
 # (AP?, IoU threshold or None for all, area index, maxDets index), as COCOeval._summarizeDets.
 _STATS = [(True, None, 0, 2), (True, 0.5, 0, 2), (True, 0.75, 0, 2)]
@@ -229,12 +231,12 @@ def evaluate(
     index = {iid: i for i, iid in enumerate(imgs)}
 
     g_img, g_cls, g_box = _flatten(gts, index, cats)
-    g_crowd = np.concatenate([_opt(g.iscrowd, len(g.classes), False) for g in gts] or [[]])
+    g_crowd = np.concatenate([_opt(g.iscrowd, len(g.classes), False) for g in gts] or [np.zeros(0)])
     g_area = np.concatenate(
-        [g.areas if g.areas is not None else _wh(g.boxes_xywh) for g in gts] or [[]]
+        [g.areas if g.areas is not None else _wh(g.boxes_xywh) for g in gts] or [np.zeros(0)]
     )
     d_img, d_cls, d_box = _flatten(dts, index, cats)
-    d_score = np.concatenate([d.scores for d in dts] or [[]]).astype(np.float64)
+    d_score = np.concatenate([d.scores for d in dts] or [np.zeros(0)]).astype(np.float64)
     _validate(gts, g_box, g_area, dts, d_box, d_score)
 
     keep = (g_img >= 0) & (g_cls >= 0)
@@ -263,14 +265,17 @@ def from_coco(gt: Mapping[str, Any], results: Iterable[Mapping[str, Any]]) -> Co
     """
     problems: list[Problem] = []
     images = gt.get("images", [])
-    image_ids = [img.get("id") if isinstance(img, Mapping) else None for img in images]
+    # JSON values until the checks below have passed (they raise before any is used).
+    image_ids: list[Any] = [img.get("id") if isinstance(img, Mapping) else None for img in images]
     bad = [i for i in image_ids if not (_is_int(i) or isinstance(i, str))]
     if not image_ids:
         problems.append(Problem("images", "the ground truth lists no images"))
     elif bad:
         problems.append(Problem("images", f"ids must be integers or strings, got {bad[:5]!r}"))
     if "categories" in gt:
-        category_ids = [c.get("id") if isinstance(c, Mapping) else None for c in gt["categories"]]
+        category_ids: list[Any] = [
+            c.get("id") if isinstance(c, Mapping) else None for c in gt["categories"]
+        ]
     else:
         category_ids = sorted({a.get("category_id") for a in gt.get("annotations", [])})
     bad = [c for c in category_ids if not _is_int(c)]
@@ -322,7 +327,7 @@ def _columns(
     *,
     known: set[ImageId] | None = None,
     score: bool = False,
-) -> tuple[list[ImageId], np.ndarray, ...] | None:
+) -> tuple[list[ImageId], *tuple[np.ndarray, ...]] | None:
     """COCO entries as columns: image ids, boxes, classes, then scores or (iscrowd, area).
 
     Read column-wise because a per-entry check costs seconds on 100,000 entries; only when a
@@ -333,7 +338,7 @@ def _columns(
         empty = (np.zeros((0, 4)), np.zeros(0, np.int64))
         return ([], *empty, np.zeros(0)) if score else ([], *empty, np.zeros(0, bool), np.zeros(0))
     try:
-        img = [e["image_id"] for e in entries]
+        img: list[ImageId] = [e["image_id"] for e in entries]
         box = np.array([e["bbox"] for e in entries])
         cls = np.array([e["category_id"] for e in entries])
         if score:
@@ -353,7 +358,8 @@ def _columns(
     if ok:
         if not score:
             extra[0] = extra[0].astype(bool)
-        return (img, box.astype(np.float64), cls.astype(np.int64), *extra)
+        arrays: tuple[np.ndarray, ...] = (box.astype(np.float64), cls.astype(np.int64), *extra)
+        return (img, *arrays)
     before = len(problems)
     for n, e in enumerate(entries):
         _check_entry(e, f"{name}[{n}]", problems, known, score=score)

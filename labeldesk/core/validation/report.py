@@ -15,7 +15,7 @@ import base64
 import html
 import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: set[i
 
 def _png(
     xlabels: Sequence[str],
-    series: dict[str, Sequence[float | None]],
+    series: Mapping[str, Sequence[float | None]],
     *,
     title: str,
     ylabel: str,

@@ -176,9 +176,18 @@ def _same_setup(e: Evaluation, predict: dict[str, Any], conf: float) -> bool:
     return e.params.get("source", {}).get("predict") == predict and e.params.get("conf") == conf
 
 
-def _watch_rows(project: Project, **where: str) -> list[Evaluation]:
+def _watch_rows(
+    project: Project, *, version: str | None = None, source_hash: str | None = None
+) -> list[Evaluation]:
     """Stored watched evaluations (of the model on all images), oldest first."""
-    return list_evaluations(project, role="candidate", subset="all", trigger=TRIGGER, **where)
+    return list_evaluations(
+        project,
+        version=version,
+        source_hash=source_hash,
+        role="candidate",
+        subset="all",
+        trigger=TRIGGER,
+    )
 
 
 def _existing(
