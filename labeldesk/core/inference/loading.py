@@ -206,6 +206,8 @@ def load_model(info: ModelInfo, *, trust: bool = False) -> LoadedModel:
     export, which Ultralytics decodes. Raises :class:`ModelChangedError` if the file's bytes are
     not the registered ones, :class:`UnsafeModelError` if safe loading refuses it.
     """
+    # The private copy; None once the weights are in memory and the folder is gone.
+    folder: Path | None
     folder = Path(tempfile.mkdtemp(prefix="labeldesk-run-"))
     try:
         with private_copy(Path(info.path), expected=info.id) as (copy, _):

@@ -377,11 +377,14 @@ def decide(project: Project, ref: str, decision: str, note: str) -> Version:
     """Approve or reject a version (leads only). Approved is final; a rejection may be revised."""
     if decision not in ("approved", "rejected"):
         raise ValueError(decision)
-    project.require_lead("approve or reject versions")
+    project.require_lead("approve or reject versions")  # fail fast, before taking the lock
     if decision == "rejected" and not note.strip():
         raise LabelDeskError("a rejection needs a note saying why (--note)")
     db = project.db
     with project.transaction():
+        # Again under the write lock: a lead demoted by someone else since the check above is
+        # no lead now, and must not approve on the strength of a role read before the demotion.
+        project.require_lead("approve or reject versions")
         version = resolve(db, ref)
         if version.status == "approved":
             raise ImmutableError(

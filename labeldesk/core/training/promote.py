@@ -185,6 +185,18 @@ def promote(
             and value - b_value >= min_gain - 1e-12
         )
     with project.transaction():
+        # The evaluation ran without the write lock (minutes, on a big version). Whoever wrote
+        # in the meantime is seen now: a demoted lead may not promote, and a release model
+        # another lead promoted meanwhile was not the one this model was judged against, so
+        # taking the release now would overwrite that decision unseen (a lost update).
+        project.require_lead("promote a model")
+        if over is None and release_model(project) != current_id:
+            now = release_model(project)
+            raise LabelDeskError(
+                f"the release model changed to {now[:12] if now else 'none'} while {new.name} "
+                "was being judged; nothing was promoted: run promote again to judge it against "
+                "the new release"
+            )
         project.db.execute(
             "INSERT INTO promotion (model, over, version, subset, metric, value, baseline_value, "
             "min_gain, passed, run, at, by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -134,3 +134,53 @@ def test_two_leads_demoting_each_other_at_once_leave_one_lead(tmp_path: Path) ->
     assert outcomes == ["demoted", "refused"]
     with Project.open(root) as p:
         assert [u for u, r in p.members() if r == "lead"] in (["a"], ["b"])
+
+
+def test_a_lead_demoted_while_approving_cannot_approve(tmp_path: Path) -> None:
+    """The role is read again under the write lock, not only before it is taken.
+
+    A real process (lead ``b``) approves while lead ``a`` holds the write lock and has demoted
+    ``b`` in that same, not yet committed, transaction: ``b``'s approval waits for the lock and
+    must then see the demotion.
+    """
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "p"
+    with Project.init(root, user="a") as p:
+        p.set_member("b", "lead")
+        v1 = add_images(p, [write_image(tmp_path / "a.png", seed=1)]).version
+    child = (
+        "import sys\n"
+        "from labeldesk.core.errors import PermissionDeniedError\n"
+        "from labeldesk.core.store.project import Project\n"
+        "from labeldesk.core.store.versions import decide\n"
+        "p = Project.open(sys.argv[1], user='b')\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "try:\n"
+        "    decide(p, sys.argv[2], 'approved', 'ok')\n"
+        "    print('approved')\n"
+        "except PermissionDeniedError as e:\n"
+        "    print('refused', e)\n"
+    )
+    kid = subprocess.Popen(
+        [sys.executable, "-c", child, str(root), v1.id],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert kid.stdout is not None and kid.stdout.readline().strip() == "ready"
+    with Project.open(root, user="a") as holder, holder.transaction():
+        holder.db.execute("UPDATE member SET role = 'annotator' WHERE user = 'b'")
+        assert kid.stdin is not None
+        kid.stdin.write("go\n")
+        kid.stdin.flush()
+        # Give the child time to read its role before we commit (the old code read it here,
+        # outside the lock, and approved). The fixed code is right however long this takes.
+        time.sleep(0.5)
+    out = kid.communicate(timeout=120)[0]
+    assert out.startswith("refused"), out
+    with Project.open(root) as p:
+        assert resolve(p.db, v1.id).status != "approved"

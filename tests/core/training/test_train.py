@@ -259,3 +259,34 @@ def test_a_disk_that_fills_during_training_fails_cleanly(tmp_path, dataset, tmpf
     report = fsck(project)
     assert report.ok, report.errors
     project.close()
+
+
+def test_a_release_promoted_meanwhile_is_not_overwritten(tmp_path, dataset) -> None:
+    """No lost update: the gate judged against the release it read; if another lead promoted a
+    model while this one was being evaluated, this promotion takes nothing."""
+    import sqlite3
+
+    from helpers import DEMO_MODEL
+
+    from labeldesk.core.errors import LabelDeskError
+    from labeldesk.core.inference.registry import add_model
+
+    project = _fresh(tmp_path, dataset)
+    add_model(project, DEMO_MODEL, "shapes")
+    other_lead_wrote = []
+
+    def meanwhile(*_args) -> None:
+        # As another lead's promote commits its release, from another connection, mid-gate.
+        if not other_lead_wrote:
+            with sqlite3.connect(project.root / "labeldesk.db", timeout=30) as other:
+                other.execute(
+                    "INSERT INTO project_meta (key, value) VALUES ('release_model', 'b' || ?)",
+                    ["0" * 63],
+                )
+            other_lead_wrote.append(True)
+
+    with pytest.raises(LabelDeskError, match="release model changed"):
+        promote(project, "shapes", progress=meanwhile)
+    assert other_lead_wrote
+    assert release_model(project) == "b" + "0" * 63
+    assert project.db.execute("SELECT COUNT(*) FROM promotion").fetchone()[0] == 0
