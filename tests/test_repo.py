@@ -110,7 +110,7 @@ _MYPY_TIMEOUT = 600
 
 
 def _mypy(cwd: Path, cache: Path) -> subprocess.CompletedProcess:
-    """mypy with the project's [tool.mypy] (its ``files``: core and app), run from ``cwd``."""
+    """mypy with the project's [tool.mypy] (its ``files``: core, app and cli), run from ``cwd``."""
     return subprocess.run(
         [
             sys.executable,
@@ -133,10 +133,10 @@ def mypy_run() -> subprocess.CompletedProcess:
 
 
 @pytest.mark.timeout(_MYPY_TIMEOUT)
-def test_core_and_app_type_check(mypy_run: subprocess.CompletedProcess) -> None:
+def test_core_app_and_cli_type_check(mypy_run: subprocess.CompletedProcess) -> None:
     assert mypy_run.returncode == 0, mypy_run.stdout + mypy_run.stderr
-    # Every module of core and app was checked: the config's files cannot silently shrink.
-    n = sum(1 for d in ("core", "app") for _ in (ROOT / "labeldesk" / d).rglob("*.py"))
+    # Every module of core, app and cli was checked: the config's files cannot silently shrink.
+    n = sum(1 for d in ("core", "app", "cli") for _ in (ROOT / "labeldesk" / d).rglob("*.py"))
     assert f"no issues found in {n} source files" in mypy_run.stdout, mypy_run.stdout
 
 

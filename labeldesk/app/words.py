@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlite_utils import Database
+from labeldesk.core.store.db import ProjectDatabase as Database
 
 #: what each inference parameter means, in the order they are said
 PARAM_WORDS = (

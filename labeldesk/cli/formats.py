@@ -214,25 +214,19 @@ def _import(args: argparse.Namespace, fmt: str) -> int:
     from .output import ProgressBar
     from .verbs import _open
 
-    if fmt == "coco":
-        from labeldesk.core.formats.coco import import_coco as run
-
-        where = (args.annotations, args.images)
-        extra = {"split": None if args.split == "none" else args.split}
-    else:
-        from labeldesk.core.formats.yolo import import_yolo as run
-
-        where, extra = (args.source,), {}
     with _open(args) as project, ProgressBar() as bar:
-        report = run(
-            project,
-            *where,
-            options=_options(args),
-            replace=args.replace,
-            message=args.message,
-            progress=bar,
-            **extra,
-        )
+        common = dict(options=_options(args), replace=args.replace, message=args.message)
+        if fmt == "coco":
+            from labeldesk.core.formats.coco import import_coco
+
+            split = None if args.split == "none" else args.split
+            report = import_coco(
+                project, args.annotations, args.images, split=split, progress=bar, **common
+            )
+        else:
+            from labeldesk.core.formats.yolo import import_yolo
+
+            report = import_yolo(project, args.source, progress=bar, **common)
     return _print_import(args, report)
 
 
