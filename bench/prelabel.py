@@ -37,7 +37,8 @@ from PIL import Image
 from labeldesk.core.demo.synth import write_images
 from labeldesk.core.inference import predictions
 from labeldesk.core.inference.loading import load_model
-from labeldesk.core.inference.prelabel import prelabel, prelabel_params
+from labeldesk.core.inference.predictions import prelabel_params
+from labeldesk.core.inference.prelabel import prelabel
 from labeldesk.core.inference.registry import add_model
 from labeldesk.core.store.importer import Staging, add_images
 from labeldesk.core.store.manifest import Entry

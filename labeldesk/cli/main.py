@@ -11,6 +11,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from labeldesk.cli import (  # argparse only: --help stays instant
     formats,
@@ -36,7 +37,56 @@ Examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Skipped:
+    """Stands in for the parser of a command that is not being run: takes every call, builds
+    nothing (see :class:`_OnlyCommand`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: self
+
+
+class _OnlyCommand:
+    """The sub-parsers action, building the parser of one command only.
+
+    Building all ~45 command parsers costs more than everything else a read command does
+    (``labeldesk log`` on a small project); a run needs only its own. ``--help`` and errors
+    with no known command still build them all, so what they list is complete.
+    """
+
+    def __init__(self, sub: Any, wanted: str | None) -> None:
+        self.sub, self.wanted = sub, wanted
+        self.names: set[str] = set()
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        aliases = kwargs.get("aliases", ())
+        self.names.update((name, *aliases))
+        if self.wanted is None or self.wanted not in (name, *aliases):
+            return _Skipped()
+        return self.sub.add_parser(name, **kwargs)
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv`` (the first argument that is no option or option value)."""
+    it = iter(argv)
+    for a in it:
+        if a in ("-p", "--project"):
+            next(it, None)
+        elif a == "--":
+            return next(it, None)
+        elif not a.startswith("-"):
+            return a
+    return None
+
+
+def command_names() -> set[str]:
+    """Every command word, found without building a parser."""
+    only = _OnlyCommand(None, None)
+    _add_commands(only)
+    return only.names
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``command`` only that command's (faster; see _OnlyCommand)."""
     p = argparse.ArgumentParser(
         prog="labeldesk",
         description="Keep computer-vision datasets accurate as they grow: import, pre-label, "
@@ -52,7 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    _add_commands(sub if command is None else _OnlyCommand(sub, command))
+    return p
 
+
+def _add_commands(sub: Any) -> None:
     s = sub.add_parser("init", help="create a project (in PATH or the project folder)")
     s.add_argument("path", nargs="?", help="folder to create the project in")
 
@@ -122,7 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     for verbs_module in (formats, prelabel, validation, queue, training, remote):
         verbs_module.add_parsers(sub)
-    return p
 
 
 def _version() -> str:
@@ -132,7 +185,14 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = _command_in(words)
+    # Top-level help (an -h before the command word) lists every command: build them all.
+    help_asked = (
+        any(w in ("-h", "--help") for w in words[: words.index(command)]) if command else True
+    )
+    alone = command is not None and not help_asked and command in command_names()
+    parser = build_parser(command if alone else None)
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([*(argv or sys.argv[1:]), "gui"])

@@ -266,3 +266,21 @@ def test_demo_force_replaces_a_demo_and_only_a_demo(tmp_path) -> None:
         clear_demo_folder(other, force=True)
     assert (other / "holiday.png").exists()
     clear_demo_folder(tmp_path / "new", force=False)  # missing: fine
+
+
+def test_a_command_parsed_alone_is_the_same_command() -> None:
+    """`labeldesk CMD` builds only CMD's parser (start-up); it must be the full parser's CMD."""
+    import argparse
+
+    from labeldesk.cli.main import build_parser, command_names
+
+    def sub_parsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        (action,) = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        return dict(action.choices)
+
+    full = sub_parsers(build_parser())
+    assert set(full) == command_names()
+    for name, parser in full.items():
+        alone = sub_parsers(build_parser(name))
+        assert list(alone) == [name]
+        assert alone[name].format_help() == parser.format_help(), name

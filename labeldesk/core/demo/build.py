@@ -26,7 +26,8 @@ from ..boxes import Box
 from ..errors import LabelDeskError
 from ..flavour import FULL_ONLY, is_full
 from ..inference.predictions import load as load_predictions
-from ..inference.prelabel import prelabel, prelabel_params, show_in_session
+from ..inference.predictions import prelabel_params
+from ..inference.prelabel import prelabel, show_in_session
 from ..inference.registry import ModelInfo, add_model
 from ..progress import ProgressFn
 from ..store.fsck import fsck

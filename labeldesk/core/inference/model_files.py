@@ -19,7 +19,6 @@ import re
 import shutil
 import stat
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -173,6 +172,8 @@ def sniff_format(path: Path) -> str:
         head = f.read(8)
     if head.startswith(b"PK\x03\x04"):
         try:
+            import zipfile  # sniffing only; `log` and `model list` never need it
+
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()
         except zipfile.BadZipFile as e:

@@ -22,9 +22,33 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..canonical import canonical_json, round_coord
+from ..defaults import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
+from ..errors import InputError, Problem
 from ..store.db import ProjectDatabase as Database
 from ..store.manifest import ManifestStore
 from ..store.project import Project, now_iso
+
+
+def prelabel_params(
+    conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU, imgsz: int = DEFAULT_IMGSZ
+) -> dict[str, Any]:
+    """The parameters that key the cache, normalised so equal settings give equal keys.
+
+    Here, with the cache, not with the prediction loop: checking settings (``labeldesk log``
+    reads watched models' settings) must not import the loop.
+
+    The GUI and ``set_prelabel_source`` must use this same dict to find the cached boxes.
+    """
+    problems = []
+    if not 0.0 < float(conf) <= 1.0:
+        problems.append(Problem("conf", f"must be in (0, 1], got {conf}"))
+    if not 0.0 < float(iou) <= 1.0:
+        problems.append(Problem("iou", f"must be in (0, 1], got {iou}"))
+    if int(imgsz) != imgsz or imgsz < 32 or int(imgsz) % 32:
+        problems.append(Problem("imgsz", f"must be a multiple of 32 (the stride), got {imgsz}"))
+    if problems:
+        raise InputError("bad pre-labelling parameters", problems)
+    return {"conf": float(conf), "iou": float(iou), "imgsz": int(imgsz)}
 
 
 @dataclass(frozen=True, slots=True)

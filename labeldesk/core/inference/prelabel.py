@@ -28,38 +28,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..defaults import DEFAULT_BATCH, DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
-from ..errors import CancelledError, InputError, LabelDeskError, Problem
+from ..errors import CancelledError, LabelDeskError, Problem
 from ..progress import CancelFn, ProgressFn
 from ..store.manifest import ManifestStore
 from ..store.objects import ObjectDamagedError, read_object
 from ..store.project import Project
 from ..store.versions import MAIN, resolve
 from .loading import LoadedModel, load_model
-from .predictions import Prediction, cached_images, params_key, store
+from .predictions import Prediction, cached_images, params_key, prelabel_params, store
 from .registry import ModelInfo, get_model, unknown_classes
 
 if TYPE_CHECKING:
     from .onnx_decode import Detections
 _PREFETCH = 8
-
-
-def prelabel_params(
-    conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU, imgsz: int = DEFAULT_IMGSZ
-) -> dict[str, Any]:
-    """The parameters that key the cache, normalised so equal settings give equal keys.
-
-    The GUI and ``set_prelabel_source`` must use this same dict to find the cached boxes.
-    """
-    problems = []
-    if not 0.0 < float(conf) <= 1.0:
-        problems.append(Problem("conf", f"must be in (0, 1], got {conf}"))
-    if not 0.0 < float(iou) <= 1.0:
-        problems.append(Problem("iou", f"must be in (0, 1], got {iou}"))
-    if int(imgsz) != imgsz or imgsz < 32 or int(imgsz) % 32:
-        problems.append(Problem("imgsz", f"must be a multiple of 32 (the stride), got {imgsz}"))
-    if problems:
-        raise InputError("bad pre-labelling parameters", problems)
-    return {"conf": float(conf), "iou": float(iou), "imgsz": int(imgsz)}
 
 
 @dataclass

@@ -25,7 +25,6 @@ from typing import Any
 
 from ..store.db import ProjectDatabase as Database
 from ..store.project import Project, now_iso
-from .loading import check_task, onnx_meta, pt_meta
 from .model_files import (
     NAME_RE,
     ModelChangedError,
@@ -193,6 +192,10 @@ def add_model(
     committed version, so they become project classes when that session is committed, and
     meanwhile the session shows the model's pre-labels of those classes for review.
     """
+    # Reading a model's task and names is loading's work; listing and finding models (what
+    # `labeldesk log` and the window's menus do) must not import it.
+    from .loading import check_task, onnx_meta, pt_meta
+
     path = Path(path).expanduser().absolute()
     if not path.exists():
         raise ModelError(f"{path} does not exist")

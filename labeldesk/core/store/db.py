@@ -8,7 +8,6 @@ so two writers queue on the busy timeout instead of one failing half-way with
 from __future__ import annotations
 
 import contextlib
-import random
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -179,6 +178,8 @@ def transaction(db: ProjectDatabase) -> Iterator[ProjectDatabase]:
                 raise
             if time.monotonic() > deadline:
                 raise
+            import random  # only when contended; not at every start
+
             time.sleep(random.uniform(0.005, 0.05))
     try:
         yield db

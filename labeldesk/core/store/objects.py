@@ -9,8 +9,6 @@ Adding an object that exists is a no-op: equal names mean equal bytes.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import hashlib
 import os
 import secrets
@@ -38,6 +36,9 @@ def _syncfs(path: Path) -> bool:
     Batch imports write thousands of objects; one ``syncfs`` before the database commit gives
     the same ordering guarantee as an ``fsync`` per file at a fraction of the cost.
     """
+    import ctypes  # here, not at the top: ctypes.util costs read commands' start-up
+    import ctypes.util
+
     libc_name = ctypes.util.find_library("c")
     if not libc_name:
         return False

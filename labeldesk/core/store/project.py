@@ -10,7 +10,6 @@ import contextlib
 import datetime as dt
 import getpass
 import os
-import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -175,8 +174,12 @@ class Project:
     # -- crash recovery ----------------------------------------------------------------------
     def stale_pending(self) -> list[tuple[str, str]]:
         """Objects journaled by imports whose process is gone: ``(sha, op)``."""
-        host = socket.gethostname()
         rows = self.db.execute("SELECT sha256, op, pid, host FROM pending_object").fetchall()
+        if not rows:  # the usual case: no import was interrupted (and socket stays unloaded)
+            return []
+        import socket
+
+        host = socket.gethostname()
         return [(sha, op) for sha, op, pid, h in rows if h == host and not _pid_alive(pid)]
 
     def recover(self) -> int:

@@ -25,8 +25,8 @@ import numpy as np
 
 from ..defaults import EVAL_CONF
 from ..errors import InputError, Problem
-from ..inference.predictions import load_many
-from ..inference.prelabel import DEFAULT_IMGSZ, DEFAULT_IOU, prelabel, prelabel_params
+from ..inference.predictions import load_many, prelabel_params
+from ..inference.prelabel import DEFAULT_IMGSZ, DEFAULT_IOU, prelabel
 from ..inference.registry import get_model
 from ..progress import CancelFn, ProgressFn
 from ..store.project import Project

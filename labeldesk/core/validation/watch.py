@@ -21,7 +21,6 @@ Why it is built this way:
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 # reads watched figures through this module and must start fast.
 from ..defaults import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, DEFAULT_MAX_DROP, DEFAULT_METRIC
 from ..errors import CancelledError, InputError, LabelDeskError, Problem
-from ..inference.prelabel import prelabel_params
+from ..inference.predictions import prelabel_params
 from ..inference.registry import ModelInfo, find_model, list_models
 from ..progress import CancelFn, ProgressFn, check_cancel
 from ..store.db import ProjectDatabase as Database
@@ -215,6 +214,14 @@ def previous_evaluation(
     return found
 
 
+def _run_id() -> str:
+    """A fresh evaluation run id. uuid is imported here: `labeldesk log` imports this module
+    to read watched figures, and must not pay for it."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
 def evaluate_watched(
     project: Project,
     ref: str = MAIN,
@@ -293,7 +300,7 @@ def evaluate_watched(
                 else:
                     result.evaluation = insert_evaluation(
                         project,
-                        uuid.uuid4().hex,
+                        _run_id(),
                         "candidate",
                         index.version,
                         sub,
