@@ -112,6 +112,13 @@ class BoxItem(QGraphicsRectItem):
         edge = ("t" if top else "b" if bottom else "") + ("l" if left else "r" if right else "")
         return edge or None
 
+    def zoom_will_change(self) -> None:
+        """Tell the scene that :meth:`boundingRect` is about to change (it depends on the zoom).
+
+        Qt requires this before an item's bounds change; without it the scene keeps the old
+        bounds, which is undefined behaviour (stale repaints at best)."""
+        self.prepareGeometryChange()
+
     def boundingRect(self) -> QRectF:
         # The halo and the handles reach a few screen pixels outside the box at any zoom.
         m = (HANDLE_PX + 2) / (self.canvas.transform().m11() or 1.0)
@@ -335,6 +342,7 @@ class Canvas(QGraphicsView):
     def fit(self) -> None:
         self._fit = True
         if self.image_size[0]:
+            self._zoom_will_change()
             self.fitInView(self.sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
         self.place_labels()
         self.zoomChanged.emit(self.transform().m11())
@@ -343,9 +351,14 @@ class Canvas(QGraphicsView):
         self._fit = False
         current = self.transform().m11()
         factor = max(0.02 / current, min(factor, 40.0 / current))
+        self._zoom_will_change()
         self.scale(factor, factor)
         self.place_labels()
         self.zoomChanged.emit(self.transform().m11())
+
+    def _zoom_will_change(self) -> None:
+        for item in self.items_:
+            item.zoom_will_change()
 
     def wheelEvent(self, event) -> None:
         self.zoom(1.25 if event.angleDelta().y() > 0 else 0.8)
