@@ -478,6 +478,12 @@ def test_lazy_clone_fetches_on_demand_then_reviews_commits_and_pushes(
     data = b.objects.path(imgs[0]).read_bytes()  # what the window and export do
     assert data == a.objects.path(imgs[0]).read_bytes()
     assert b.objects.has_file(imgs[0]) and not b.objects.has_file(imgs[1])
+    # fsck of a healthy lazy clone: what is not fetched yet is a note, not missing; nothing
+    # is fetched by checking
+    report = fsck(b)
+    assert report.errors == [], report.errors
+    assert any("4 image(s) not fetched yet" in n for n in report.notes), report.notes
+    assert not b.objects.has_file(imgs[1])
     with pytest.raises(Exception, match="not fetched yet"):
         remove_remote(b, "origin")  # the only source of 4 images' bytes
     review(b, [imgs[0]], 4.0, "lazy review")
