@@ -40,8 +40,8 @@ from labeldesk.core.sessions import ReviewSession
 from .canvas import Canvas
 from .help import HelpOverlay
 from .image_list import ImageListView
+from .item_models import BoxTableModel, ClassListModel, ImageListModel, RowRole, ViewCache
 from .loader import ImageLoader
-from .models import BoxTableModel, ClassListModel, ImageListModel, RowRole, ViewCache
 from .shortcuts import SHORTCUTS
 from .tasks import ProjectRunner
 

@@ -37,7 +37,7 @@ from labeldesk.core.project import Project, minute_text
 
 from . import validation_data as vd
 from .charts import LineChart
-from .models import FAIL_COLOR, Column, RecordTableModel
+from .item_models import FAIL_COLOR, Column, RecordTableModel
 
 PASS_COLOR = "#188038"
 

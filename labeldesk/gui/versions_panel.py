@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 from labeldesk.core import versions as V
 from labeldesk.core.project import Project
 
-from .models import RowRole, VersionTableModel
+from .item_models import RowRole, VersionTableModel
 
 
 def _tag(project: Project, name: str, vid: str):

@@ -11,7 +11,7 @@ from PySide6.QtTest import QTest
 from labeldesk.app.review import Workspace, open_or_start_session
 from labeldesk.core.boxes import Box
 from labeldesk.core.project import Project
-from labeldesk.gui.models import RowRole
+from labeldesk.gui.item_models import RowRole
 
 
 @pytest.fixture

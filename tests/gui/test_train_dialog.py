@@ -89,7 +89,7 @@ def test_models_dialog_shows_lineage_and_promotes(qtbot, train_project) -> None:
 
 
 def test_the_window_offers_training_and_marks_trained_versions(qtbot, window) -> None:
-    from labeldesk.gui.models import VersionTableModel
+    from labeldesk.gui.item_models import VersionTableModel
 
     names = [a.text() for a in window.menuBar().actions()]
     assert "&Models" in names
