@@ -77,6 +77,9 @@ class ReviewControl:
         self.undo_stack.clear()
         self.overlay.clear()
         self.current = None
+        # No session until the writer has opened the new one: nothing can be edited meanwhile
+        # (an edit would go to the session just committed).
+        self.ws = None
         self._session_generation += 1
         generation = self._session_generation
         root = self.project.root
