@@ -25,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from labeldesk.core import predictions
 from labeldesk.core import queue as review_queue_core
@@ -375,9 +376,9 @@ def prelabel(
     conf: float,
     iou: float,
     imgsz: int,
-    progress: object = None,
-    cancel: object = None,
-) -> object:
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Any:
     """Run a registered model over a version's images (cached); returns core's report."""
     from labeldesk.core.prelabel import prelabel as run
 
@@ -393,8 +394,9 @@ def prelabel(
     )
 
 
-def matched_predictions(labels: list[Box], predictions_: list[Box], iou: float) -> list[Box | None]:
-    """For each prediction the label it agrees with (same class, IoU ≥ ``iou``), or None."""
+def matched_predictions(labels: list[Box], predictions_: list[Box], iou: float) -> list[int | None]:
+    """For each prediction the index of the label it agrees with (same class, IoU ≥ ``iou``),
+    or None."""
     return sg.match(labels, predictions_, iou)
 
 
