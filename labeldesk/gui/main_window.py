@@ -54,6 +54,7 @@ class MainWindow(ReviewControl, QMainWindow):
     """One project, one review session at a time."""
 
     sessionLoaded = Signal()
+    noSession = Signal(str)  # the project has no version to review yet (why)
     queueReady = Signal()  # the review queue was ranked (again)
     editSaved = Signal(str)
     #: a new version made from this window: a review commit, an import, added images, a revert

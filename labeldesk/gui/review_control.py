@@ -91,6 +91,7 @@ class ReviewControl:
                 self.ws = None
                 self.image_dock.set_rows([], {})
                 self.status_label.setText(f"{root}: {error}")
+                self.noSession.emit(str(error))
                 return
             self.show_error(error)
 
