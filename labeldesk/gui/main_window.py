@@ -496,8 +496,4 @@ class MainWindow(ReviewControl, QMainWindow):
     def show_error(self, error: BaseException) -> None:
         from .operations import show_error
 
-        if not isinstance(error, LabelDeskError):
-            import traceback
-
-            traceback.print_exception(error)
         show_error(self, "LabelDesk", error)

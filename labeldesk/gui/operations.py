@@ -203,7 +203,7 @@ class Op(QObject):
             if self._on_error is not None:
                 self._on_error(boxed[0])
             else:
-                show_error(_widget(self.parent()), self.title, boxed[0])
+                show_error(_widget(self.parent()).window(), self.title, boxed[0])
             self.failed.emit(boxed[0])
 
     @property
@@ -342,7 +342,10 @@ def show_error(parent: QWidget, title: str, error: BaseException) -> None:
         box.setText(error.summary)
         box.setInformativeText(f"{len(error.problems)} problem(s); nothing was changed.")
         box.setDetailedText("\n".join(str(p) for p in error.problems))
-    elif not isinstance(error, LabelDeskError):
+    elif not isinstance(error, LabelDeskError):  # a bug: its traceback goes to the terminal
+        import traceback
+
+        traceback.print_exception(error)
         box.setText(f"{type(error).__name__}: {error}")
     box.open()
     parent.last_message = box  # type: ignore[attr-defined]  # kept alive, reachable for tests

@@ -344,7 +344,7 @@ class ValidationPanel(QWidget):
     def _error(self, error: BaseException) -> None:
         from .operations import show_error
 
-        show_error(self, "LabelDesk", error)
+        show_error(self.window(), "LabelDesk", error)
 
     def _loaded(self, project: object, data: ops_v.PanelData) -> None:
         if not self._is_current(project):

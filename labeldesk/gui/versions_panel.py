@@ -99,7 +99,7 @@ class VersionsPanel(QWidget):
     def _error(self, error: BaseException) -> None:
         from .operations import show_error
 
-        show_error(self, "LabelDesk", error)
+        show_error(self.window(), "LabelDesk", error)
 
     def selected(self) -> list:
         rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
