@@ -115,3 +115,32 @@ def test_nothing_is_delivered_once_the_parent_is_gone(qtbot, lanes) -> None:
     lanes.reader.wait()
     qtbot.wait(50)
     assert got == []
+
+
+def test_the_window_never_writes_on_the_gui_thread(window, qtbot, review_project) -> None:
+    # Every statement the GUI thread's own connection runs is recorded (SQLite's trace hook):
+    # adding a class, editing, committing and starting the next session all write through the
+    # writer lane, so none of them is a write here.
+    _, shas = review_project
+    statements: list[str] = []
+    window.project.db.conn.set_trace_callback(statements.append)
+    try:
+        first = window.ws.session.id
+        cid = window.add_class("truck")
+        window.edit([*window.boxes_of(shas[0]), _box(cid)], "draw a truck")
+        with qtbot.waitSignal(window.sessionLoaded, timeout=20000):
+            window.commit_version("trucks")  # then a new session is started and loaded
+        assert window.ws.session.id != first
+    finally:
+        window.project.db.conn.set_trace_callback(None)
+    writes = [s for s in statements if s.split(None, 1)[0].upper() in WRITES]
+    assert statements and writes == []
+
+
+WRITES = {"INSERT", "UPDATE", "DELETE", "REPLACE", "BEGIN", "COMMIT"}
+
+
+def _box(cls: int):
+    from labeldesk.core.boxes import Box
+
+    return Box(cls, 5, 5, 20, 20, state="added", origin="human")
