@@ -40,6 +40,7 @@ from labeldesk.core.project import Project
 from labeldesk.core.sessions import ReviewSession
 from labeldesk.core.versions import MAIN, head, load_annotation_set
 
+from . import rules
 from .changes import Changed
 
 TODO, REVIEWED, EDITED, CONFLICT = "not reviewed", "reviewed", "edited", "conflict"
@@ -423,3 +424,36 @@ def load_session(project: Project, session_id: int) -> LoadedSession:
     except LabelDeskError:  # no run can be listed for this version: the chooser says no model
         runs = []
     return LoadedSession(ws, runs)
+
+
+@dataclass
+class ImageSuggestions:
+    """What the window draws over a labelled image besides its boxes."""
+
+    suggestions: list[sg.Suggestion]  # where the model disagrees, not yet decided
+    matched: list[Box]  # the run's predictions that agree with a label (shown faint on request)
+
+
+def image_suggestions(
+    ws: Workspace,
+    sha: str,
+    boxes: list[Box],
+    *,
+    source: tuple[str | None, dict | None],
+    classes: Mapping[int, str],
+    params: sg.Params,
+    matched: bool = False,
+) -> ImageSuggestions:
+    """The suggestions on ``sha`` with the window's ``boxes`` (its unsaved overlay), for the
+    window's source run, classes and matching threshold. ``ws`` is a workspace of the session
+    opened on the thread that runs this (:func:`open_workspace`): a small read per image."""
+    ws.prelabel_model, ws.prelabel_params = source
+    ws.classes, ws.suggestion_params = dict(classes), params
+    found = [s for s in ws.suggestions(sha, boxes) if not rules.is_decided(boxes, s)]
+    agreeing: list[Box] = []
+    if matched and ws.base_boxes(sha):
+        labels = [b for b in boxes if b.state != "rejected"]
+        preds = ws.predictions(sha)
+        matches = sg.match(labels, preds, params.iou)
+        agreeing = [p for p, m in zip(preds, matches, strict=True) if m is not None]
+    return ImageSuggestions(found, agreeing)

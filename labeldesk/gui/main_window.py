@@ -55,6 +55,7 @@ class MainWindow(ReviewControl, QMainWindow):
 
     sessionLoaded = Signal()
     noSession = Signal(str)  # the project has no version to review yet (why)
+    suggestionsShown = Signal(str)  # the image's suggestions are drawn (read off-thread)
     queueReady = Signal()  # the review queue was ranked (again)
     editSaved = Signal(str)
     #: a new version made from this window: a review commit, an import, added images, a revert
@@ -76,6 +77,9 @@ class MainWindow(ReviewControl, QMainWindow):
         self.draw_class: int | None = None
         self.prelabel_job: Any = None
         self._session_generation = 0
+        self._suggest_generation = 0
+        self._suggest_op: Any = None
+        self._lookup_workspaces: dict[int, Any] = {}  # only the lookup thread touches them
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self._update_title)
         self.settings = QSettings("LabelDesk", "LabelDesk")
@@ -341,6 +345,7 @@ class MainWindow(ReviewControl, QMainWindow):
         self.user = info.user
         self.settings.setValue("last_project", str(info.root))
         self.ops.open(info.root, info.user)
+        self._lookup_workspaces = {}  # those of the lookup lane just closed are gone with it
         self.loader = ImageLoader(lambda sha: project.objects.path(sha), self)
         self.loader.imageReady.connect(self._image_ready)
         if self.centralWidget() is not self.canvas:
@@ -371,6 +376,24 @@ class MainWindow(ReviewControl, QMainWindow):
     def closeEvent(self, event: Any) -> None:
         self.close_project()
         super().closeEvent(event)
+
+    # -- decoding (the loader decodes off-thread) --------------------------------------------
+    def _prefetch_around(self, sha: str) -> None:
+        """Decode the neighbours, starting just after this frame is painted: decoding them
+        while the current image is drawn would slow the frame the reviewer is waiting for."""
+        QTimer.singleShot(40, lambda: self._prefetch_now(sha))
+
+    def _prefetch_now(self, sha: str) -> None:
+        if self.ws is None or sha != self.current:
+            return  # moved on meanwhile: the new position prefetches its own neighbours
+        self.loader.prefetch(self.image_dock.neighbours(sha))
+
+    def _image_ready(self, sha: str, image: Any, full: bool) -> None:
+        if sha == self.current and self.ws is not None:
+            row = self.ws.rows[self.ws.index[sha]]
+            self.canvas.set_image(image, (row.width, row.height))
+            if not full:
+                self._prefetch_around(sha)
 
     # -- view ------------------------------------------------------------------------------------
     def start_drawing(self) -> None:

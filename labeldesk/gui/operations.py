@@ -12,6 +12,8 @@ connections stay in the thread that made them):
   change goes here, so the database is written in one order and the window never waits on it;
 * the **reader**: one thread for long reads (loading the session, ranking the queue, a diff),
   so a long read never delays saving an edit;
+* the **lookup**: one thread for the small reads of the image on screen (its suggestions), so
+  they never wait behind a long read;
 * **jobs**: a thread of its own per operation, for work that takes minutes (inference,
   training, network) and must hold up neither of the others; the operation's writes are
   core's own transactions.
@@ -27,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QProgressDialog, QWidget
 
 from labeldesk.app.project import open_project
@@ -119,10 +121,12 @@ class Lanes:
     def __init__(self, root: Path, user: str) -> None:
         self.writer = Lane(root, user, "labeldesk-writer")
         self.reader = Lane(root, user, "labeldesk-reader")
+        # small reads for the image on screen (its suggestions): never behind a long read
+        self.lookup = Lane(root, user, "labeldesk-lookup")
         self.jobs = Lane(root, user, "labeldesk-job", dedicated=True)
 
     def shutdown(self) -> None:
-        for lane in (self.writer, self.reader):
+        for lane in (self.writer, self.reader, self.lookup):
             lane.shutdown()
 
 
@@ -205,6 +209,18 @@ class Op(QObject):
             else:
                 show_error(_widget(self.parent()).window(), self.title, boxed[0])
             self.failed.emit(boxed[0])
+
+    def wait(self) -> None:
+        """Block until the result is delivered: for a key that acts on what the operation
+        reads (Space accepts the suggestions shown), where the lookup takes milliseconds."""
+        if not self.running:
+            return
+        if self.future is not None:
+            self.future.result()
+        elif self.thread is not None:
+            self.thread.join()
+        # the delivery is queued for this object: run it now rather than on the next loop
+        QCoreApplication.sendPostedEvents(self, QEvent.Type.MetaCall)
 
     @property
     def widget(self) -> QWidget | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QRectF, QTimer
+from PySide6.QtCore import QRectF
 from PySide6.QtGui import QUndoCommand
 
 from labeldesk.app import review, rules
@@ -165,23 +165,6 @@ class ReviewControl:
             self._prefetch_around(sha)  # else once it is decoded: it must not wait for them
         self._update_status()
 
-    def _prefetch_around(self, sha: str) -> None:
-        """Decode the neighbours, starting just after this frame is painted: decoding them
-        while the current image is drawn would slow the frame the reviewer is waiting for."""
-        QTimer.singleShot(40, lambda: self._prefetch_now(sha))
-
-    def _prefetch_now(self, sha: str) -> None:
-        if self.ws is None or sha != self.current:
-            return  # moved on meanwhile: the new position prefetches its own neighbours
-        self.loader.prefetch(self.image_dock.neighbours(sha))
-
-    def _image_ready(self, sha: str, image: Any, full: bool) -> None:
-        if sha == self.current and self.ws is not None:
-            row = self.ws.rows[self.ws.index[sha]]
-            self.canvas.set_image(image, (row.width, row.height))
-            if not full:
-                self._prefetch_around(sha)
-
     def next_image(self) -> None:
         if self.ws is not None and self.ws.rows:
             self.image_dock.step(+1)
@@ -221,38 +204,68 @@ class ReviewControl:
         )
 
     def _draw_suggestions(self, boxes: list[Box]) -> None:
-        """Where the model disagrees with this image's labels (labelled images only)."""
-        from .suggestion_items import MatchedItem, SuggestionItem
-
-        assert self.ws is not None and self.current is not None
+        """Where the model disagrees with this image's labels (labelled images only): read on
+        the lookup lane, drawn when it comes (:meth:`settle_suggestions` waits for it)."""
+        assert self.ws is not None and self.current is not None and self.lanes is not None
         for item in self.suggestion_items:
             self.canvas.scene().removeItem(item)
-        try:
-            found = self.ws.suggestions(self.current, boxes)
-        except (LabelDeskError, ValueError) as e:  # no run for this image: nothing to say
-            self.statusBar().showMessage(f"no suggestions: {e}", 5000)
-            found = []
-        self.suggestions = [s for s in found if not rules.is_decided(boxes, s)]
-        self.suggestion_items = []
+        self.suggestions, self.suggestion_items, self.canvas.overlays = [], [], []
+        self._suggest_generation += 1
+        generation, sha, sid = self._suggest_generation, self.current, self.ws.session.id
+        ask = {
+            "source": (self.ws.prelabel_model, self.ws.prelabel_params),
+            "classes": dict(self.ws.classes),
+            "params": self.ws.suggestion_params,
+            "matched": self.show_matched.isChecked(),
+        }
+        shown = list(boxes)
+        cache = self._lookup_workspaces  # session id -> its workspace on the lookup thread
+
+        def lookup(p: Any) -> review.ImageSuggestions:
+            ws = cache.get(sid)
+            if ws is None:
+                ws = cache[sid] = review.open_workspace(p, sid)
+            return review.image_suggestions(ws, sha, shown, **ask)
+
+        def failed(error: BaseException) -> None:
+            if not isinstance(error, (LabelDeskError, ValueError)):
+                self.show_error(error)
+            elif generation == self._suggest_generation:  # no run for this image: none
+                self.statusBar().showMessage(f"no suggestions: {error}", 5000)
+
+        self._suggest_op = run_op(
+            self,
+            lookup,
+            lane=self.lanes.lookup,
+            on_done=lambda found: self._suggestions_ready(generation, sha, found),
+            on_error=failed,
+        )
+
+    def _suggestions_ready(self, generation: int, sha: str, found: Any) -> None:
+        from .suggestion_items import MatchedItem, SuggestionItem
+
+        if generation != self._suggest_generation or sha != self.current or self.ws is None:
+            return  # another image, or the same one redrawn since: a newer lookup is coming
+        self.suggestions = found.suggestions
         for i, s in enumerate(self.suggestions):
             item = SuggestionItem(i, s, self.ws.classes)
             self.canvas.scene().addItem(item)
             self.suggestion_items.append(item)
-        if self.show_matched.isChecked() and self.ws.base_boxes(self.current):
-            # the run's other predictions: those that agree with a label
-            labels = [b for b in boxes if b.state != "rejected"]
-            preds = self.ws.predictions(self.current)
-            matched = review.matched_predictions(labels, preds, self.ws.suggestion_params.iou)
-            for p, label in zip(preds, matched, strict=True):
-                if label is not None:  # agrees with a label: the same class, IoU ≥ threshold
-                    item = MatchedItem(p)
-                    self.canvas.scene().addItem(item)
-                    self.suggestion_items.append(item)
-        self.suggestion_items.sort(key=lambda it: not isinstance(it, SuggestionItem))
+        for p in found.matched:  # agree with a label: the same class, IoU ≥ threshold
+            item = MatchedItem(p)
+            self.canvas.scene().addItem(item)
+            self.suggestion_items.append(item)
         self.canvas.overlays = [i for i in self.suggestion_items if isinstance(i, SuggestionItem)]
         self.canvas.place_labels()  # their labels clear of the boxes' labels, and of each other
+        self.suggestionsShown.emit(sha)
+
+    def settle_suggestions(self) -> None:
+        """Wait for the shown image's suggestions (milliseconds): before a key acts on them."""
+        if self._suggest_op is not None:
+            self._suggest_op.wait()
 
     def selected_suggestion(self) -> Any:
+        self.settle_suggestions()
         return next(
             (it.suggestion for it in self.suggestion_items if it.isSelected() and it.suggestion),
             None,
@@ -329,6 +342,7 @@ class ReviewControl:
             self.box_table.selectRow(index)
 
     def accept_all_and_next(self) -> None:
+        self.settle_suggestions()  # Space takes every suggestion shown: they must be there
         if self.current is not None and self.ws is not None:
             boxes = self.boxes_of(self.current)
             accepted = rules.accept_all(boxes, self.user)

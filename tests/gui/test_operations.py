@@ -47,6 +47,19 @@ def test_the_result_reaches_the_gui_thread(qtbot, parent, lanes) -> None:
     assert handle.delivered_on is gui and handle.value is None and not handle.running
 
 
+def test_wait_delivers_at_once_on_the_gui_thread(qtbot, parent, lanes) -> None:
+    # For a key that acts on what an operation reads (Space on the suggestions shown): no
+    # event loop runs here, yet after wait() the result has been handed over.
+    got: list = []
+    handle = run_op(parent, lambda p: 7, lane=lanes.lookup, on_done=got.append)
+    handle.wait()
+    assert got == [7] and not handle.running
+    assert handle.delivered_on is threading.current_thread()
+    handle.wait()  # once delivered, a no-op
+    qtbot.wait(20)  # and the event loop does not deliver it a second time
+    assert got == [7]
+
+
 def test_the_writer_runs_in_order(qtbot, parent, lanes) -> None:
     order: list[int] = []
     handles = [run_op(parent, lambda p, i=i: order.append(i), lane=lanes.writer) for i in range(20)]
