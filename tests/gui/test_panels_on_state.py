@@ -53,3 +53,33 @@ def test_a_revert_from_the_panel_goes_through_the_one_new_version_handler(window
     (version,) = committed  # once: the watched models are evaluated on it
     assert version.id != first.id and version.id == head(window.project.db)
     qtbot.waitUntil(lambda: window.versions.model.versions[0].id == version.id)
+
+
+def test_the_diff_is_computed_off_the_gui_thread(window, qtbot, monkeypatch) -> None:
+    import threading
+
+    from labeldesk.app import versions as V
+    from labeldesk.gui.diff_dialog import DiffDialog
+
+    model = window.versions.model
+    old, new = model.versions[-1].id, model.versions[0].id
+    threads: list[threading.Thread] = []
+    real = V.diff
+
+    def diff_here(project, a, b):  # the real diff, noting the thread it runs on
+        threads.append(threading.current_thread())
+        return real(project, a, b)
+
+    monkeypatch.setattr(V, "diff", diff_here)
+    dialog = DiffDialog(window, window.ops, old, new)
+    qtbot.addWidget(dialog)
+    assert dialog.d is None and dialog.head.text() == "Comparing the versions…"  # opened at once
+    with qtbot.waitSignal(dialog.ready, timeout=10000):
+        pass
+    assert threads and threads[0] is not threading.main_thread()
+    assert (
+        dialog.list.count()
+        == dialog.d.counts()["images_changed"]
+        + dialog.d.counts()["images_added"]
+        + dialog.d.counts()["images_removed"]
+    )
