@@ -35,7 +35,7 @@ from PySide6.QtWidgets import QApplication, QListView
 
 from labeldesk.app.review import EDITED, REVIEWED, TODO, ImageRow
 from labeldesk.gui.image_list import ImageListView
-from labeldesk.gui.models import ImageListModel, ViewCache
+from labeldesk.gui.item_models import ImageListModel, ViewCache
 
 FILTERS = {
     "state": {"state": TODO},

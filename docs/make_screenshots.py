@@ -56,7 +56,7 @@ def main() -> None:
     old = resolve(w.project.db, "v1.0").id  # the QA pass: missed objects, loose boxes, classes
     new = resolve(w.project.db, "v1.0").id
     new = next(v.id for v in w.versions.model.versions if v.parents == [old])
-    dialog = DiffDialog(w, w.project, old, new)
+    dialog = DiffDialog(w, w.ops, old, new)
     dialog.show()
     QTest.qWait(800)
     dialog.grab().save(str(OUT / "diff-view.png"))

@@ -25,10 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from labeldesk.core.boxes import EMPTY_SET_HASH, Box, live_boxes, object_boxes
+from labeldesk.core.errors import LabelDeskError
 from labeldesk.core.inference import predictions
 from labeldesk.core.inference.predictions import Run
 from labeldesk.core.review import queue as review_queue_core
@@ -37,6 +39,9 @@ from labeldesk.core.store.manifest import ManifestStore
 from labeldesk.core.store.project import Project
 from labeldesk.core.store.sessions import ReviewSession
 from labeldesk.core.store.versions import MAIN, head, load_annotation_set
+
+from . import rules
+from .changes import Changed
 
 TODO, REVIEWED, EDITED, CONFLICT = "not reviewed", "reviewed", "edited", "conflict"
 STATES = (TODO, REVIEWED, EDITED, CONFLICT)
@@ -290,3 +295,165 @@ def review_queue(
         params=params or review_queue_core.Params(),
         edits=edits,
     )
+
+
+# -- operations of the review window (each runs on the window's writer or reader lane) ---------
+
+
+def start_session(project: Project) -> int:
+    """The reviewer's open session, else a new one on main (a write: on the writer); its id."""
+    return open_or_start_session(project).id
+
+
+def open_workspace(project: Project, session_id: int) -> Workspace:
+    """A session's workspace, not loaded yet (a small read: the GUI thread may do it)."""
+    return Workspace(project, ReviewSession(project, session_id))
+
+
+def queue_params(iou: float) -> review_queue_core.Params:
+    """The review queue's parameters with the window's matching threshold."""
+    return review_queue_core.Params(iou=iou)
+
+
+def load_workspace(project: Project, session_id: int) -> Workspace:
+    """Everything the image list shows of a session (one pass over the base: on the reader)."""
+    ws = Workspace(project, ReviewSession(project, session_id))
+    ws.load()
+    return ws
+
+
+def save_edit(project: Project, session_id: int, sha: str, boxes: list[Box]) -> str:
+    """Store the reviewer's boxes of one image in the session; returns the image."""
+    ReviewSession(project, session_id).set_boxes(sha, boxes)
+    return sha
+
+
+def commit_session(
+    project: Project,
+    session_id: int,
+    message: str,
+    provenance: dict,
+    resolutions: dict | None = None,
+) -> Changed:
+    """Commit the session as a new version on main (conflicts raise MergeConflictError)."""
+    version = ReviewSession(project, session_id).commit(
+        message, provenance=provenance, resolutions=resolutions
+    )
+    return Changed(version=version, versions=True, session=True)
+
+
+def next_class_id(classes: Mapping[int, str], name: str) -> int:
+    """The id :func:`add_class` gives ``name``: its id if the session has it, else the next
+    provisional (negative) one. Lets the window use the class before the writer has run."""
+    name = name.strip()
+    if not name:
+        raise LabelDeskError("a class needs a name")
+    for cid, existing in classes.items():
+        if existing == name:
+            return cid
+    return min([0, *classes]) - 1
+
+
+def add_class(project: Project, session_id: int, name: str) -> Changed:
+    """Add a class to the session (it joins the class list when the session commits); the
+    report is its provisional id."""
+    cid = ReviewSession(project, session_id).add_class(name)
+    return Changed(classes=True, report=cid)
+
+
+def set_source(
+    project: Project, session_id: int, model: str | None, params: dict | None
+) -> Changed:
+    """:func:`set_prelabel_source` as an operation: the session must be reloaded."""
+    set_prelabel_source(project, session_id, model, params)
+    return Changed(session=True)
+
+
+def prelabel(
+    project: Project,
+    model_id: str,
+    version_id: str,
+    *,
+    conf: float,
+    iou: float,
+    imgsz: int,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Any:
+    """Run a registered model over a version's images (cached); returns core's report."""
+    from labeldesk.core.inference.prelabel import prelabel as run
+
+    return run(
+        project,
+        model_id,
+        version_id,
+        conf=conf,
+        iou=iou,
+        imgsz=imgsz,
+        progress=progress,
+        cancel=cancel,
+    )
+
+
+def matched_predictions(labels: list[Box], predictions_: list[Box], iou: float) -> list[int | None]:
+    """For each prediction the index of the label it agrees with (same class, IoU ≥ ``iou``),
+    or None."""
+    return sg.match(labels, predictions_, iou)
+
+
+def prelabel_choices(project: Project) -> tuple[list, dict[str, dict]]:
+    """The registered models and, per model, the parameters it was last run with."""
+    from labeldesk.core.inference.registry import list_models
+
+    return list_models(project.db), last_prelabel_params(project)
+
+
+@dataclass
+class LoadedSession:
+    """A session as the window opens it: the loaded workspace and the stored runs of its base
+    (the run chooser's entries), read together on the reader."""
+
+    workspace: Workspace
+    runs: list[Run]
+
+
+def load_session(project: Project, session_id: int) -> LoadedSession:
+    ws = load_workspace(project, session_id)
+    try:
+        runs = ws.runs()
+    except LabelDeskError:  # no run can be listed for this version: the chooser says no model
+        runs = []
+    return LoadedSession(ws, runs)
+
+
+@dataclass
+class ImageSuggestions:
+    """What the window draws over a labelled image besides its boxes."""
+
+    suggestions: list[sg.Suggestion]  # where the model disagrees, not yet decided
+    matched: list[Box]  # the run's predictions that agree with a label (shown faint on request)
+
+
+def image_suggestions(
+    ws: Workspace,
+    sha: str,
+    boxes: list[Box],
+    *,
+    source: tuple[str | None, dict | None],
+    classes: Mapping[int, str],
+    params: sg.Params,
+    matched: bool = False,
+) -> ImageSuggestions:
+    """The suggestions on ``sha`` with the window's ``boxes`` (its unsaved overlay), for the
+    window's source run, classes and matching threshold. ``ws`` is a workspace of the session
+    opened on the thread that runs this (:func:`open_workspace`): a small read per image."""
+    ws.prelabel_model, ws.prelabel_params = source
+    ws.classes, ws.suggestion_params = dict(classes), params
+    found = [s for s in ws.suggestions(sha, boxes) if not rules.is_decided(boxes, s)]
+    agreeing: list[Box] = []
+    if matched and ws.base_boxes(sha):
+        labels = [b for b in boxes if b.state != "rejected"]
+        preds = ws.predictions(sha)
+        matches = sg.match(labels, preds, params.iou)
+        agreeing = [p for p, m in zip(preds, matches, strict=True) if m is not None]
+    return ImageSuggestions(found, agreeing)

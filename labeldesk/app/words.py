@@ -107,3 +107,24 @@ def provenance_lines(db: Database, provenance: Mapping[str, Any]) -> list[tuple[
             continue
         lines.append((PROVENANCE_WORDS.get(key, key), _value_text(value)))
     return lines
+
+
+def minute_text(iso: str) -> str:
+    """A stored timestamp as the window shows it (to the minute)."""
+    from labeldesk.core.store.project import minute_text as say
+
+    return say(iso)
+
+
+def suggestion_words() -> Mapping[str, str]:
+    """What each kind of suggestion is called on screen."""
+    from labeldesk.core.review.suggestions import KIND_WORDS
+
+    return KIND_WORDS
+
+
+def trend_labels() -> Any:
+    """The agreement figures drawn per session, with their legend labels."""
+    from labeldesk.core.validation.agreement import TREND_LABELS
+
+    return TREND_LABELS

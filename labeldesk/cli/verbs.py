@@ -395,13 +395,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         return 0
     print("\nOpening the review window…")
-    from labeldesk.gui.app import run as run_gui
+    from labeldesk.gui.launcher import run as run_gui
 
     return run_gui(root)
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    from labeldesk.gui.app import run as run_gui
+    from labeldesk.gui.launcher import run as run_gui
 
     path = args.path
     if path is None and (Path(args.project) / "labeldesk.db").exists():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtWidgets import (
     QButtonGroup,
     QDialog,
@@ -14,9 +16,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from labeldesk.app import versions as V
 from labeldesk.core.boxes import live_boxes
-from labeldesk.core.errors import Conflict
-from labeldesk.core.store.versions import load_annotation_set
+
+if TYPE_CHECKING:
+    from labeldesk.core.errors import Conflict
 
 from .canvas import Canvas
 from .loader import SCREEN_SIDE, decode
@@ -75,12 +79,10 @@ class ConflictDialog(QDialog):
             return
         c = self.conflicts[i]
         project = self.window_.project
-        size = project.db.execute(
-            "SELECT width, height FROM image WHERE sha256 = ?", [c.image]
-        ).fetchone()
-        image = decode(project.objects.path(c.image), SCREEN_SIDE)
+        size = V.image_size(project, c.image)  # small reads, for the one image shown
+        image = decode(V.object_path(project, c.image), SCREEN_SIDE)
         names = self.window_.ws.classes
-        theirs = load_annotation_set(project.db, c.theirs) if c.theirs else []
+        theirs = V.annotation_boxes(project, c.theirs)
         # Ours is not stored yet (the refused commit was rolled back): take the session's edit.
         ours = live_boxes(self.window_.boxes_of(c.image))
         for canvas, boxes in ((self.theirs, theirs), (self.ours, ours)):

@@ -8,6 +8,7 @@ the window nor the writer that saves edits waits for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -19,10 +20,12 @@ from PySide6.QtWidgets import (
     QSpinBox,
 )
 
+from labeldesk.app import validation
 from labeldesk.core.defaults import DEFAULT_IMGSZ
-from labeldesk.core.inference.registry import ModelInfo
-from labeldesk.core.store.project import Project
-from labeldesk.core.store.versions import Version
+
+if TYPE_CHECKING:
+    from labeldesk.core.inference.registry import ModelInfo
+    from labeldesk.core.store.versions import Version
 
 from .validation_data import version_choice
 
@@ -104,54 +107,45 @@ class EvaluateDialog(QDialog):
         if chosen is not None:
             for v in self.versions:
                 if v.seq < chosen.seq:
-                    self.baseline.addItem(f"same model on {version_choice(v, self.head)}", v)
+                    label = f"same model on {version_choice(v, self.head)}"
+                    self.baseline.addItem(label, ("version", v.id))
         for m in self.models:
             if m.id != self.model.currentData():
-                self.baseline.addItem(f"model {m.name} on the same version", m)
+                self.baseline.addItem(f"model {m.name} on the same version", ("model", m.id))
 
     def choice(self) -> EvaluateChoice:
-        base = self.baseline.currentData()
+        kind, base = self.baseline.currentData() or (None, None)
         return EvaluateChoice(
             model=self.model.currentData(),
             ref=self.version.currentData(),
-            baseline_ref=base.id if isinstance(base, Version) else None,
-            baseline_model=base.id if isinstance(base, ModelInfo) else None,
+            baseline_ref=base if kind == "version" else None,
+            baseline_model=base if kind == "model" else None,
             imgsz=self.imgsz.value(),
             trust=self.trust.isChecked(),
         )
 
 
-def start_evaluation(window, choice: EvaluateChoice):
-    """Run ``validate`` with the model's detections as a status-bar job; returns the job.
+def start_evaluation(parent: Any, ops: Any, choice: EvaluateChoice) -> Any:
+    """Run ``validate`` with the model's detections as a status-bar job; returns the operation.
 
-    The job opens its own connection to the project (SQLite connections stay in their thread)
-    and stores its rows itself; the caller connects ``finished`` to refresh what it shows.
+    It runs on a jobs lane (inference can take minutes) and stores its rows itself; the caller
+    connects ``finished`` (a :class:`~labeldesk.app.changes.Changed`) and ``failed``.
     """
-    from .jobs import StatusJob
-
-    assert window.project is not None
-    root, user = window.project.root, window.project.user
-
-    def work(progress, cancel):
-        from labeldesk.core.validation.evaluation import validate
-        from labeldesk.core.validation.model_eval import model_source
-
-        with Project.open(root, user=user) as p:
-            opts = {"imgsz": choice.imgsz, "trust": choice.trust}
-            source = model_source(p, choice.model, **opts, progress=progress, cancel=cancel)
-            baseline = None
-            if choice.baseline_model is not None:
-                baseline = model_source(
-                    p, choice.baseline_model, **opts, progress=progress, cancel=cancel
-                )
-            return validate(
-                p,
-                source,
-                ref=choice.ref,
-                baseline_ref=choice.baseline_ref,
-                baseline_source=baseline,
-                progress=progress,
-                cancel=cancel,
-            )
-
-    return StatusJob(window, "Evaluating a model", work)
+    return ops.run(
+        parent,
+        lambda p, progress, cancel: validation.evaluate(
+            p,
+            choice.model,
+            choice.ref,
+            baseline_ref=choice.baseline_ref,
+            baseline_model=choice.baseline_model,
+            imgsz=choice.imgsz,
+            trust=choice.trust,
+            progress=progress,
+            cancel=cancel,
+        ),
+        lane="jobs",
+        progress="status",
+        title="Evaluating a model",
+        on_error=lambda _e: None,  # the caller shows it
+    )

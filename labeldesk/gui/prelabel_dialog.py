@@ -7,6 +7,8 @@ every image that has no labels yet.
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -17,7 +19,9 @@ from PySide6.QtWidgets import (
     QSpinBox,
 )
 
-from labeldesk.core.store.project import Project
+from labeldesk.app import review
+
+from .operations import Op, run_op
 
 DEFAULTS = {"conf": 0.25, "iou": 0.7, "imgsz": 640}  # Ultralytics' own
 
@@ -70,24 +74,21 @@ class PrelabelDialog(QDialog):
         return self.model.currentData(), self.conf.value(), self.iou.value(), self.imgsz.value()
 
 
-def start_prelabel(window, model_id: str, conf: float, iou: float, imgsz: int):
-    """Run pre-labelling of the session's base version as a status-bar job; returns the job."""
-    from .jobs import StatusJob
-
-    assert window.project is not None and window.ws is not None
-    root, user = window.project.root, window.project.user
+def start_prelabel(window: Any, model_id: str, conf: float, iou: float, imgsz: int) -> Op:
+    """Pre-label the session's base version in the background (a status-bar bar with Cancel;
+    the reviewer keeps working), then show the model's boxes; returns the operation."""
+    assert window.lanes is not None and window.ws is not None
     base = window.ws.session.base_id
-
-    def work(progress, cancel):
-        from labeldesk.core.inference.prelabel import prelabel
-
-        with Project.open(root, user=user) as p:
-            return prelabel(
-                p, model_id, base, conf=conf, iou=iou, imgsz=imgsz, progress=progress, cancel=cancel
-            )
-
-    job = StatusJob(window, "Pre-labelling", work)
-    job.finished.connect(window.prelabels_ready)
-    job.failed.connect(window.show_error)
+    job = run_op(
+        window,
+        lambda p, progress, cancel: review.prelabel(
+            p, model_id, base, conf=conf, iou=iou, imgsz=imgsz, progress=progress, cancel=cancel
+        ),
+        lane=window.lanes.jobs,  # minutes of inference: neither the writer nor the reader waits
+        progress="status",
+        title="Pre-labelling",
+        on_done=window.project_actions.prelabels_ready,
+        on_error=window.show_error,
+    )
     window.prelabel_job = job
     return job

@@ -1,29 +1,34 @@
 """The window's Remote menu: Push and Pull in the background, ahead/behind in the status bar.
 
-Push and Pull run as :class:`~labeldesk.gui.jobs.StatusJob` (a bar with Cancel in the status
-bar; the user keeps reviewing), each on its own connection to the project. A pull whose images
-conflict opens the conflict chooser and pulls again with the choices. Ahead/behind is counted
-from what the project last saw of the remote, so showing it costs no network.
+Push and Pull are :mod:`labeldesk.app.remote` operations run with a bar and Cancel in the status
+bar (the user keeps reviewing) on a jobs lane: the network must hold up neither saving edits
+nor reading. A pull whose images conflict opens the conflict chooser and pulls again with the
+choices. Ahead/behind is counted from what the project last saw of the remote (no network),
+read on the reader whenever the menu opens or the history changes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLabel, QMainWindow
 
-from labeldesk.core.store.project import Project
+from labeldesk.app import remote
+from labeldesk.app import state as S
 
-from .jobs import StatusJob
+from .operations import Op, Operations, show_error
 
 
 class RemoteActions(QObject):
-    def __init__(self, window: Any) -> None:
+    refreshed = Signal()  # the label and the actions show the remote as last seen
+
+    def __init__(self, state: S.ProjectState, ops: Operations, window: QMainWindow) -> None:
         super().__init__(window)
-        self.window_ = window
-        self.job: StatusJob | None = None
+        self.state, self.ops, self.window_ = state, ops, window
+        self.job: Op | None = None
+        self._remotes = False
         menu = window.menuBar().addMenu("&Remote")
         self.push_action = QAction("&Push", window)
         self.push_action.triggered.connect(self.push)
@@ -34,70 +39,72 @@ class RemoteActions(QObject):
         menu.aboutToShow.connect(self.refresh)
         self.label = QLabel("")
         window.statusBar().addPermanentWidget(self.label)
-        window.committed.connect(lambda *_: self.refresh())
+        state.subscribe(self._state_changed)
+
+    def _state_changed(self, event: str, _state: S.ProjectState) -> None:
+        if event in (S.OPENED, S.VERSION, S.VERSIONS):
+            self.refresh()
+        elif event == S.CLOSED:
+            self._show(remote.RemoteStatus(None, None))
 
     def refresh(self) -> None:
         """Show ahead/behind of the project's remote (as last seen), or nothing."""
-        from labeldesk.core.remote.config import list_remotes
-        from labeldesk.core.remote.sync import ahead_behind
+        self._enable()
+        self.ops.run(self, remote.status, lane="reader", on_done=self._show)
 
-        project = self.window_.project
-        remotes = list_remotes(project) if project is not None else []
-        enabled = bool(remotes) and self.job is None
+    def _enable(self) -> None:
+        enabled = self._remotes and self.job is None
         self.push_action.setEnabled(enabled)
         self.pull_action.setEnabled(enabled)
-        if not remotes:
+
+    def _show(self, status: remote.RemoteStatus) -> None:
+        self._remotes = status.name is not None
+        self._enable()
+        if status.name is None:
             self.label.setText("")
+        else:
+            ab = status.ahead_behind
+            self.label.setText(
+                f"{status.name}: not synced yet"
+                if ab is None
+                else f"{status.name}: ↑{ab[0]} ↓{ab[1]}"
+            )
+        self.refreshed.emit()
+
+    def _start(self, title: str, op: Any, done: Any) -> None:
+        if self.ops.lanes is None or self.job is not None:
             return
-        try:
-            ab = ahead_behind(project, None)
-        except Exception:  # several remotes and none named origin: nothing to show
-            ab = None
-        name = remotes[0].name if len(remotes) == 1 else "origin"
-        self.label.setText(
-            f"{name}: not synced yet" if ab is None else f"{name}: ↑{ab[0]} ↓{ab[1]}"
+        self.job = self.ops.run(
+            self,
+            op,
+            lane="jobs",
+            progress="status",
+            title=title,
+            on_done=lambda changed: self._finished(done, changed),
+            on_error=self._failed,
         )
+        self._enable()
 
-    def _start(self, title: str, fn: Any, done: Any) -> None:
-        project = self.window_.project
-        if project is None or self.job is not None:
-            return
-        root, user = project.root, project.user
-
-        def body(progress: Any, cancel: Any) -> Any:
-            with Project.open(root, user=user) as p:
-                return fn(p, lambda what, d, t: progress(d, t, what), cancel)
-
-        self.job = StatusJob(self.window_, title, body)
-        self.job.finished.connect(lambda value: self._finished(done, value))
-        self.job.failed.connect(self._failed)
-        self.refresh()
-
-    def _finished(self, done: Any, value: Any) -> None:
+    def _finished(self, done: Any, changed: Any) -> None:
         self.job = None
-        done(value)
-        self.window_.versions.refresh()
-        self.refresh()
+        done(changed.report)
+        self.state.apply(changed)  # the versions panel and this label refresh
 
     def _failed(self, error: BaseException) -> None:
-        from labeldesk.core.remote.merge import PullConflictError
-
         self.job = None
         self.refresh()
-        if isinstance(error, PullConflictError):
+        if isinstance(error, remote.pull_conflict()):
             from .conflicts import ConflictDialog
 
-            self.window_.versions.refresh()  # the fetch is kept
+            self.state.apply(remote.Changed(versions=True))  # the fetch is kept
             dialog = ConflictDialog(self.window_, error.conflicts)
             dialog.accepted.connect(lambda: self.pull(dialog.resolutions()))
             self.conflict_dialog = dialog
             dialog.open()
             return
-        self.window_.show_error(error)
+        show_error(self.window_, "LabelDesk", error)
 
     def push(self) -> None:
-        from labeldesk.core.remote.sync import push
-
         def done(r: Any) -> None:
             sent = sum(r.sent.values())
             self.window_.statusBar().showMessage(
@@ -106,11 +113,9 @@ class RemoteActions(QObject):
                 10000,
             )
 
-        self._start("Pushing", lambda p, progress, cancel: push(p, None, progress, cancel), done)
+        self._start("Pushing", remote.push, done)
 
     def pull(self, resolutions: dict[str, Any] | None = None) -> None:
-        from labeldesk.core.remote.merge import pull
-
         def done(r: Any) -> None:
             self.window_.statusBar().showMessage(
                 f"Pulled from {r.fetched.remote}: {len(r.fetched.versions)} version(s); {r.action}",
@@ -119,8 +124,6 @@ class RemoteActions(QObject):
 
         self._start(
             "Pulling",
-            lambda p, progress, cancel: pull(
-                p, None, resolutions=resolutions, progress=progress, cancel=cancel
-            ),
+            lambda p, progress, cancel: remote.pull(p, resolutions, progress, cancel),
             done,
         )

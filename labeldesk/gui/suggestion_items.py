@@ -9,6 +9,8 @@ boxes; selecting one and pressing A accepts it, X dismisses it (``labeldesk.app.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import (
@@ -18,7 +20,10 @@ from PySide6.QtWidgets import (
     QStyleOptionGraphicsItem,
 )
 
-from labeldesk.core.review.suggestions import KIND_WORDS, Suggestion
+from labeldesk.app.words import suggestion_words
+
+if TYPE_CHECKING:
+    from labeldesk.core.review.suggestions import Suggestion
 
 from .colors import class_color, halo_color, text_color
 
@@ -53,7 +58,7 @@ class SuggestionItem(QGraphicsRectItem):
         chip.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
         chip.setBrush(QBrush(color))
         chip.setPen(QPen(Qt.PenStyle.NoPen))
-        self.text = f"? {KIND_WORDS[s.kind]}: {name} {s.score:.2f}"
+        self.text = f"? {suggestion_words()[s.kind]}: {name} {s.score:.2f}"
         label = QGraphicsSimpleTextItem(self.text, chip)
         font = QFont()
         font.setPointSizeF(8.5)

@@ -8,7 +8,6 @@ belong to the thread that opened them); training itself runs in a child process
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from labeldesk.app import training
+
 from .charts import LineChart, Series
-from .jobs import Bridge, show_error, start_thread
+from .operations import Lane, Op, run_op, show_error
 
 #: Model YAMLs offered to train from scratch (Ultralytics builds them offline).
 CONFIGS = ("yolov8n.yaml", "yolov8s.yaml", "yolo11n.yaml")
@@ -43,14 +44,7 @@ _MAPS = (("metrics/mAP50(B)", "val mAP50"), ("metrics/mAP50-95(B)", "val mAP50-9
 
 def version_choices(project: Any) -> list[tuple[str, str]]:
     """(label, version id) for every version on main's history, newest first."""
-    from labeldesk.core.store.versions import log
-
-    out = []
-    for v in log(project.db):
-        tags = f" [{', '.join(v.tags)}]" if v.tags else ""
-        first = v.message.splitlines()[0] if v.message else ""
-        out.append((f"{v.short}{tags} {v.status}: {first}", v.id))
-    return out
+    return training.version_choices(project)
 
 
 class TrainDialog(QDialog):
@@ -61,13 +55,12 @@ class TrainDialog(QDialog):
 
     def __init__(self, parent: QWidget | None, root: Path, user: str, project: Any) -> None:
         super().__init__(parent)
-        from labeldesk.core.inference.registry import list_models
-
         self.root, self.user = root, user
+        # its own thread and connection: training takes minutes, reviewing goes on meanwhile
+        self.lane = Lane(root, user, "labeldesk-train", dedicated=True)
         self.setWindowTitle("Train a model")
         self.setModal(False)
-        self.cancel_event = threading.Event()
-        self.thread: threading.Thread | None = None
+        self.job: Op | None = None
         self.epochs: list[dict[str, Any]] = []
         self.run_id: int | None = None
 
@@ -79,9 +72,8 @@ class TrainDialog(QDialog):
         self.base = QComboBox()
         for cfg in CONFIGS:
             self.base.addItem(f"{cfg} (from scratch)", ("config", cfg))
-        for m in list_models(project.db):
-            if m.format == "pt":
-                self.base.addItem(f"{m.name} ({m.short})", ("model", m.id))
+        for m in training.trainable_models(project):
+            self.base.addItem(f"{m.name} ({m.short})", ("model", m.id))
         form.addRow("Start from", self.base)
         self.epochs_box = self._spin(1, 10_000, 10)
         form.addRow("Epochs", self.epochs_box)
@@ -127,10 +119,6 @@ class TrainDialog(QDialog):
         layout.addLayout(charts, 1)
         layout.addLayout(buttons)
         self.resize(760, 620)
-        self._bridge = Bridge(self)
-        self._bridge.event.connect(lambda boxed: self._event(boxed[0]))
-        self._bridge.done.connect(lambda boxed: self._done(boxed[0]))
-        self._bridge.failed.connect(lambda boxed: self._failed(boxed[0]))
         self._redraw()
 
     @staticmethod
@@ -143,54 +131,45 @@ class TrainDialog(QDialog):
 
     # -- running ---------------------------------------------------------------------------
     def start(self) -> None:
-        from labeldesk.core.training.train import TrainOptions
-
-        if self.thread is not None and self.thread.is_alive():
+        if self.job is not None and self.job.running:
             return
         kind, ident = self.base.currentData()
-        opts = TrainOptions(
-            epochs=self.epochs_box.value(),
-            imgsz=self.imgsz.value(),
-            batch=self.batch.value(),
-            device=self.device.text().strip() or "cpu",
-        )
+        options = {
+            "epochs": self.epochs_box.value(),
+            "imgsz": self.imgsz.value(),
+            "batch": self.batch.value(),
+            "device": self.device.text().strip() or "cpu",
+        }
         ref = self.version.currentData()
         name = self.name.text().strip() or None
-        root, user = self.root, self.user
-        cancel = self.cancel_event
-        cancel.clear()
         self.epochs = []
         self._redraw()
-
-        bridge = self._bridge
-
-        def emit(event: Any) -> None:  # called on the worker thread: the bridge carries it over
-            bridge.event.emit((event,))
-
-        def body() -> Any:
-            from labeldesk.core.store.project import Project
-            from labeldesk.core.training.train import train
-
-            with Project.open(root, user=user) as project:
-                return train(
-                    project,
-                    ref=ref,
-                    base=ident if kind == "model" else None,
-                    config=ident if kind == "config" else None,
-                    name=name,
-                    options=opts,
-                    progress=emit,
-                    cancel=cancel.is_set,
-                )
-
         self.train_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("Materialising the version and starting Ultralytics…")
         self.bar.setRange(0, 0)
-        self.thread = start_thread("train", body, self._bridge)
+        self.job = run_op(
+            self,
+            lambda p, report, cancel: training.train(
+                p,
+                ref=ref,
+                base=ident if kind == "model" else None,
+                config=ident if kind == "config" else None,
+                name=name,
+                progress=report,  # each training event, carried to the GUI thread
+                cancel=cancel,
+                **options,
+            ),
+            lane=self.lane,
+            on_progress=self._event,
+            on_done=lambda changed: self._done(changed.report),
+            on_error=self._failed,
+            title="Training",
+        )
 
     def cancel(self) -> None:
-        self.cancel_event.set()
+        if self.job is not None:
+            self.job.cancel()
         self.cancel_button.setEnabled(False)
         self.status.setText("Cancelling: ending the training process…")
 
@@ -266,10 +245,8 @@ class TrainDialog(QDialog):
         self.trained.emit(result.model_name)
 
     def _failed(self, error: BaseException) -> None:
-        from labeldesk.core.training.train import TrainingCancelled
-
         self._finish()
-        if isinstance(error, TrainingCancelled):
+        if isinstance(error, training.training_cancelled()):
             self.run_id = error.run.id
             self.status.setText(str(error).capitalize() + "; no model was registered.")
             self.cancelled.emit(error.run.id)
@@ -290,6 +267,7 @@ class ModelsDialog(QDialog):
     def __init__(self, parent: QWidget | None, root: Path, user: str, project: Any) -> None:
         super().__init__(parent)
         self.root, self.user = root, user
+        self.lane = Lane(root, user, "labeldesk-promote", dedicated=True)
         self.setWindowTitle("Models and promotion")
         self.setModal(False)
         self.table = QTableWidget(0, 6)
@@ -322,37 +300,28 @@ class ModelsDialog(QDialog):
         layout.addWidget(self.lineage, 1)
         layout.addLayout(buttons)
         self.resize(820, 520)
-        self._bridge = Bridge(self)
-        self._bridge.done.connect(lambda boxed: self._promoted(boxed[0]))
-        self._bridge.failed.connect(lambda boxed: self._failed(boxed[0]))
         self.rows: list[dict[str, Any]] = []
         self.reload(project)
 
     def reload(self, project: Any) -> None:
-        from labeldesk.core.inference.registry import list_models
-        from labeldesk.core.training.promote import release_model
-        from labeldesk.core.training.runs import run_of_model
+        self.show_rows(training.models_table(project))
 
-        release = release_model(project)
-        names = {m.id: m.name for m in list_models(project.db)}
+    def show_rows(self, models: list[training.ModelRow]) -> None:
         self.rows = []
-        for m in list_models(project.db):
-            run = run_of_model(project.db, m.id)
+        for row in models:
+            m, run = row.info, row.run
             last = (
                 run.epochs[-1]["metrics"].get("metrics/mAP50-95(B)") if run and run.epochs else None
             )
-            base = ""
-            if run is not None:
-                base = run.base if run.base_kind == "config" else names.get(run.base, run.base[:12])
             self.rows.append(
                 {
                     "info": m,
                     "run": run,
                     "cells": (
                         m.name,
-                        "release" if m.id == release else "",
+                        "release" if row.release else "",
                         m.trained_on[:12] if m.trained_on else "not trained here",
-                        base,
+                        row.base,
                         "" if last is None else f"{last:.4f}",
                         m.added_by,
                     ),
@@ -396,27 +365,27 @@ class ModelsDialog(QDialog):
         if row is None:
             self.status.setText("Select the model to promote.")
             return
-        name = row["info"].id
-        root, user = self.root, self.user
-
-        def body() -> Any:
-            from labeldesk.core.store.project import Project
-            from labeldesk.core.training.promote import promote
-
-            with Project.open(root, user=user) as project:
-                return promote(project, name)
-
+        model_id = row["info"].id
         self.promote_button.setEnabled(False)
         self.status.setText(f"Evaluating {row['info'].name} and the release model…")
-        start_thread("promote", body, self._bridge)
 
-    def _promoted(self, result: Any) -> None:
-        from labeldesk.core.store.project import Project
+        def promote_and_list(p: Any) -> tuple[Any, list[training.ModelRow]]:
+            changed = training.promote(p, model_id)
+            return changed.report, training.models_table(p)
 
+        run_op(
+            self,
+            promote_and_list,
+            lane=self.lane,
+            on_done=lambda got: self._promoted(*got),
+            on_error=self._failed,
+            title="Promote",
+        )
+
+    def _promoted(self, result: Any, models: list[training.ModelRow]) -> None:
         self.promote_button.setEnabled(True)
         self.status.setText(result.verdict())
-        with Project.open(self.root, user=self.user) as project:
-            self.reload(project)
+        self.show_rows(models)
         self.promoted.emit(result)
 
     def _failed(self, error: BaseException) -> None:

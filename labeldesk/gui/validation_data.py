@@ -1,8 +1,8 @@
-"""What the validation panel shows, computed without Qt (so it can run on the worker thread).
+"""What the validation panel shows, computed without Qt.
 
-:func:`load` reads everything the panel needs in one go on the worker's own connection; the
-functions after it turn those records into chart series and table rows. Keeping them free of
-widgets keeps the panel a thin view, and lets tests check the figures directly.
+:func:`labeldesk.app.validation.panel_data` reads everything the panel needs in one go on
+the reader lane; the functions here turn those records into chart series and table rows.
+Keeping them free of widgets keeps the panel a thin view, and lets tests check the figures.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labeldesk.core.validation.agreement import TREND_LABELS
+from labeldesk.app.words import trend_labels
 
 from .charts import Series
 
 if TYPE_CHECKING:  # imported when first used: the window opens without the evaluation stack
-    from labeldesk.core.store.project import Project
     from labeldesk.core.store.versions import Version
     from labeldesk.core.validation.agreement import AgreementReport, Counts
     from labeldesk.core.validation.evaluation import Evaluation
@@ -38,29 +37,7 @@ METRIC_LABELS = {
     "mar_large": "mAR large",
 }
 #: The agreement figures drawn per session, with their legend labels.
-TREND_FIGURES = TREND_LABELS
-
-
-@dataclass(frozen=True)
-class PanelData:
-    versions: list[Version]  # commit order
-    head: str | None  # the id main points at
-    evaluations: list[Evaluation]  # oldest first
-    agreement: AgreementReport
-
-
-def load(project: Project) -> PanelData:
-    """Everything the panel shows; runs on the worker (agreement scans the review record)."""
-    from labeldesk.core.store.versions import all_versions, head
-    from labeldesk.core.validation.agreement import agreement
-    from labeldesk.core.validation.evaluation import list_evaluations
-
-    return PanelData(
-        versions=all_versions(project.db),
-        head=head(project.db),
-        evaluations=list_evaluations(project),
-        agreement=agreement(project),
-    )
+TREND_FIGURES = trend_labels()
 
 
 # --- labels --------------------------------------------------------------------------------
@@ -213,3 +190,35 @@ def fmt(value: float | None, digits: int = 3) -> str:
     if value is None:
         return ""
     return "n/a" if value < 0 else f"{value:.{digits}f}"
+
+
+# --- the evaluations table's words ----------------------------------------------------
+
+
+def signed(drop: float | None) -> str:
+    """A drop below the baseline (negative: an improvement)."""
+    return "" if drop is None else f"{drop:+.4f}"
+
+
+def gate(e: Any) -> str:
+    if e.passed is None:
+        return ""
+    return "pass" if e.passed else "FAIL"
+
+
+def eval_tooltip(e: Any) -> str:
+    lines = [
+        f"evaluation {e.id} (run {e.run[:8]}), {e.role}, by {e.author} at {e.created}",
+        f"source: {e.source_kind} {e.source_name} ({e.source_hash[:12]})",
+        f"version {e.version[:12]}, subset {e.subset_label}, {e.n_images} images",
+    ]
+    if e.baseline is not None:
+        lines.append(
+            f"gated on {e.metric}: {fmt(e.value, 4)} vs baseline #{e.baseline} "
+            f"{fmt(e.baseline_value, 4)}, drop {signed(e.metric_drop) or 'n/a'} "
+            f"(limit {fmt(e.max_drop, 4)})"
+        )
+    predict = e.params.get("source", {}).get("predict")
+    if predict:
+        lines.append("inference: " + ", ".join(f"{k} {v}" for k, v in sorted(predict.items())))
+    return "\n".join(lines)

@@ -8,7 +8,7 @@
   of the rates in commit order, and a table per session and class).
 * **Drift**: two versions compared feature by feature (PSI), run on demand.
 
-What it shows is read on the window's worker thread (the agreement figures scan the review
+What it shows is read on the project's reader lane (the agreement figures scan the review
 record) and only while the panel is on screen: a hidden panel just notes that it is stale.
 Charts import matplotlib the first time they are shown (see charts.py).
 """
@@ -33,11 +33,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labeldesk.core.store.project import Project, minute_text
+from labeldesk.app import state as S
+from labeldesk.app import validation as ops_v
+from labeldesk.app.words import minute_text
 
 from . import validation_data as vd
 from .charts import LineChart
-from .models import FAIL_COLOR, Column, RecordTableModel
+from .item_models import FAIL_COLOR, Column, RecordTableModel
 
 PASS_COLOR = "#188038"
 
@@ -54,52 +56,25 @@ def _table(model: RecordTableModel) -> QTableView:
     return view
 
 
-def _signed(drop: float | None) -> str:
-    """A drop below the baseline (negative: an improvement)."""
-    return "" if drop is None else f"{drop:+.4f}"
-
-
-def _gate(e: Any) -> str:
-    if e.passed is None:
-        return ""
-    return "pass" if e.passed else "FAIL"
-
-
 def _gate_color(e: Any) -> str | None:
     if e.passed is None:
         return None
     return PASS_COLOR if e.passed else FAIL_COLOR
 
 
-def _eval_tooltip(e: Any) -> str:
-    lines = [
-        f"evaluation {e.id} (run {e.run[:8]}), {e.role}, by {e.author} at {e.created}",
-        f"source: {e.source_kind} {e.source_name} ({e.source_hash[:12]})",
-        f"version {e.version[:12]}, subset {e.subset_label}, {e.n_images} images",
-    ]
-    if e.baseline is not None:
-        lines.append(
-            f"gated on {e.metric}: {vd.fmt(e.value, 4)} vs baseline #{e.baseline} "
-            f"{vd.fmt(e.baseline_value, 4)}, drop {_signed(e.metric_drop) or 'n/a'} "
-            f"(limit {vd.fmt(e.max_drop, 4)})"
-        )
-    predict = e.params.get("source", {}).get("predict")
-    if predict:
-        lines.append("inference: " + ", ".join(f"{k} {v}" for k, v in sorted(predict.items())))
-    return "\n".join(lines)
-
-
 class ValidationPanel(QWidget):
-    """Lives in the window's "Validation" dock; ``window`` is the MainWindow."""
+    """Lives in the window's "Validation" dock, built on the project state (``state``); its
+    work runs through ``ops`` (:class:`~labeldesk.gui.operations.Operations`)."""
 
     loaded = Signal()  # the panel shows fresh data
     evaluationDone = Signal(object)  # a ValidationReport from "Evaluate model…"
+    evaluateAsked = Signal(object)  # the evaluate dialog opened
     driftDone = Signal(object)  # a DriftReport
 
-    def __init__(self, window) -> None:
-        super().__init__(window)
-        self.window_ = window
-        self.project: Project | None = None
+    def __init__(self, state: S.ProjectState, ops: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state, self.ops = state, ops
+        self.project: object | None = None  # a token per opened project: late results dropped
         self.data: vd.PanelData | None = None
         self.stale = True
         self.on_screen = False
@@ -109,6 +84,7 @@ class ValidationPanel(QWidget):
         self.evaluate_dialog_: Any = None
         self._select_after_load: int | None = None
         self._versions: dict[str, Any] = {}  # id -> Version, for the tables' labels
+        state.subscribe(self._state_changed)
         self.tabs = QTabWidget()
         self.tabs.addTab(self._build_models_tab(), "Models")
         self.tabs.addTab(self._build_agreement_tab(), "Agreement")
@@ -148,18 +124,18 @@ class ValidationPanel(QWidget):
         self.models_chart = LineChart(min_height=120)
         self.eval_model = RecordTableModel(
             [
-                Column("id", lambda e: e.id, numeric=True, tooltip=_eval_tooltip),
+                Column("id", lambda e: e.id, numeric=True, tooltip=vd.eval_tooltip),
                 Column("created", lambda e: minute_text(e.created)),
                 Column("version", lambda e: self._version_text(e.version)),
                 Column("subset", lambda e: e.subset_label),
                 Column("kind", lambda e: e.source_kind),
-                Column("source", vd.source_label, tooltip=_eval_tooltip),
+                Column("source", vd.source_label, tooltip=vd.eval_tooltip),
                 Column("mAP50-95", lambda e: vd.fmt(e.summary.get("map50_95")), numeric=True),
                 Column("mAP50", lambda e: vd.fmt(e.summary.get("map50")), numeric=True),
                 Column("role", lambda e: e.role),
                 Column("baseline", lambda e: vd.fmt(e.baseline_value), numeric=True),
-                Column("drop", lambda e: _signed(e.metric_drop), numeric=True),
-                Column("gate", _gate, color=_gate_color, tooltip=_eval_tooltip),
+                Column("drop", lambda e: vd.signed(e.metric_drop), numeric=True),
+                Column("gate", vd.gate, color=_gate_color, tooltip=vd.eval_tooltip),
             ],
             self,
         )
@@ -304,7 +280,13 @@ class ValidationPanel(QWidget):
         return tab
 
     # -- project -----------------------------------------------------------------------------
-    def set_project(self, project: Project) -> None:
+    def _state_changed(self, event: str, _state: S.ProjectState) -> None:
+        if event == S.OPENED:
+            self.set_project(object())
+        elif event in (S.VERSION, S.VERSIONS, S.EVALUATIONS):
+            self.refresh()
+
+    def set_project(self, project: object) -> None:
         self.project = project
         self.data = None
         self.drift_report = None
@@ -321,7 +303,7 @@ class ValidationPanel(QWidget):
         self.drift_button.setEnabled(True)
         self.project = None
 
-    def _is_current(self, project: Project | None) -> bool:
+    def _is_current(self, project: object | None) -> bool:
         return project is not None and project is self.project
 
     # -- loading -----------------------------------------------------------------------------
@@ -337,10 +319,8 @@ class ValidationPanel(QWidget):
         self.on_screen = visible
         if visible:
             if not self.metric.count():
-                from labeldesk.core.validation.metrics import STAT_KEYS
-
                 self.metric.blockSignals(True)
-                for key in STAT_KEYS:
+                for key in ops_v.stat_keys():
                     self.metric.addItem(vd.METRIC_LABELS.get(key, key), key)
                 self.metric.blockSignals(False)
             for chart in (self.models_chart, self.agreement_chart):
@@ -349,18 +329,24 @@ class ValidationPanel(QWidget):
                 self._load()
 
     def _load(self) -> None:
-        worker = self.window_.worker
         project = self.project
-        if project is None or worker is None:
+        if project is None:
             return
         self.stale = False
-        worker.submit(
-            vd.load,
+        self.ops.run(
+            self,
+            ops_v.panel_data,
+            lane="reader",
             on_done=lambda data: self._loaded(project, data),
-            on_error=self.window_.show_error,
+            on_error=self._error,
         )
 
-    def _loaded(self, project: Project, data: vd.PanelData) -> None:
+    def _error(self, error: BaseException) -> None:
+        from .operations import show_error
+
+        show_error(self.window(), "LabelDesk", error)
+
+    def _loaded(self, project: object, data: ops_v.PanelData) -> None:
         if not self._is_current(project):
             return
         self.data = data
@@ -432,24 +418,26 @@ class ValidationPanel(QWidget):
         self.class_table.resizeColumnsToContents()
 
     def evaluate_dialog(self) -> None:
-        """Ask which model to evaluate on which version (non-blocking), then run it."""
-        from labeldesk.core.inference.registry import list_models
-        from labeldesk.core.store.versions import all_versions, head
-        from labeldesk.core.validation.watch import watched
-
+        """Ask which model to evaluate on which version (non-blocking), then run it; the
+        choices are read on the reader first."""
         from .evaluate_dialog import EvaluateDialog
 
-        if self.project is None:
+        project = self.project
+        if project is None:
             return
-        db = self.project.db
         evaluations = self.data.evaluations if self.data is not None else []
-        sizes = vd.usual_imgsz(evaluations, watched(db))
-        dialog = EvaluateDialog(
-            self.window_, list_models(db), all_versions(db), head(db), imgsz_of=sizes
-        )
-        dialog.accepted.connect(lambda: self.start_evaluation(dialog.choice()))
-        self.evaluate_dialog_ = dialog
-        dialog.open()
+
+        def ask(c: ops_v.EvaluateChoices) -> None:
+            if not self._is_current(project):
+                return
+            sizes = vd.usual_imgsz(evaluations, c.watched)
+            dialog = EvaluateDialog(self.window(), c.models, c.versions, c.head, imgsz_of=sizes)
+            dialog.accepted.connect(lambda: self.start_evaluation(dialog.choice()))
+            self.evaluate_dialog_ = dialog
+            dialog.open()
+            self.evaluateAsked.emit(dialog)
+
+        self.ops.run(self, ops_v.evaluate_choices, lane="reader", on_done=ask, on_error=self._error)
 
     def start_evaluation(self, choice) -> Any:
         """Run the chosen evaluation as a status-bar job; returns the job."""
@@ -458,14 +446,14 @@ class ValidationPanel(QWidget):
         if self.project is None or self.eval_job is not None:
             return None
         project = self.project
-        job = start_evaluation(self.window_, choice)
-        job.finished.connect(lambda report: self._evaluated(project, job, report))
+        job = start_evaluation(self, self.ops, choice)
+        job.finished.connect(lambda changed: self._evaluated(project, job, changed.report))
         job.failed.connect(lambda error: self._job_failed(project, job, error))
         self.eval_job = job
         self.evaluate_button.setEnabled(False)
         return job
 
-    def _evaluated(self, project: Project, job, report) -> None:
+    def _evaluated(self, project: object, job, report) -> None:
         job.deleteLater()
         if not self._is_current(project):
             return
@@ -473,7 +461,7 @@ class ValidationPanel(QWidget):
         self.evaluate_button.setEnabled(True)
         main = next((r for r in report.rows if r.subset == "all"), report.rows[0])
         metric = vd.METRIC_LABELS.get(main.metric, main.metric)
-        self.window_.statusBar().showMessage(
+        self.window().statusBar().showMessage(
             f"Evaluated {report.source.name} on {report.version.short}: {metric} "
             f"{vd.fmt(main.value, 4)}. {report.verdict().splitlines()[0]}",
             20000,
@@ -482,7 +470,7 @@ class ValidationPanel(QWidget):
         self.refresh()
         self.evaluationDone.emit(report)
 
-    def _job_failed(self, project: Project, job, error: BaseException) -> None:
+    def _job_failed(self, project: object, job, error: BaseException) -> None:
         job.deleteLater()
         if not self._is_current(project):
             return
@@ -492,7 +480,7 @@ class ValidationPanel(QWidget):
         if job is self.drift_job:
             self.drift_job = None
             self.drift_button.setEnabled(True)
-        self.window_.show_error(error)
+        self._error(error)
 
     # -- agreement tab -------------------------------------------------------------------------
     def _show_agreement(self) -> None:
@@ -555,22 +543,19 @@ class ValidationPanel(QWidget):
 
     def run_drift(self) -> Any:
         """Compare the chosen versions as a status-bar job; returns the job."""
-        from .jobs import StatusJob
-
         a, b = self.drift_a.currentData(), self.drift_b.currentData()
         if self.project is None or a is None or b is None or self.drift_job is not None:
             return None
         project = self.project
-        root, user = project.root, project.user
         threshold = self.drift_threshold.value()
-
-        def work(progress, cancel):
-            from labeldesk.core.validation.drift import drift
-
-            with Project.open(root, user=user) as p:
-                return drift(p, a, b, threshold=threshold, progress=progress, cancel=cancel)
-
-        job = StatusJob(self.window_, "Measuring drift", work)
+        job = self.ops.run(
+            self,
+            lambda p, progress, cancel: ops_v.drift(p, a, b, threshold, progress, cancel),
+            lane="jobs",
+            progress="status",
+            title="Measuring drift",
+            on_error=lambda _e: None,  # shown by _job_failed
+        )
         job.finished.connect(lambda report: self._drift_done(project, job, report))
         job.failed.connect(lambda error: self._job_failed(project, job, error))
         self.drift_job = job
@@ -578,7 +563,7 @@ class ValidationPanel(QWidget):
         self.drift_verdict.setText("Measuring…")
         return job
 
-    def _drift_done(self, project: Project, job, report) -> None:
+    def _drift_done(self, project: object, job, report) -> None:
         job.deleteLater()
         if not self._is_current(project):
             return

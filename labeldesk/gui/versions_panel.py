@@ -6,6 +6,7 @@ convenience, not the guard.
 
 from __future__ import annotations
 
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -16,35 +17,25 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labeldesk.core.store import versions as V
-from labeldesk.core.store.project import Project
+from labeldesk.app import state as S
+from labeldesk.app import versions as V
+from labeldesk.app.state import ProjectState
 
-from .models import RowRole, VersionTableModel
-
-
-def _tag(project: Project, name: str, vid: str):
-    return V.tag(project, name, vid)
-
-
-def _decide(project: Project, vid: str, decision: str, note: str):
-    return V.decide(project, vid, decision, note)
-
-
-def _revert(project: Project, vid: str):
-    return V.revert(project, vid)
-
-
-def _watch_status(project: Project) -> dict:
-    from labeldesk.core.validation.watch import watch_status
-
-    return watch_status(project)
+from .item_models import RowRole, VersionTableModel
+from .operations import Operations
 
 
 class VersionsPanel(QWidget):
-    def __init__(self, window) -> None:
-        super().__init__(window)
-        self.window_ = window
-        self.project: Project | None = None
+    """Built on the project state: it refreshes when the history changes, and runs its
+    actions (each a :mod:`labeldesk.app.versions` operation) on the writer."""
+
+    historyShown = Signal()  # the table shows the history as read (tests wait on it)
+    diffShown = Signal(object)  # a diff dialog opened
+
+    def __init__(self, state: ProjectState, ops: Operations, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state, self.ops = state, ops
+        self._generation = 0  # bumped on open and close: late reads are dropped
         self.model = VersionTableModel(self)
         self.table = QTableView()
         self.table.setModel(self.model)
@@ -71,69 +62,79 @@ class VersionsPanel(QWidget):
             self.buttons[name] = b
         buttons.addStretch(1)
         lay.addLayout(buttons)
+        state.subscribe(self._state_changed)
 
-    def set_project(self, project: Project) -> None:
-        self.project = project
-        lead = project.role_of() == "lead"
-        for name in ("Approve…", "Reject…"):
-            self.buttons[name].setVisible(lead)
-        self.refresh()
+    def _state_changed(self, event: str, state: ProjectState) -> None:
+        if event == S.OPENED:
+            self._generation += 1
+            lead = state.role == "lead"
+            for name in ("Approve…", "Reject…"):
+                self.buttons[name].setVisible(lead)
+            self.refresh()
+        elif event == S.CLOSED:
+            self._generation += 1
+        elif event in (S.VERSION, S.VERSIONS, S.EVALUATIONS, S.MODELS):
+            self.refresh()
 
     def refresh(self) -> None:
-        if self.project is None:
-            return
-        from labeldesk.core.training.runs import trained_per_version
+        """Read the history and the watched-model column on the reader, then show them."""
+        generation = self._generation
 
-        versions = list(reversed(V.all_versions(self.project.db)))
-        self.model.set_versions(versions, trained_per_version(self.project.db))
-        self.table.resizeColumnsToContents()
-        self.table.resizeRowsToContents()
-        self._refresh_watch()
+        def show(history: V.History) -> None:
+            if generation == self._generation:
+                self.model.set_versions(history.versions, history.trained)
+                self.table.resizeColumnsToContents()
+                self.table.resizeRowsToContents()
+                self.historyShown.emit()
 
-    def _refresh_watch(self) -> None:
-        """The watched-model column, read on the worker (it reads every stored evaluation)."""
-        worker, project = self.window_.worker, self.project
-        if worker is None or project is None:
-            return
-
-        def show(status: dict) -> None:
-            if project is self.project:
+        def show_watch(status: dict) -> None:
+            if generation == self._generation:
                 self.model.set_watch(status)
                 self.table.resizeColumnToContents(self.model.WATCH_COLUMN)
 
-        worker.submit(_watch_status, on_done=show, on_error=self.window_.show_error)
+        self.ops.run(self, V.history, lane="reader", on_done=show, on_error=self._error)
+        # it reads every stored evaluation: after the history, never in its way
+        self.ops.run(self, V.watch_status, lane="reader", on_done=show_watch, on_error=self._error)
+
+    def _error(self, error: BaseException) -> None:
+        from .operations import show_error
+
+        show_error(self.window(), "LabelDesk", error)
 
     def selected(self) -> list:
         rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
         return [self.model.index(r, 0).data(RowRole) for r in rows]
 
-    def _run(self, fn, *args) -> None:
-        writer = self.window_.writer
-        if writer is None:
-            return
-
-        def done(value) -> None:
-            self.refresh()
-            if fn is _revert:
-                self.window_.committed.emit(value)  # a revert is a new version
-                self.window_.start_session()
-
-        writer.submit(fn, *args, on_done=done, on_error=self.window_.show_error)
+    def _run(self, op, *args) -> None:
+        """Run a versions operation on the writer; the state hears what it changed (a revert
+        is a new version: the window's one handler starts a session on it)."""
+        self.ops.run(
+            self,
+            lambda p: op(p, *args),
+            lane="writer",
+            on_done=self.state.apply,
+            on_error=self._error,
+        )
 
     def diff_selected(self) -> None:
+        """Open the diff of the selected versions (or of one and its parent); the dialog
+        computes it on the reader."""
         from .diff_dialog import DiffDialog
 
         chosen = self.selected()
-        if not chosen or self.project is None:
+        if not chosen:
             return
         if len(chosen) >= 2:
-            new, old = chosen[0], chosen[-1]  # the table lists newest first
+            new, old_id = chosen[0], chosen[-1].id  # the table lists newest first
         else:
             new = chosen[0]
             if not new.parents:
                 return
-            old = V.get_version(self.project.db, new.parents[0])
-        DiffDialog(self.window_, self.project, old.id, new.id).exec()
+            old_id = new.parents[0]
+
+        self.diff_dialog = DiffDialog(self.window(), self.ops, old_id, new.id)
+        self.diff_dialog.open()  # window-modal, without a nested event loop
+        self.diffShown.emit(self.diff_dialog)
 
     def tag_selected(self) -> None:
         chosen = self.selected()
@@ -141,12 +142,12 @@ class VersionsPanel(QWidget):
             return
         name, ok = QInputDialog.getText(self, "Tag version", f"Tag for {chosen[0].short}:")
         if ok and name.strip():
-            self._run(_tag, name.strip(), chosen[0].id)
+            self._run(V.tag, name.strip(), chosen[0].id)
 
     def revert_selected(self) -> None:
         chosen = self.selected()
         if chosen:
-            self._run(_revert, chosen[0].id)
+            self._run(V.revert, chosen[0].id)
 
     def approve_selected(self) -> None:
         chosen = self.selected()
@@ -154,7 +155,7 @@ class VersionsPanel(QWidget):
             return
         note, ok = QInputDialog.getText(self, "Approve version", "Note (optional):")
         if ok:
-            self._run(_decide, chosen[0].id, "approved", note)
+            self._run(V.decide, chosen[0].id, "approved", note)
 
     def reject_selected(self) -> None:
         chosen = self.selected()
@@ -162,4 +163,4 @@ class VersionsPanel(QWidget):
             return
         note, ok = QInputDialog.getText(self, "Reject version", "Why is it rejected?")
         if ok and note.strip():
-            self._run(_decide, chosen[0].id, "rejected", note)
+            self._run(V.decide, chosen[0].id, "rejected", note)

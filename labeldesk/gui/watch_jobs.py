@@ -1,13 +1,13 @@
 """Watched models are evaluated on every version committed from the window.
 
 Each commit queues its version; one status-bar job at a time runs
-``core.watch.evaluate_watched`` on its own connection (a model's inference can take minutes and
+``app.validation.evaluate_watched`` on a jobs lane (a model's inference can take minutes and
 must neither freeze the window nor hold up the writer that saves the next edits). When a
 version is done the validation and versions panels refresh, and a regression is announced in
 the status bar and in a notice that does not block the reviewer. Closing the project (or the
 window) hands the versions not yet evaluated to a detached ``labeldesk validate --watched``
-process (``app.background``), which finishes them; predictions already made are cached, so it
-picks up where the window stopped.
+process (``app.validation.hand_over_watched``), which finishes them; predictions already
+made are cached, so it picks up where the window stopped.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QMessageBox, QWidget
 
-from labeldesk.core.store.project import Project
+from labeldesk.app import state as S
+from labeldesk.app import validation
 
 from .validation_data import METRIC_LABELS
 
@@ -41,23 +42,27 @@ class WatchedEvaluations(QObject):
     #: (version id, list of core.watch.WatchResult) after each version
     evaluated = Signal(str, list)
 
-    def __init__(self, window) -> None:
-        super().__init__(window)
-        self.window_ = window
+    def __init__(self, state: S.ProjectState, ops: Any, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.state, self.ops, self.parent_ = state, ops, parent
         self.queue: list[str] = []
-        self.job: Any = None  # the running jobs.StatusJob
+        self.job: Any = None  # the running operation
         self.job_version: str | None = None  # the version it evaluates
         self.notice: QMessageBox | None = None
         self._generation = 0  # bumped on project close: late results are dropped
 
     def version_committed(self, version: Any) -> None:
-        from labeldesk.core.validation.watch import watched
-
-        project = self.window_.project
-        if project is None or not watched(project.db):
+        if not self._any_watched():
             return
         self.queue.append(version.id)
         self._next()
+
+    def _any_watched(self) -> bool:
+        """Whether any model is watched: a short read on the writer, which made the version."""
+        if self.ops.lanes is None:
+            return False
+        names = self.ops.call(validation.watched_names, lane="writer")
+        return bool(names)
 
     @property
     def busy(self) -> bool:
@@ -66,42 +71,31 @@ class WatchedEvaluations(QObject):
     def close_project(self) -> list[str]:
         """Cancel the running job (its thread stops at its next check) and hand it and the
         queue to background processes; returns the versions handed over."""
-        from labeldesk.app.background import evaluate_watched_later
-        from labeldesk.core.store.versions import get_version
-
         self._generation += 1
         unfinished = ([self.job_version] if self.job is not None else []) + self.queue
         self.queue.clear()
         if self.job is not None:
             self.job.cancel()
             self.job = self.job_version = None
-        project = self.window_.project
-        if project is None:
+        if self.ops.lanes is None or not unfinished:
             return []
-        return [
-            vid
-            for vid in unfinished
-            if evaluate_watched_later(project, get_version(project.db, vid)) is not None
-        ]
+        # on the writer, which is finished with the commits before the window closes it
+        return self.ops.call(lambda p: validation.hand_over_watched(p, unfinished), lane="writer")
 
     def _next(self) -> None:
-        from .jobs import StatusJob
-
-        project = self.window_.project
-        if self.job is not None or not self.queue or project is None:
+        if self.job is not None or not self.queue or self.ops.lanes is None:
             return
         version = self.queue.pop(0)
-        root, user = project.root, project.user
         generation = self._generation
-
-        def work(progress, cancel):
-            from labeldesk.core.validation.watch import evaluate_watched
-
-            with Project.open(root, user=user) as p:
-                return evaluate_watched(p, version, progress=progress, cancel=cancel)
-
-        job = StatusJob(self.window_, f"Evaluating watched models on {version[:12]}", work)
-        job.finished.connect(lambda results: self._done(generation, job, version, results))
+        job = self.ops.run(
+            self.parent_,
+            lambda p, progress, cancel: validation.evaluate_watched(p, version, progress, cancel),
+            lane="jobs",  # a model's inference can take minutes
+            progress="status",
+            title=f"Evaluating watched models on {version[:12]}",
+            on_error=lambda _e: None,  # shown by _failed
+        )
+        job.finished.connect(lambda changed: self._done(generation, job, version, changed))
         job.failed.connect(lambda error: self._failed(generation, job, error))
         self.job, self.job_version = job, version
 
@@ -110,13 +104,13 @@ class WatchedEvaluations(QObject):
             self.job = self.job_version = None
         job.deleteLater()
 
-    def _done(self, generation: int, job, version: str, results: list) -> None:
+    def _done(self, generation: int, job, version: str, changed: Any) -> None:
         self._finish(job)
         if generation != self._generation:
             return
+        results = changed.report
         self.announce(version, results)
-        self.window_.validation.refresh()
-        self.window_.versions.refresh()
+        self.state.apply(changed)  # the validation and versions panels refresh
         self.evaluated.emit(version, results)
         self._next()
 
@@ -124,14 +118,16 @@ class WatchedEvaluations(QObject):
         self._finish(job)
         if generation != self._generation:
             return
-        self.window_.show_error(error)  # a cancel shows nothing
+        from .operations import show_error
+
+        show_error(self.parent_, "LabelDesk", error)  # a cancel shows nothing
         self._next()
 
     def announce(self, version: str, results: list) -> None:
         """Status-bar summary; regressions also in a notice that does not block the window."""
         regressions = [r for r in results if r.regression]
         errors = [r for r in results if r.error is not None]
-        bar = self.window_.statusBar()
+        bar = self.parent_.window().statusBar()
         if regressions:
             bar.showMessage("Regression: " + "; ".join(map(regression_text, regressions)), 0)
             box = QMessageBox(
@@ -140,7 +136,7 @@ class WatchedEvaluations(QObject):
                 f"A watched model did worse on version {version[:12]} than on its previous "
                 "evaluation:",
                 QMessageBox.StandardButton.Ok,
-                self.window_,
+                self.parent_.window(),
             )
             box.setInformativeText("\n".join(f"• {regression_text(r)}" for r in regressions))
             box.setDetailedText("\n".join(r.line() for r in results))

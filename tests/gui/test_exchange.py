@@ -11,8 +11,8 @@ from labeldesk.gui import exchange
 
 def test_export_then_import_coco_from_the_window(window, qtbot, tmp_path) -> None:
     out = tmp_path / "coco-out"
-    thread = exchange.export_dataset(window, "coco", out=str(out))
-    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=30000)
+    op = exchange.export_dataset(window, "coco", out=str(out))
+    qtbot.waitUntil(lambda: not op.running, timeout=30000)
     qtbot.waitUntil(lambda: getattr(window, "last_message", None) is not None, timeout=5000)
     assert "Export finished" in window.last_message.windowTitle()
     (ann,) = [p for p in out.rglob("*.json")]
@@ -26,8 +26,8 @@ def test_export_then_import_coco_from_the_window(window, qtbot, tmp_path) -> Non
     w2 = MainWindow(root, user="lead-user")
     qtbot.addWidget(w2)
     images_dir = next(d for d in out.rglob("*") if d.is_dir() and any(d.glob("*.png")))
-    thread = exchange.import_dataset(w2, "coco", ([str(ann)], str(images_dir)))
-    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=30000)
+    op = exchange.import_dataset(w2, "coco", ([str(ann)], str(images_dir)))
+    qtbot.waitUntil(lambda: not op.running, timeout=30000)
     qtbot.waitUntil(lambda: w2.ws is not None and w2.current is not None, timeout=10000)
     assert len(w2.ws.rows) == 4
     assert resolve(w2.project.db, "main").kind == "import"
@@ -46,8 +46,8 @@ def test_bad_import_shows_every_problem_and_changes_nothing(window, qtbot, tmp_p
         )
     )
     before = resolve(window.project.db, "main").id
-    thread = exchange.import_dataset(window, "coco", ([str(bad)], str(tmp_path)))
-    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=30000)
+    op = exchange.import_dataset(window, "coco", ([str(bad)], str(tmp_path)))
+    qtbot.waitUntil(lambda: not op.running, timeout=30000)
     qtbot.waitUntil(lambda: getattr(window, "last_message", None) is not None, timeout=5000)
     box = window.last_message
     assert len(box.detailedText().splitlines()) >= 3  # each problem on its own line
@@ -69,7 +69,7 @@ def test_prelabel_from_the_window_while_reviewing(window, qtbot, review_project,
     job = start_prelabel(window, info.id, 0.05, 0.7, 320)
     window.next_image()  # the window is not blocked while the job runs
     assert window.current == shas[1]
-    qtbot.waitUntil(lambda: not job.thread.is_alive(), timeout=120000)
+    qtbot.waitUntil(lambda: not job.running, timeout=120000)
     qtbot.waitUntil(lambda: window.ws.prelabel_model == info.id, timeout=20000)
     assert window.ws.prelabel_params == {"conf": 0.05, "iou": 0.7, "imgsz": 320}
     from labeldesk.core.inference import predictions

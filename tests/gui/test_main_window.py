@@ -140,7 +140,8 @@ def test_commit_gives_the_expected_version(window, review_project, qtbot) -> Non
     assert all(b.state == "accepted" and b.origin == "model" for b in labels[shas[0]])
     assert labels[shas[2]] == [] and labels[shas[3]] == []
     qtbot.waitUntil(lambda: window.ws is not None and window.ws.session.base_id == version.id)
-    assert window.versions.model.versions[0].id == version.id
+    # the history is read on the reader lane: the table shows the new version once it is read
+    qtbot.waitUntil(lambda: window.versions.model.versions[0].id == version.id)
 
 
 def test_help_overlay_lists_every_shortcut(window) -> None:
@@ -221,13 +222,19 @@ def test_conflicting_commit_shows_both_sides_and_applies_the_choice(
 def test_a_status_message_stays_readable_while_a_job_comes_and_goes(window, qtbot) -> None:
     # QStatusBar re-shows its normal widgets whenever its layout is rebuilt (a job's progress
     # widget added or removed); the window's status text then drew over the message.
-    from labeldesk.gui.jobs import StatusJob
+    from labeldesk.gui.operations import run_op
 
     bar, label = window.statusBar(), window.status_label
     assert label.isVisible()
     bar.showMessage("Watched models on abc: ok")
     assert not label.isVisible()
-    job = StatusJob(window, "a short job", lambda progress, cancel: 42)
+    job = run_op(
+        window,
+        lambda project, progress, cancel: 42,
+        lane=window.lanes.jobs,
+        progress="status",
+        title="a short job",
+    )
     with qtbot.waitSignal(job.finished, timeout=5000):
         pass
     qtbot.wait(50)  # the layout's queued re-show, then the status bar's own settling

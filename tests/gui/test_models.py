@@ -7,7 +7,7 @@ import sys
 from PySide6.QtCore import Qt
 
 from labeldesk.core.boxes import Box
-from labeldesk.gui.models import BoxTableModel
+from labeldesk.gui.item_models import BoxTableModel
 
 
 def test_binding_keeps_references_to_none(qtbot) -> None:
@@ -47,7 +47,7 @@ def test_the_image_list_filters_itself_and_follows_edits(qtbot, qtmodeltester) -
     from PySide6.QtWidgets import QListView
 
     from labeldesk.app.review import EDITED, TODO
-    from labeldesk.gui.models import ImageListModel, RowRole, ViewCache
+    from labeldesk.gui.item_models import ImageListModel, RowRole, ViewCache
 
     rows = _rows(30)
     model = ImageListModel()
@@ -95,7 +95,7 @@ def test_the_image_list_repaints_an_edited_row_without_laying_out_every_row(qtbo
 
     from labeldesk.app.review import EDITED
     from labeldesk.gui.image_list import ImageListView
-    from labeldesk.gui.models import ImageListModel, ViewCache
+    from labeldesk.gui.item_models import ImageListModel, ViewCache
 
     def counting(base):
         class View(base):

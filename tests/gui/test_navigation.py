@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtTest import QTest
 
-from labeldesk.gui.models import RowRole
+from labeldesk.gui.item_models import RowRole
 
 
 @pytest.fixture

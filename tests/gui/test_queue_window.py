@@ -11,7 +11,7 @@ from PySide6.QtTest import QTest
 from labeldesk.app.review import Workspace, open_or_start_session
 from labeldesk.core.boxes import Box
 from labeldesk.core.store.project import Project
-from labeldesk.gui.models import RowRole
+from labeldesk.gui.item_models import RowRole
 
 
 @pytest.fixture
@@ -106,25 +106,31 @@ def test_suggestions_on_labelled_images_are_accepted_and_dismissed_with_a_and_x(
     root, shas = labelled
     w = open_window(qtbot, root)
     w.show_row(w.ws.index[shas[0]])
+    w.settle_suggestions()  # they are read on the lookup lane
     assert w.suggestions == []  # labels and model agree: nothing drawn
     w.show_row(w.ws.index[shas[1]])
+    w.settle_suggestions()
     (item,) = [i for i in w.suggestion_items if i.kind == "wrong_class"]
     assert item.pen().style() == Qt.PenStyle.DashDotLine and "wrong class" in item.text
     item.setSelected(True)
     QTest.keyClick(w.canvas, Qt.Key.Key_A)  # accept: the label takes the model's class
     (label,) = [b for b in w.boxes_of(shas[1]) if b.state != "rejected"]
     assert w.ws.classes[label.cls] == "car" and (label.x, label.y) == (20, 30)
+    w.settle_suggestions()
     assert not [i for i in w.suggestion_items if i.kind == "wrong_class"]
     assert w.ws.rows[w.ws.index[shas[1]]].state == "edited"
 
     w.show_row(w.ws.index[shas[2]])
+    w.settle_suggestions()
     (item,) = [i for i in w.suggestion_items if i.kind == "spurious"]
     item.setSelected(True)
     QTest.keyClick(w.canvas, Qt.Key.Key_X)  # dismiss: the label stays, confirmed by a person
     boxes = w.boxes_of(shas[2])
     assert len([b for b in boxes if b.state != "rejected"]) == 2
+    w.settle_suggestions()
     assert not [i for i in w.suggestion_items if i.kind == "spurious"]
     QTest.keyClick(w.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    w.settle_suggestions()
     assert [i.kind for i in w.suggestion_items if i.kind == "spurious"] == ["spurious"]
     w.writer.wait()
     with Project.open(root) as p:
@@ -141,6 +147,7 @@ def test_suggestion_labels_do_not_cover_box_labels(qtbot, labelled) -> None:
     root, shas = labelled
     w = open_window(qtbot, root)
     w.show_row(w.ws.index[shas[1]])  # the label and the model's box are the same rectangle
+    w.settle_suggestions()
     rects = [i.label_rect for i in w.canvas.visible_items()]
     rects += [i.label_rect for i in w.suggestion_items]
     assert len(rects) >= 2
@@ -152,13 +159,16 @@ def test_matched_predictions_show_faint_on_a_toggle(qtbot, labelled) -> None:
     root, shas = labelled
     w = open_window(qtbot, root)
     w.show_row(w.ws.index[shas[0]])  # the car label agrees with the model's car
+    w.settle_suggestions()
     assert w.suggestion_items == []
     w.show_matched.setChecked(True)
+    w.settle_suggestions()
     (item,) = [i for i in w.suggestion_items if i.kind == "matched"]
     assert item.pen().color().alpha() < 255 and item.pen().style() == Qt.PenStyle.DotLine
     assert not item.flags() & item.GraphicsItemFlag.ItemIsSelectable
     assert (item.box.x, item.box.y, item.box.w, item.box.h) == (20, 30, 60, 40)
     w.show_matched.setChecked(False)
+    w.settle_suggestions()
     assert w.suggestion_items == []
     w.close()
 
@@ -175,9 +185,11 @@ def test_the_matching_iou_is_the_users_to_set(qtbot, labelled) -> None:
         session.commit("a shifted label")
     w = open_window(qtbot, root)
     w.show_row(w.ws.index[shas[3]])
+    w.settle_suggestions()
     assert not [s for s in w.suggestions if s.kind == "loose"]
     with qtbot.waitSignal(w.queueReady, timeout=20000):
         w.iou_spin.setValue(0.60)
+    w.settle_suggestions()
     (loose,) = [s for s in w.suggestions if s.kind == "loose"]
     assert (loose.box.x, loose.box.y, loose.box.w, loose.box.h) == (20, 30, 60, 40)
     assert shas[3] in w.image_model.priorities  # the queue was ranked again at 0.6

@@ -18,7 +18,8 @@ def test_push_and_pull_from_the_window(
     with Project.open(root, user="lead-user") as p:
         add_remote(p, "origin", remote_url)
     actions = window.remote_actions
-    actions.refresh()
+    with qtbot.waitSignal(actions.refreshed, timeout=10000):  # read on the reader
+        actions.refresh()
     assert actions.label.text() == "origin: not synced yet"
     assert actions.push_action.isEnabled()
 
@@ -35,6 +36,6 @@ def test_push_and_pull_from_the_window(
 
     actions.pull_action.trigger()
     qtbot.waitUntil(lambda: actions.job is None, timeout=30000)
-    assert "↓0" in actions.label.text()
-    shown = {v.id for v in window.versions.model.items}
-    assert theirs in shown  # the pulled version is in the versions table
+    qtbot.waitUntil(lambda: "↓0" in actions.label.text(), timeout=10000)
+    shown = lambda: {v.id for v in window.versions.model.items}  # noqa: E731
+    qtbot.waitUntil(lambda: theirs in shown(), timeout=10000)  # the pulled version is listed

@@ -89,7 +89,7 @@ def test_models_dialog_shows_lineage_and_promotes(qtbot, train_project) -> None:
 
 
 def test_the_window_offers_training_and_marks_trained_versions(qtbot, window) -> None:
-    from labeldesk.gui.models import VersionTableModel
+    from labeldesk.gui.item_models import VersionTableModel
 
     names = [a.text() for a in window.menuBar().actions()]
     assert "&Models" in names
@@ -103,7 +103,8 @@ def test_the_window_offers_training_and_marks_trained_versions(qtbot, window) ->
     db = window.project.db
     with window.project.transaction():
         db.execute("UPDATE model SET trained_on = (SELECT version FROM ref WHERE name = 'main')")
-    window.versions.refresh()
+    with qtbot.waitSignal(window.versions.historyShown, timeout=10000):  # read off-thread
+        window.versions.refresh()
     newest = next(
         r
         for r, v in enumerate(model.versions)

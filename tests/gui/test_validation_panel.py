@@ -271,7 +271,8 @@ def test_evaluate_a_model_from_the_panel(shapes, qtbot, tmp_path):
     window = open_window(qtbot, shapes, tmp_path)
     panel = show_panel(qtbot, window)
     assert panel.eval_model.rowCount() == 0 and not panel.models_chart.axes.lines
-    panel.evaluate_button.click()
+    with qtbot.waitSignal(panel.evaluateAsked, timeout=10000):  # its choices read off-thread
+        panel.evaluate_button.click()
     dialog = panel.evaluate_dialog_
     assert dialog.isVisible() and dialog.model.currentText().startswith("demo")
     assert dialog.version.currentData() == window.ws.session.base_id  # main
@@ -298,7 +299,8 @@ def test_evaluate_a_model_from_the_panel(shapes, qtbot, tmp_path):
     assert panel.class_model.rowCount() == len(row.metrics["per_class"]) > 0
     assert "Evaluated demo" in window.statusBar().currentMessage()
     assert panel.evaluate_button.isEnabled()
-    panel.evaluate_button.click()  # next time the size it was judged at is offered
+    with qtbot.waitSignal(panel.evaluateAsked, timeout=10000):
+        panel.evaluate_button.click()  # next time the size it was judged at is offered
     assert panel.evaluate_dialog_.imgsz.value() == IMGSZ
     panel.evaluate_dialog_.reject()
     window.close()

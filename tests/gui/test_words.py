@@ -65,8 +65,10 @@ def test_diff_dialog_header_names_the_classes(window, qtbot) -> None:
 
     db = window.project.db
     old, new = resolve(db, "main~1").id, resolve(db, "main").id  # main~1 had no classes
-    dialog = DiffDialog(window, window.project, old, new)
+    dialog = DiffDialog(window, window.ops, old, new)
     qtbot.addWidget(dialog)
+    with qtbot.waitSignal(dialog.ready, timeout=10000):  # computed off the GUI thread
+        pass
     text = dialog.head.text()
     assert "classes added bus, car" in text and "[" not in text
 

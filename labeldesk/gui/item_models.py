@@ -22,8 +22,8 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QColor
 
 from labeldesk.app.review import CONFLICT, EDITED, REVIEWED, TODO, ImageRow
+from labeldesk.app.words import minute_text
 from labeldesk.core.boxes import Box
-from labeldesk.core.store.project import minute_text
 
 from .canvas import CROWD_COLOR
 from .colors import class_color

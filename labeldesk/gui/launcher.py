@@ -48,8 +48,9 @@ def run(project: Path | None = None, *, screenshot: Path | None = None) -> int:
             window.close()
             app.quit()
 
-        if window.ws is not None:
+        if window.project is not None:  # once the session has loaded, or there is none
             window.sessionLoaded.connect(lambda: QTimer.singleShot(800, shoot))
+            window.noSession.connect(lambda _why: QTimer.singleShot(800, shoot))
         else:
             QTimer.singleShot(800, shoot)
     return app.exec()
