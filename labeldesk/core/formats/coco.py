@@ -25,6 +25,7 @@ from ..importer import Staging, display_path
 from ..manifest import SPLITS, Entry
 from ..progress import CancelFn, ProgressFn, check_cancel
 from ..project import Project
+from ..validators import is_int
 from ..versions import MAIN
 from .coco_reader import (
     CocoReader,
@@ -39,7 +40,6 @@ from .common import (
     ImportReport,
     Problems,
     check_pixel_box,
-    is_int,
     main_version,
     map_classes_keep_ids,
     provenance,
