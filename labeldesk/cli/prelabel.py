@@ -222,8 +222,9 @@ def cmd_model_export(args: argparse.Namespace) -> int:
 
 def cmd_model_list(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json, table
-    from labeldesk.cli.verbs import _open, _when
+    from labeldesk.cli.verbs import _open
     from labeldesk.core.models import file_state, list_models
+    from labeldesk.core.timestamps import format_time
     from labeldesk.core.watch import watched
 
     with _open(args) as project:
@@ -256,7 +257,7 @@ def cmd_model_list(args: argparse.Namespace) -> int:
                 if m.id in watching
                 else "no",
                 s,
-                _when(m.added_at),
+                format_time(m.added_at),
                 m.path,
             )
             for m, s in zip(models, states, strict=True)

@@ -245,8 +245,9 @@ def _model_lineage(project: Any, info: Any) -> dict[str, Any]:
 
 def cmd_model_show(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json, table
-    from labeldesk.cli.verbs import _open, _when
+    from labeldesk.cli.verbs import _open
     from labeldesk.core.models import file_state, find_model
+    from labeldesk.core.timestamps import format_time
 
     with _open(args) as project:
         info = find_model(project.db, args.name)
@@ -259,7 +260,7 @@ def cmd_model_show(args: argparse.Namespace) -> int:
     print(f"id       {info.id}")
     print(f"format   {info.format} ({info.task}), file {out['file']}: {info.path}")
     print(f"classes  {', '.join(info.class_names)}")
-    print(f"added    {_when(info.added_at)} by {info.added_by}")
+    print(f"added    {format_time(info.added_at)} by {info.added_by}")
     run = out["training"]
     if info.trained_on:
         print(f"trained on version {info.trained_on}")
@@ -335,10 +336,19 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no model has been trained on {version.short}")
         return 0
+    from labeldesk.core.timestamps import format_time
+
     table(
         ("run", "status", "model", "epochs", "started", "by"),
         [
-            (r.id, r.status, names.get(r.model or "", ""), r.epochs_done, r.started[:16], r.author)
+            (
+                r.id,
+                r.status,
+                names.get(r.model or "", ""),
+                r.epochs_done,
+                format_time(r.started),
+                r.author,
+            )
             for r in runs
         ],
     )

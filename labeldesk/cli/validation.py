@@ -315,9 +315,10 @@ def _print_validation(report: Any, table: Any) -> None:
 
 def cmd_evaluations(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json, table
-    from labeldesk.cli.verbs import _open, _when
+    from labeldesk.cli.verbs import _open
     from labeldesk.core.evaluation import list_evaluations
     from labeldesk.core.models import get_model
+    from labeldesk.core.timestamps import format_time
     from labeldesk.core.versions import resolve
 
     with _open(args) as project:
@@ -341,7 +342,7 @@ def cmd_evaluations(args: argparse.Namespace) -> int:
         [
             [
                 r.id,
-                _when(r.created),
+                format_time(r.created),
                 r.version[:12],
                 r.subset_label,
                 f"{r.source_kind}:{r.source_name}",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from labeldesk.core.errors import InputError, LabelDeskError, MergeConflictError
 from labeldesk.core.project import Project
+from labeldesk.core.timestamps import format_time
 
 from .output import ProgressBar, emit_json, error, table
 
@@ -35,16 +36,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _open(args: argparse.Namespace) -> Project:
     return Project.open(Path(args.project))
-
-
-def _when(iso: str | None) -> str:
-    """ISO UTC time shown to the minute in local time."""
-    if not iso:
-        return ""
-    import datetime as dt
-
-    t = dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone()
-    return t.strftime("%Y-%m-%d %H:%M")
 
 
 def image_names(project: Project, shas: list[str]) -> dict[str, str]:
@@ -159,7 +150,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     for v in versions:
         row = [
             v.short,
-            _when(v.created),
+            format_time(v.created),
             v.author,
             v.kind,
             v.status,
@@ -198,8 +189,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"kind      {v.kind}")
     print(f"parents   {' '.join(p[:12] for p in v.parents) or '(none)'}")
     print(f"author    {v.author}")
-    print(f"created   {v.created}")
-    print(f"status    {v.status}" + (f" by {v.status_by} at {v.status_at}" if v.status_by else ""))
+    print(f"created   {format_time(v.created)}")
+    when = format_time(v.status_at)
+    print(f"status    {v.status}" + (f" by {v.status_by} at {when}" if v.status_by else ""))
     if v.status_note:
         print(f"note      {v.status_note}")
     if v.tags:
@@ -296,7 +288,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
             else:
                 table(
                     ("tag", "version", "status", "tagged", "by"),
-                    [(r[0], r[1][:12], r[2], _when(r[3]), r[4]) for r in rows],
+                    [(r[0], r[1][:12], r[2], format_time(r[3]), r[4]) for r in rows],
                 )
             return 0
         v = tag(project, args.name, args.ref, force=args.force)

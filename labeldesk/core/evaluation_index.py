@@ -163,18 +163,27 @@ def _set_columns(texts: list[str]) -> _Sets:
     dict per box and cost as much as the metric engine); ``json`` reads them instead when the
     pattern does not account for every box (a key it does not know)."""
     counts = np.array([t.count('"class":') for t in texts], np.intp)
-    found = _BOX_RE.findall("\x1e".join(texts))
-    if len(found) == counts.sum():
+    text = "\x1e".join(texts)
+    found = _BOX_RE.findall(text)
+    n = len(found)
+    if n == counts.sum():
         # Each match holds one "class" key and matches do not overlap, so as many matches as
         # keys means every box matched exactly once, in order.
         area, cls, h, crowd, state, w, x, y = zip(*found, strict=True) if found else [()] * 8
+        # Most sets have no given area, crowd region or rejected pre-label: skip those columns.
         return _Sets(
             counts,
             np.array([x, y, w, h], np.float64).T.reshape(-1, 4),
             np.array(cls, np.int64),
-            np.array([v or "nan" for v in area], np.float64),
-            np.array([v not in ("", "0") for v in crowd], bool),
-            np.array([v != "rejected" for v in state], bool),
+            np.array([v or "nan" for v in area], np.float64)
+            if '"area":' in text
+            else np.full(n, np.nan),
+            np.array([v not in ("", "0") for v in crowd], bool)
+            if '"iscrowd":' in text
+            else np.zeros(n, bool),
+            np.array([v != "rejected" for v in state], bool)
+            if '"rejected"' in text
+            else np.ones(n, bool),
         )
     dicts = [d for t in texts for d in json.loads(t)]
     return _Sets(
@@ -207,11 +216,8 @@ def _image_columns(
             keep[k] = False
         else:
             box[k] = clipped
-    # boxes.default_area for many boxes: w*h rounded by Python's round, as the exporter does
-    # (numpy's round differs in the last digit on some ties, and the area decides small,
-    # medium or large at exactly 32**2 and 96**2).
     unset = np.flatnonzero(np.isnan(area))
-    area[unset] = [round(v, 4) for v in (box[unset, 2] * box[unset, 3]).tolist()]
+    area[unset] = _default_areas(box[unset, 2] * box[unset, 3])
     if not keep.all():
         owner = np.repeat(np.arange(len(shas)), counts)[keep]
         box, cls, crowd, area = box[keep], cls[keep], crowd[keep], area[keep]
@@ -222,6 +228,22 @@ def _image_columns(
         sha: (box[s:e], cls[s:e], area[s:e], crowd[s:e])
         for sha, s, e in zip(shas, begins, ends, strict=True)
     }
+
+
+def _default_areas(wh: np.ndarray) -> np.ndarray:
+    """:func:`.boxes.default_area` of many boxes: ``round(w * h, 4)`` as Python rounds.
+
+    The area decides small, medium or large at exactly 32**2 and 96**2, so it must be the
+    exporter's to the last bit. numpy's ``round`` (scale, round half to even, unscale) gives the
+    same double except where the scaled value lies within rounding error of a tie; those few
+    are rounded by Python.
+    """
+    scaled = wh * 1e4
+    out = np.rint(scaled) / 1e4
+    near_tie = np.abs(scaled - np.floor(scaled) - 0.5) <= 1e-6 + 8 * np.spacing(scaled)
+    for k in np.flatnonzero(near_tie | ~np.isfinite(scaled)):
+        out[k] = round(float(wh[k]), 4)
+    return out
 
 
 def _clip(box: np.ndarray, size: np.ndarray) -> tuple[float, ...] | None:

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, pairwise
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,18 +90,21 @@ def _columns(index: ImageIndex, results: Sequence[Any]) -> Detections | None:
     valid (then :func:`_one_by_one` lists what is wrong, or accepts them one by one)."""
     if not results:
         return {}
+    if set(map(type, results)) != {dict}:
+        return None
     try:
-        if not all(type(e) is dict for e in results):
-            return None
-        keys = [e["image_id"] if "image_id" in e else e["file_name"] for e in results]
         cats = [e["category_id"] for e in results]
         bboxes = [e["bbox"] for e in results]
         scores = [e["score"] for e in results]
     except KeyError:
         return None
+    try:
+        keys: Sequence[Any] = list(map(itemgetter("image_id"), results))
+    except KeyError:  # images named by file_name (None: neither key, refused below)
+        keys = [e["image_id"] if "image_id" in e else e.get("file_name") for e in results]
     if set(map(type, cats)) != {int} or not set(map(type, scores)) <= _NUMBER_TYPES:
         return None
-    if not all(type(b) is list and len(b) == 4 for b in bboxes):
+    if set(map(type, bboxes)) != {list} or set(map(len, bboxes)) != {4}:
         return None
     if not set(map(type, chain.from_iterable(bboxes))) <= _NUMBER_TYPES:
         return None
@@ -121,7 +125,7 @@ def _columns(index: ImageIndex, results: Sequence[Any]) -> Detections | None:
     return {index.shas[where[s]]: (box[s:e], cls[s:e], score[s:e]) for s, e in pairwise(cuts)}
 
 
-def _image_positions(index: ImageIndex, keys: list[Any]) -> np.ndarray | None:
+def _image_positions(index: ImageIndex, keys: Sequence[Any]) -> np.ndarray | None:
     """Each entry's image as a position in ``index.shas``; None if one names no single image."""
     pos = {sha: i for i, sha in enumerate(index.shas)}
     types = set(map(type, keys))

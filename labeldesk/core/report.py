@@ -23,7 +23,8 @@ from .agreement import TREND_LABELS, AgreementReport, agreement
 from .drift import DriftReport, drift
 from .evaluation import Evaluation, list_evaluations
 from .progress import CancelFn, ProgressFn, check_cancel
-from .project import Project, minute_text, now_iso
+from .project import Project, now_iso
+from .timestamps import format_time
 from .versions import Version, all_versions, head
 
 _CSS = """
@@ -109,7 +110,7 @@ def _time(iso: str | None) -> str:
     """``2026-11-26 23:34 UTC``, the full timestamp on hover: minutes are what people read."""
     if not iso:
         return ""
-    return f'<span title="{esc(iso)}">{esc(minute_text(iso))} UTC</span>'
+    return f'<span title="{esc(iso)}">{esc(format_time(iso))}</span>'
 
 
 def _version_label(v: Version) -> str:

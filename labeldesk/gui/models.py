@@ -23,7 +23,7 @@ from PySide6.QtGui import QBrush, QColor
 
 from labeldesk.app.review import CONFLICT, EDITED, REVIEWED, TODO, ImageRow
 from labeldesk.core.boxes import Box
-from labeldesk.core.project import minute_text
+from labeldesk.core.timestamps import format_time
 
 from .canvas import CROWD_COLOR
 from .colors import class_color
@@ -390,7 +390,7 @@ def watch_tooltip(rows: Sequence[Any]) -> str:
                 f", previously {_fmt_figure(e.baseline_value)}: {-e.metric_drop:+.4f} "
                 f"(limit −{e.max_drop or 0.0:.4f}) {verdict}"
             )
-        lines.append(f"{line}\nevaluated {minute_text(e.created)} by {e.author}")
+        lines.append(f"{line}\nevaluated {format_time(e.created)} by {e.author}")
     return "\n".join(lines)
 
 
@@ -443,7 +443,7 @@ class VersionTableModel(_RowsTable):
         if role == Qt.ItemDataRole.DisplayRole:
             return (
                 v.short,
-                minute_text(v.created),
+                format_time(v.created),
                 v.author,
                 v.kind,
                 v.status,

@@ -33,7 +33,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labeldesk.core.project import Project, minute_text
+from labeldesk.core.project import Project
+from labeldesk.core.timestamps import format_time
 
 from . import validation_data as vd
 from .charts import LineChart
@@ -73,7 +74,7 @@ def _gate_color(e: Any) -> str | None:
 
 def _eval_tooltip(e: Any) -> str:
     lines = [
-        f"evaluation {e.id} (run {e.run[:8]}), {e.role}, by {e.author} at {e.created}",
+        f"evaluation {e.id} (run {e.run[:8]}), {e.role}, by {e.author} at {format_time(e.created)}",
         f"source: {e.source_kind} {e.source_name} ({e.source_hash[:12]})",
         f"version {e.version[:12]}, subset {e.subset_label}, {e.n_images} images",
     ]
@@ -149,7 +150,7 @@ class ValidationPanel(QWidget):
         self.eval_model = RecordTableModel(
             [
                 Column("id", lambda e: e.id, numeric=True, tooltip=_eval_tooltip),
-                Column("created", lambda e: minute_text(e.created)),
+                Column("created", lambda e: format_time(e.created)),
                 Column("version", lambda e: self._version_text(e.version)),
                 Column("subset", lambda e: e.subset_label),
                 Column("kind", lambda e: e.source_kind),
