@@ -32,6 +32,7 @@ from labeldesk.core import predictions
 from labeldesk.core import queue as review_queue_core
 from labeldesk.core import suggestions as sg
 from labeldesk.core.boxes import EMPTY_SET_HASH, Box, live_boxes, object_boxes
+from labeldesk.core.db import named
 from labeldesk.core.manifest import ManifestStore
 from labeldesk.core.predictions import Run
 from labeldesk.core.project import Project
@@ -126,12 +127,14 @@ class Workspace:
         rows.sort(key=lambda r: (r.name, r.sha))
         self.rows = rows
         self.index = {r.sha: i for i, r in enumerate(rows)}
-        row = db.execute(
-            "SELECT prelabel_model, prelabel_params FROM review_session WHERE id = ?",
+        row = named(
+            db,
+            "SELECT prelabel_model AS model, prelabel_params AS params FROM review_session "
+            "WHERE id = ?",
             [self.session.id],
         ).fetchone()
-        self.prelabel_model = row[0]
-        self.prelabel_params = json.loads(row[1]) if row[1] else None
+        self.prelabel_model = row["model"]
+        self.prelabel_params = json.loads(row["params"]) if row["params"] else None
         self.classes = self.session.classes()
         # Labelled means a non-empty base set, as boxes() decides; n_boxes would miss an image
         # whose only labels are crowd regions (they are not counted).

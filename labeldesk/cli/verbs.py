@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from labeldesk.core.db import named
 from labeldesk.core.errors import InputError, LabelDeskError, MergeConflictError
 from labeldesk.core.project import Project
 from labeldesk.core.timestamps import format_time
@@ -274,21 +275,21 @@ def cmd_tag(args: argparse.Namespace) -> int:
         return 0
     with _open(args) as project:
         if args.name is None:
-            rows = project.db.execute(
-                "SELECT r.name, r.version, v.status, r.updated_at, r.updated_by FROM ref r "
-                "JOIN version v ON v.id = r.version WHERE r.kind = 'tag' ORDER BY r.name"
+            rows = named(
+                project.db,
+                "SELECT r.name AS tag, r.version, v.status, r.updated_at AS at, "
+                "r.updated_by AS by FROM ref r "
+                "JOIN version v ON v.id = r.version WHERE r.kind = 'tag' ORDER BY r.name",
             ).fetchall()
             if args.json:
-                emit_json(
-                    [
-                        dict(zip(("tag", "version", "status", "at", "by"), r, strict=True))
-                        for r in rows
-                    ]
-                )
+                emit_json([dict(zip(r.keys(), r, strict=True)) for r in rows])
             else:
                 table(
                     ("tag", "version", "status", "tagged", "by"),
-                    [(r[0], r[1][:12], r[2], format_time(r[3]), r[4]) for r in rows],
+                    [
+                        (r["tag"], r["version"][:12], r["status"], format_time(r["at"]), r["by"])
+                        for r in rows
+                    ],
                 )
             return 0
         v = tag(project, args.name, args.ref, force=args.force)

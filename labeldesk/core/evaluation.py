@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import metrics
+from .db import named
 from .defaults import DEFAULT_CONF, DEFAULT_MAX_DROP, DEFAULT_METRIC
 from .errors import InputError, LabelDeskError, Problem, capped
 from .evaluation_index import GroundTruthArrays
@@ -482,7 +483,7 @@ def insert_evaluation(
     cur = project.db.execute(
         f"INSERT INTO evaluation ({_EVAL_COLUMNS}) VALUES (NULL{', ?' * len(values)})", values
     )
-    row = project.db.execute(
-        f"SELECT {_EVAL_COLUMNS} FROM evaluation WHERE id = ?", [cur.lastrowid]
+    row = named(
+        project.db, f"SELECT {_EVAL_COLUMNS} FROM evaluation WHERE id = ?", [cur.lastrowid]
     ).fetchone()
     return _row(row)
