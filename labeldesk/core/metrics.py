@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -340,15 +341,20 @@ def _columns(
         return ([], *empty, np.zeros(0)) if score else ([], *empty, np.zeros(0, bool), np.zeros(0))
     try:
         img = [e["image_id"] for e in entries]
-        box = np.array([e["bbox"] for e in entries])
-        cls = np.array([e["category_id"] for e in entries])
+        boxes = [e["bbox"] for e in entries]
+        classes = [e["category_id"] for e in entries]
+        box, cls = np.array(boxes), np.array(classes)
         if score:
-            extra = [np.array([e["score"] for e in entries])]
+            figures = [e["score"] for e in entries]
+            extra = [np.array(figures)]
         else:
             crowd = np.array([e.get("iscrowd", 0) for e in entries])
-            area = [e["area"] if "area" in e else e["bbox"][2] * e["bbox"][3] for e in entries]
-            extra = [crowd, np.array(area)]
-        ok = box.shape == (len(entries), 4) and box.dtype.kind in "iuf"
+            figures = [e["area"] if "area" in e else e["bbox"][2] * e["bbox"][3] for e in entries]
+            extra = [crowd, np.array(figures)]
+        # numpy turns [1, True, 3, 4] into integers: a bool is caught here, by type (see
+        # validators), or it would pass as 1.
+        ok = bool not in set(map(type, chain(chain.from_iterable(boxes), classes, figures)))
+        ok = ok and box.shape == (len(entries), 4) and box.dtype.kind in "iuf"
         ok = ok and cls.dtype.kind in "iu" and extra[-1].dtype.kind in "iuf"
         ok = ok and bool(np.isfinite(box).all() and (box[:, 2:] >= 0).all())
         ok = ok and bool(np.isfinite(extra[-1]).all())
