@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from labeldesk.cli.validation import add_model_eval_options
+from labeldesk.core.validators import number
 
 TRUST_HELP = (
     "load a .pt by full unpickling even if safe loading refuses it. A .pt file is a pickle: "
@@ -137,8 +138,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--model", metavar="NAME", help="registered model name or id (default: the release model)"
     )
     s.add_argument("--version", default="main", metavar="REF", help="version (default: main)")
-    s.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
-    s.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
+    s.add_argument("--conf", type=number, default=0.25, help="confidence threshold (default 0.25)")
+    s.add_argument("--iou", type=number, default=0.7, help="NMS IoU threshold (default 0.7)")
     s.add_argument(
         "--imgsz", type=int, default=640, help="inference size, a multiple of 32 (default 640)"
     )

@@ -60,3 +60,15 @@ def parse_number(text: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
+
+
+def number(text: str) -> float:
+    """A numeric command-line option: :func:`parse_number`, or ``ValueError``.
+
+    Used as argparse's ``type``: argparse turns the error into "invalid number value: 'nan'"
+    and exit status 2, where ``type=float`` let ``nan`` and ``inf`` through to the work.
+    """
+    value = parse_number(text)
+    if value is None:
+        raise ValueError(f"not a finite number: {text!r}")
+    return value

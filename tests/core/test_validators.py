@@ -59,3 +59,21 @@ def test_it_imports_without_numpy() -> None:
     code = "import sys, labeldesk.core.validators; print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("queue", "--iou", "nan"),
+        ("validate", "--predictions", "p.json", "--max-drop", "inf"),
+        ("prelabel", "--model", "m", "--conf", "1e999"),
+    ],
+)
+def test_numeric_options_refuse_what_is_not_a_finite_number(argv, capsys) -> None:
+    from labeldesk.cli.main import main
+
+    # argparse's type=float took "nan" and "inf"; now the option says what is wrong (status 2)
+    with pytest.raises(SystemExit) as e:
+        main(list(argv))
+    assert e.value.code == 2
+    assert "invalid number value" in capsys.readouterr().err
