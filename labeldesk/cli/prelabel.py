@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from labeldesk.cli.output import number
 from labeldesk.cli.validation import add_model_eval_options
-from labeldesk.core.validators import number
 
 TRUST_HELP = (
     "load a .pt by full unpickling even if safe loading refuses it. A .pt file is a pickle: "

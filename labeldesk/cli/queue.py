@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from labeldesk.core.validators import number
+from labeldesk.cli.output import number
 
 QUEUE_EPILOG = """\
 Each image gets a priority in [0, 1] from its reasons: suggestions on labelled images

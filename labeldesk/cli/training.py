@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from labeldesk.core.validators import number
+from labeldesk.cli.output import number
 
 TRAIN_EPILOG = """\
 The version is written as a YOLO dataset exactly as `labeldesk export yolo` writes it (hard

@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Any
 
-from labeldesk.core.validators import number
+from labeldesk.cli.output import number
 
 EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT = 0, 1, 2
 
