@@ -16,6 +16,11 @@ Why it is built this way:
   are never changed afterwards, so the table is a history a CI gate can be audited from.
 * Bad input (malformed JSON, missing keys, unknown images or classes, bad boxes) is reported as
   one itemised :class:`InputError` before anything is stored.
+
+The parts along its seams: :mod:`.evaluation_index` (the images of a version and their ground
+truth), :mod:`.evaluation_sources` (results files and sources), :mod:`.evaluation_rows` (stored
+rows, read without numpy); this module subsets, evaluates, gates and stores. Their names are
+re-exported here.
 """
 
 from __future__ import annotations

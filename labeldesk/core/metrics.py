@@ -25,6 +25,10 @@ on every set we tried). The details that make it so are kept on purpose and mark
 The matching is sequential per (image, class) but independent across them, so it runs in
 rounds: round r decides the r-th candidate detection of every (image, class) at once, for all
 4 area ranges x 10 IoU thresholds. Pairs with IoU < 0.5 can never match and are dropped first.
+
+This module is the input side (per-image types, COCO dicts, checks) and :func:`evaluate_columns`,
+the entry to the engine; the counting itself is in :mod:`.metrics_engine`, whose parameters and
+result types are re-exported here.
 """
 
 from __future__ import annotations
