@@ -130,9 +130,9 @@ def _image_positions(index: ImageIndex, keys: Sequence[Any]) -> np.ndarray | Non
     pos = {sha: i for i, sha in enumerate(index.shas)}
     types = set(map(type, keys))
     if types == {int}:
-        by_id = {i: pos[sha] for sha, i in index.coco_ids.items()}
+        at_id = {i: pos[sha] for sha, i in index.coco_ids.items()}
         try:
-            return np.fromiter(map(by_id.__getitem__, keys), np.intp, len(keys))
+            return np.fromiter(map(at_id.__getitem__, keys), np.intp, len(keys))
         except KeyError:
             return None
     if not types <= {int, str}:

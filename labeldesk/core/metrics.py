@@ -220,7 +220,8 @@ def evaluate_columns(
     are left out. A non-finite number or a negative size is refused, naming its image.
     """
     n = len(image_ids)
-    order = sorted(range(n), key=image_ids.__getitem__)
+    ids: Sequence[Any] = image_ids  # ids of one evaluation sort (all ints, or all strings)
+    order = sorted(range(n), key=ids.__getitem__)
     rank = np.full(n + 1, -1, np.intp)  # rank[-1]: an image not evaluated stays -1
     rank[order] = np.arange(n)
     cats = np.array(sorted({int(c) for c in category_ids}), dtype=np.int64)
