@@ -29,6 +29,7 @@ import contextlib
 import copy
 import io
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -217,12 +218,15 @@ def validate_bench(args: argparse.Namespace) -> None:
         f"{len(results)} detections, {N_CLASSES} classes",
         flush=True,
     )
-    child = subprocess.run(
-        [sys.executable, __file__, "--time-command", str(work), "--repeat", str(args.repeat)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    try:
+        child = subprocess.run(
+            [sys.executable, __file__, "--time-command", str(work), "--repeat", str(args.repeat)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     figures = {
         "images": len(gt["images"]),
         "labels": len(gt["annotations"]),
