@@ -10,6 +10,16 @@ scores with 4 decimals), then times in the same run:
   * LabelDesk from per-image arrays (``evaluate``, what the app holds);
   * faster-coco-eval, only if it is importable (it is not a dependency; for the record).
 Prints both sets of 12 figures. The last line is one JSON object with every figure.
+
+    python bench/eval.py --validate [--images 5000] [--repeat 3]
+
+Builds a project of the same generated labels (a version of 5,000 images without files, boxes
+as imported), writes the detections as a COCO results file numbered as ``labeldesk export coco``
+numbers that version, and runs ``labeldesk validate --predictions FILE --json`` in this process,
+timing in the same run the whole command and the metric engine inside it
+(``metrics.evaluate_columns``)
+and, separately, its stages: the image index, the ground truth, reading and converting the
+detections. The goal (issue 13): the command takes at most 2x the engine's time.
 """
 
 from __future__ import annotations
@@ -19,7 +29,11 @@ import contextlib
 import copy
 import io
 import json
+import shutil
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -143,12 +157,175 @@ def run_faster_coco_eval(gt: dict, results: list[dict]) -> tuple[float, np.ndarr
     return time.perf_counter() - t0, np.asarray(e.stats[:12])
 
 
+def build_project(root: Path, gt: dict) -> tuple[object, dict[int, str]]:
+    """A project whose main version holds ``gt``'s labels; generated image id -> image hash."""
+    import hashlib
+
+    from labeldesk.core.boxes import Box
+    from labeldesk.core.store.manifest import Entry, ManifestStore
+    from labeldesk.core.store.project import Project, now_iso
+    from labeldesk.core.store.versions import put_annotation_set, write_version
+
+    project = Project.init(root, user="bench")
+    now = now_iso()
+    shas = {
+        img["id"]: hashlib.sha256(f"eval-{img['id']}".encode()).hexdigest() for img in gt["images"]
+    }
+    labels: dict[int, list[Box]] = {i: [] for i in shas}
+    for a in gt["annotations"]:
+        labels[a["image_id"]].append(Box(a["category_id"], *a["bbox"], state="imported"))
+    with project.transaction():
+        db = project.db
+        db.conn.executemany(
+            "INSERT INTO image VALUES (?, 'JPEG', 640, 480, 1, 640, 480, 'RGB', 1000, ?)",
+            [(sha, now) for sha in shas.values()],
+        )
+        db.conn.executemany(
+            "INSERT INTO image_source (sha256, path, imported_at) VALUES (?, ?, ?)",
+            [(shas[img["id"]], f"/data/{img['file_name']}", now) for img in gt["images"]],
+        )
+        entries = {sha: Entry(put_annotation_set(db, labels[i])) for i, sha in shas.items()}
+        write_version(
+            project,
+            tree=ManifestStore(db).apply(None, entries),
+            classes=[{"id": c["id"], "name": c["name"]} for c in gt["categories"]],
+            parents=[],
+            kind="import",
+            message="bench",
+            provenance={},
+            move_main_from=None,
+        )
+    return project, shas
+
+
+def validate_bench(args: argparse.Namespace) -> None:
+    """Time ``labeldesk validate --predictions`` against the metric engine inside it.
+
+    The project and the results file are made here; the command is timed in a fresh child
+    process that holds nothing else, as the CLI's own process would (the generated data kept
+    alive here made every garbage collection during the command slower).
+    """
+    import subprocess
+
+    from labeldesk.core.validation import evaluation
+
+    gt, results = generate(args.images, args.seed)
+    work = Path(tempfile.mkdtemp(prefix="ld-eval-"))
+    project, shas = build_project(work / "p", gt)
+    index = evaluation.ImageIndex.build(project, "main")
+    coco_id = {gid: index.coco_ids[sha] for gid, sha in shas.items()}
+    preds = work / "preds.json"
+    preds.write_text(
+        json.dumps([r | {"image_id": coco_id[r["image_id"]]} for r in results]), "utf-8"
+    )
+    project.close()
+    print(
+        f"{len(gt['images'])} images, {len(gt['annotations'])} labels, "
+        f"{len(results)} detections, {N_CLASSES} classes",
+        flush=True,
+    )
+    try:
+        child = subprocess.run(
+            [sys.executable, __file__, "--time-command", str(work), "--repeat", str(args.repeat)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    figures = {
+        "images": len(gt["images"]),
+        "labels": len(gt["annotations"]),
+        "detections": len(results),
+        **json.loads(child.stdout.splitlines()[-1]),
+    }
+    print(
+        f"validate --predictions {figures['command_s']} s, engine {figures['engine_s']} s: "
+        f"{figures['ratio']}x (CPU {figures['command_cpu_s']} s against "
+        f"{figures['engine_cpu_s']} s: {figures['cpu_ratio']}x); CPU of the stages: index "
+        f"{figures['index_s']} s, ground truth {figures['ground_truth_s']} s, detections "
+        f"{figures['detections_s']} s",
+        flush=True,
+    )
+    print(json.dumps(figures))
+
+
+def time_command(work: Path, repeat: int) -> None:
+    """(In the child) run the command ``repeat`` times; print the best run's figures."""
+    from labeldesk.cli.main import main as cli
+    from labeldesk.core.store.project import Project
+    from labeldesk.core.validation import evaluation, metrics
+
+    # The engine is metrics.evaluate_columns: COCOeval's matching and accumulation on columns
+    # (metrics.evaluate from per-image arrays is it plus building the columns).
+    # Before it existed (to measure the old code), the engine was metrics.evaluate.
+    name = "evaluate_columns" if hasattr(metrics, "evaluate_columns") else "evaluate"
+    engine = getattr(metrics, name)
+    spent: list[tuple[float, float]] = []
+
+    def timed_engine(*a, **k):  # type: ignore[no-untyped-def]
+        t, c = time.perf_counter(), time.process_time()
+        try:
+            return engine(*a, **k)
+        finally:
+            spent.append((time.perf_counter() - t, time.process_time() - c))
+
+    setattr(metrics, name, timed_engine)
+    preds = work / "preds.json"
+    argv = ["--project", str(work / "p"), "validate", "--predictions", str(preds), "--json"]
+    runs = []
+    for _ in range(repeat):
+        spent.clear()
+        out = io.StringIO()
+        t0, c0 = time.perf_counter(), time.process_time()
+        with contextlib.redirect_stdout(out):
+            code = cli(argv)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        assert code == 0, code
+        runs.append((wall, sum(s[0] for s in spent), cpu, sum(s[1] for s in spent)))
+    setattr(metrics, name, engine)
+    # The stages around the engine, each on its own (same process, warm caches; CPU time).
+    stages: dict[str, float] = {}
+    with Project.open(work / "p") as project:
+        t = time.process_time()
+        index = evaluation.ImageIndex.build(project, "main")
+        stages["index_s"] = time.process_time() - t
+        t = time.process_time()
+        evaluation.ground_truth(project, index)
+        stages["ground_truth_s"] = time.process_time() - t
+        t = time.process_time()
+        evaluation.predictions_source(preds, index)
+        stages["detections_s"] = time.process_time() - t
+    wall, eng, cpu, cpu_eng = min(runs)
+    figures = {
+        "command_s": round(wall, 3),
+        "engine_s": round(eng, 3),
+        "ratio": round(wall / eng, 2),
+        "command_cpu_s": round(cpu, 3),
+        "engine_cpu_s": round(cpu_eng, 3),
+        "cpu_ratio": round(cpu / cpu_eng, 2),
+        **{k: round(v, 3) for k, v in stages.items()},
+        "map50_95": json.loads(out.getvalue())["evaluations"][0]["value"],
+    }
+    print(json.dumps(figures))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3, help="LabelDesk runs; the best is kept")
+    ap.add_argument(
+        "--validate", action="store_true", help="time `labeldesk validate --predictions`"
+    )
+    ap.add_argument("--time-command", type=Path, help=argparse.SUPPRESS)  # the child's part
     args = ap.parse_args()
+    if args.time_command:
+        time_command(args.time_command, args.repeat)
+        return
+    if args.validate:
+        validate_bench(args)
+        return
 
     gt, results = generate(args.images, args.seed)
     gts, dts = as_arrays(gt, results)

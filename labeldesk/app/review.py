@@ -35,6 +35,7 @@ from labeldesk.core.inference import predictions
 from labeldesk.core.inference.predictions import Run
 from labeldesk.core.review import queue as review_queue_core
 from labeldesk.core.review import suggestions as sg
+from labeldesk.core.store.db import named
 from labeldesk.core.store.manifest import ManifestStore
 from labeldesk.core.store.project import Project
 from labeldesk.core.store.sessions import ReviewSession
@@ -131,12 +132,14 @@ class Workspace:
         rows.sort(key=lambda r: (r.name, r.sha))
         self.rows = rows
         self.index = {r.sha: i for i, r in enumerate(rows)}
-        row = db.execute(
-            "SELECT prelabel_model, prelabel_params FROM review_session WHERE id = ?",
+        row = named(
+            db,
+            "SELECT prelabel_model AS model, prelabel_params AS params FROM review_session "
+            "WHERE id = ?",
             [self.session.id],
         ).fetchone()
-        self.prelabel_model = row[0]
-        self.prelabel_params = json.loads(row[1]) if row[1] else None
+        self.prelabel_model = row["model"]
+        self.prelabel_params = json.loads(row["params"]) if row["params"] else None
         self.classes = self.session.classes()
         # Labelled means a non-empty base set, as boxes() decides; n_boxes would miss an image
         # whose only labels are crowd regions (they are not counted).

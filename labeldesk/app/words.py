@@ -110,10 +110,10 @@ def provenance_lines(db: Database, provenance: Mapping[str, Any]) -> list[tuple[
 
 
 def minute_text(iso: str) -> str:
-    """A stored timestamp as the window shows it (to the minute)."""
-    from labeldesk.core.store.project import minute_text as say
+    """A stored timestamp as every view shows it: to the minute, in UTC, saying so."""
+    from labeldesk.core.timestamps import format_time
 
-    return say(iso)
+    return format_time(iso)
 
 
 def suggestion_words() -> Mapping[str, str]:

@@ -82,3 +82,14 @@ class ProgressBar:
 
 def error(message: str) -> None:
     sys.stderr.write(f"error: {message}\n")
+
+
+def number(text: str) -> float:
+    """argparse ``type`` of every numeric option: :func:`labeldesk.core.validators.number`
+    (finite numbers only), imported when an option is parsed so ``--help`` loads no core.
+
+    Its name is what argparse says: "invalid number value: 'nan'", exit status 2.
+    """
+    from labeldesk.core.validators import number as finite
+
+    return finite(text)

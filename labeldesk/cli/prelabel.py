@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from labeldesk.cli.output import number
 from labeldesk.cli.validation import add_model_eval_options
 
 TRUST_HELP = (
@@ -137,8 +138,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--model", metavar="NAME", help="registered model name or id (default: the release model)"
     )
     s.add_argument("--version", default="main", metavar="REF", help="version (default: main)")
-    s.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
-    s.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
+    s.add_argument("--conf", type=number, default=0.25, help="confidence threshold (default 0.25)")
+    s.add_argument("--iou", type=number, default=0.7, help="NMS IoU threshold (default 0.7)")
     s.add_argument(
         "--imgsz", type=int, default=640, help="inference size, a multiple of 32 (default 640)"
     )
@@ -222,8 +223,9 @@ def cmd_model_export(args: argparse.Namespace) -> int:
 
 def cmd_model_list(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json, table
-    from labeldesk.cli.verbs import _open, _when
+    from labeldesk.cli.verbs import _open
     from labeldesk.core.inference.registry import file_state, list_models
+    from labeldesk.core.timestamps import format_time
     from labeldesk.core.validation.watch import watched
 
     with _open(args) as project:
@@ -256,7 +258,7 @@ def cmd_model_list(args: argparse.Namespace) -> int:
                 if m.id in watching
                 else "no",
                 s,
-                _when(m.added_at),
+                format_time(m.added_at),
                 m.path,
             )
             for m, s in zip(models, states, strict=True)

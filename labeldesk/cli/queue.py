@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from labeldesk.cli.output import number
+
 QUEUE_EPILOG = """\
 Each image gets a priority in [0, 1] from its reasons: suggestions on labelled images
 (possibly missing, possibly wrong class, loose box, possibly spurious), low-confidence pending
@@ -31,9 +33,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--model", help="rank by this model's newest run (name or id)")
     s.add_argument("--version", dest="ref", default="main", metavar="REF", help="default: main")
     s.add_argument("--limit", type=int, default=50, help="images to list (default 50; 0: all)")
-    s.add_argument("--iou", type=float, default=0.5, help="label/prediction match IoU (0.5)")
+    s.add_argument("--iou", type=number, default=0.5, help="label/prediction match IoU (0.5)")
     s.add_argument(
-        "--min-score", type=float, default=0.5, help="a confident prediction (default 0.5)"
+        "--min-score", type=number, default=0.5, help="a confident prediction (default 0.5)"
     )
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(handler=cmd_queue)

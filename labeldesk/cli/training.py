@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Any
 
+from labeldesk.cli.output import number
+
 TRAIN_EPILOG = """\
 The version is written as a YOLO dataset exactly as `labeldesk export yolo` writes it (hard
 links to the store, upright pixels) and Ultralytics trains on it in a separate process; the
@@ -74,7 +76,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--over", metavar="MODEL", help="the champion (default: the release model)")
     s.add_argument("--version", dest="ref", default="main", metavar="REF")
     s.add_argument("--metric", default="map50_95")
-    s.add_argument("--min-gain", type=float, default=0.0)
+    s.add_argument("--min-gain", type=number, default=0.0)
     s.add_argument("--imgsz", type=int, help="inference size (default: the model's training size)")
     s.add_argument("--trust", action="store_true", help="allow models registered with --trust")
     s.add_argument("--json", action="store_true")
@@ -87,8 +89,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--seed (the same images always land in the same split); images with a split keep it "
         "unless --reassign.",
     )
-    s.add_argument("--val", type=float, required=True, metavar="FRACTION", help="e.g. 0.2")
-    s.add_argument("--test", type=float, default=0.0, metavar="FRACTION")
+    s.add_argument("--val", type=number, required=True, metavar="FRACTION", help="e.g. 0.2")
+    s.add_argument("--test", type=number, default=0.0, metavar="FRACTION")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--reassign", action="store_true", help="also re-split images that have one")
     s.add_argument("-m", "--message", help="version message")
@@ -245,8 +247,9 @@ def _model_lineage(project: Any, info: Any) -> dict[str, Any]:
 
 def cmd_model_show(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json, table
-    from labeldesk.cli.verbs import _open, _when
+    from labeldesk.cli.verbs import _open
     from labeldesk.core.inference.registry import file_state, find_model
+    from labeldesk.core.timestamps import format_time
 
     with _open(args) as project:
         info = find_model(project.db, args.name)
@@ -259,7 +262,7 @@ def cmd_model_show(args: argparse.Namespace) -> int:
     print(f"id       {info.id}")
     print(f"format   {info.format} ({info.task}), file {out['file']}: {info.path}")
     print(f"classes  {', '.join(info.class_names)}")
-    print(f"added    {_when(info.added_at)} by {info.added_by}")
+    print(f"added    {format_time(info.added_at)} by {info.added_by}")
     run = out["training"]
     if info.trained_on:
         print(f"trained on version {info.trained_on}")
@@ -336,10 +339,19 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no model has been trained on {version.short}")
         return 0
+    from labeldesk.core.timestamps import format_time
+
     table(
         ("run", "status", "model", "epochs", "started", "by"),
         [
-            (r.id, r.status, names.get(r.model or "", ""), r.epochs_done, r.started[:16], r.author)
+            (
+                r.id,
+                r.status,
+                names.get(r.model or "", ""),
+                r.epochs_done,
+                format_time(r.started),
+                r.author,
+            )
             for r in runs
         ],
     )

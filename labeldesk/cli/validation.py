@@ -14,6 +14,8 @@ import argparse
 import sys
 from typing import Any
 
+from labeldesk.cli.output import number
+
 EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT = 0, 1, 2
 
 TRUST_HELP = (
@@ -51,13 +53,13 @@ def add_model_eval_options(s: argparse.ArgumentParser, baseline: str) -> None:
     s.add_argument("--metric", default="map50_95", help="figure compared (default: map50_95)")
     s.add_argument(
         "--max-drop",
-        type=float,
+        type=number,
         default=0.02,
         help=f"largest drop of --metric below {baseline} that passes (default: 0.02)",
     )
     s.add_argument(
         "--conf",
-        type=float,
+        type=number,
         default=0.25,
         help="score threshold for precision/recall/TP/FP/FN (default: 0.25)",
     )
@@ -67,7 +69,7 @@ def add_model_eval_options(s: argparse.ArgumentParser, baseline: str) -> None:
         default=640,
         help="model inference size, a multiple of 32 (default 640)",
     )
-    s.add_argument("--iou", type=float, default=0.7, help="model NMS IoU threshold (default 0.7)")
+    s.add_argument("--iou", type=number, default=0.7, help="model NMS IoU threshold (default 0.7)")
     s.add_argument("--trust", action="store_true", help=TRUST_HELP)
 
 
@@ -133,7 +135,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("ref_b", metavar="REF_B", help="the version compared with it")
     s.add_argument(
         "--threshold",
-        type=float,
+        type=number,
         default=0.2,
         help="PSI above which a feature has drifted (default: 0.2); exit 1 if any has",
     )
@@ -315,9 +317,10 @@ def _print_validation(report: Any, table: Any) -> None:
 
 def cmd_evaluations(args: argparse.Namespace) -> int:
     from labeldesk.cli.output import emit_json, table
-    from labeldesk.cli.verbs import _open, _when
+    from labeldesk.cli.verbs import _open
     from labeldesk.core.inference.registry import get_model
     from labeldesk.core.store.versions import resolve
+    from labeldesk.core.timestamps import format_time
     from labeldesk.core.validation.evaluation import list_evaluations
 
     with _open(args) as project:
@@ -341,7 +344,7 @@ def cmd_evaluations(args: argparse.Namespace) -> int:
         [
             [
                 r.id,
-                _when(r.created),
+                format_time(r.created),
                 r.version[:12],
                 r.subset_label,
                 f"{r.source_kind}:{r.source_name}",

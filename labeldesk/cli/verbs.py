@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from labeldesk.core.errors import InputError, LabelDeskError, MergeConflictError
+from labeldesk.core.store.db import named
 from labeldesk.core.store.project import Project
+from labeldesk.core.timestamps import format_time
 
 from .output import ProgressBar, emit_json, error, table
 
@@ -35,16 +37,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _open(args: argparse.Namespace) -> Project:
     return Project.open(Path(args.project))
-
-
-def _when(iso: str | None) -> str:
-    """ISO UTC time shown to the minute in local time."""
-    if not iso:
-        return ""
-    import datetime as dt
-
-    t = dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone()
-    return t.strftime("%Y-%m-%d %H:%M")
 
 
 def image_names(project: Project, shas: list[str]) -> dict[str, str]:
@@ -159,7 +151,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     for v in versions:
         row = [
             v.short,
-            _when(v.created),
+            format_time(v.created),
             v.author,
             v.kind,
             v.status,
@@ -198,8 +190,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"kind      {v.kind}")
     print(f"parents   {' '.join(p[:12] for p in v.parents) or '(none)'}")
     print(f"author    {v.author}")
-    print(f"created   {v.created}")
-    print(f"status    {v.status}" + (f" by {v.status_by} at {v.status_at}" if v.status_by else ""))
+    print(f"created   {format_time(v.created)}")
+    when = format_time(v.status_at)
+    print(f"status    {v.status}" + (f" by {v.status_by} at {when}" if v.status_by else ""))
     if v.status_note:
         print(f"note      {v.status_note}")
     if v.tags:
@@ -282,21 +275,21 @@ def cmd_tag(args: argparse.Namespace) -> int:
         return 0
     with _open(args) as project:
         if args.name is None:
-            rows = project.db.execute(
-                "SELECT r.name, r.version, v.status, r.updated_at, r.updated_by FROM ref r "
-                "JOIN version v ON v.id = r.version WHERE r.kind = 'tag' ORDER BY r.name"
+            rows = named(
+                project.db,
+                "SELECT r.name AS tag, r.version, v.status, r.updated_at AS at, "
+                "r.updated_by AS by FROM ref r "
+                "JOIN version v ON v.id = r.version WHERE r.kind = 'tag' ORDER BY r.name",
             ).fetchall()
             if args.json:
-                emit_json(
-                    [
-                        dict(zip(("tag", "version", "status", "at", "by"), r, strict=True))
-                        for r in rows
-                    ]
-                )
+                emit_json([dict(zip(r.keys(), r, strict=True)) for r in rows])
             else:
                 table(
                     ("tag", "version", "status", "tagged", "by"),
-                    [(r[0], r[1][:12], r[2], _when(r[3]), r[4]) for r in rows],
+                    [
+                        (r["tag"], r["version"][:12], r["status"], format_time(r["at"]), r["by"])
+                        for r in rows
+                    ],
                 )
             return 0
         v = tag(project, args.name, args.ref, force=args.force)

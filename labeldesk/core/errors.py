@@ -71,6 +71,12 @@ class CancelledError(LabelDeskError):
         super().__init__(message)
 
 
+#: How many problems one error lists before it gives a count of the rest: imports, exports,
+#: evaluations and fsck all stop here, so a file with 100,000 bad entries prints a readable
+#: list (and a count) rather than 100,000 lines.
+MAX_PROBLEMS = 1000
+
+
 #: Longest ``where`` or ``reason`` of a :class:`Problem`, in characters. Input decides much of
 #: the text (file names, values quoted from a file, an exception's message), and one hostile
 #: value must not turn an error list into gigabytes: a YAML alias bomb once did.
@@ -250,3 +256,15 @@ class IntegrityError(InputError):
             f"longer matching their hashes); nothing was written; {FSCK_HINT}",
             problems,
         )
+
+
+def capped(problems: list[Problem], limit: int = MAX_PROBLEMS) -> list[Problem]:
+    """The first ``limit`` problems, then one that counts the rest (the whole list if shorter)."""
+    if len(problems) <= limit:
+        return problems
+    return [*problems[:limit], more_problems(len(problems) - limit)]
+
+
+def more_problems(n: int) -> Problem:
+    """The entry that ends a capped list: how many problems were not listed."""
+    return Problem("…", f"{n} more problems not listed")

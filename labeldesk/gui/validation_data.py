@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labeldesk.app.words import trend_labels
+from labeldesk.app.words import minute_text, trend_labels
 
 from .charts import Series
 
@@ -208,7 +208,7 @@ def gate(e: Any) -> str:
 
 def eval_tooltip(e: Any) -> str:
     lines = [
-        f"evaluation {e.id} (run {e.run[:8]}), {e.role}, by {e.author} at {e.created}",
+        f"evaluation {e.id} (run {e.run[:8]}), {e.role}, by {e.author} at {minute_text(e.created)}",
         f"source: {e.source_kind} {e.source_name} ({e.source_hash[:12]})",
         f"version {e.version[:12]}, subset {e.subset_label}, {e.n_images} images",
     ]

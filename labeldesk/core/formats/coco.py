@@ -26,6 +26,7 @@ from ..store.importer import Staging, display_path
 from ..store.manifest import SPLITS, Entry
 from ..store.project import Project
 from ..store.versions import MAIN
+from ..validators import is_int
 from .coco_reader import (
     CocoReader,
     ImageRec,
@@ -39,7 +40,6 @@ from .common import (
     ImportReport,
     Problems,
     check_pixel_box,
-    is_int,
     main_version,
     map_classes_keep_ids,
     provenance,

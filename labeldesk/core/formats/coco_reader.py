@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import display_path, link_problem
+from ..validators import is_int, is_number
 from .common import (
     ImportOptions,
     Notes,
@@ -23,8 +24,6 @@ from .common import (
     check_pixel_box,
     check_relative_name,
     fmt_num,
-    is_int,
-    is_number,
     normalise_name,
     quote,
 )

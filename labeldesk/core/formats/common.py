@@ -9,15 +9,15 @@ when asked for, and each one is reported, so nobody learns about them from a wor
 
 from __future__ import annotations
 
-import math
 import re
 import reprlib
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal
 
-from ..errors import InputError, Problem
+from ..errors import MAX_PROBLEMS as _MAX_PROBLEMS
+from ..errors import InputError, Problem, more_problems
 from ..store.versions import Version, get_version, head
 
 #: Tag of an image that came without labels (a YOLO image with no label file): it is not known
@@ -32,9 +32,9 @@ PIXEL_SLACK = 5e-5
 #: nothing.
 MIN_SIDE = 1e-4
 
-#: At most this many problems are listed; a dataset with a million bad rows needs the first
-#: screenful and a count, not a million lines.
-MAX_PROBLEMS = 1000
+#: At most this many problems are listed (the project-wide cap, re-exported here for the
+#: readers that import it from this module).
+MAX_PROBLEMS = _MAX_PROBLEMS
 
 #: File name extensions that readers (Ultralytics among them) recognise as images.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -141,7 +141,7 @@ class Problems:
             return
         items = list(self.items)
         if self.count > len(items):
-            items.append(Problem("…", f"{self.count - len(items)} more problems not listed"))
+            items.append(more_problems(self.count - len(items)))
         raise InputError(f"{summary}: {self.count} problem(s); nothing was imported", items)
 
 
@@ -282,15 +282,6 @@ def main_version(db) -> Version | None:
 def fmt_num(v: float) -> str:
     """A number for a message: short, exact enough to find the row."""
     return f"{v:g}"
-
-
-def is_int(v: Any) -> TypeGuard[int]:
-    # TypeGuard, not TypeIs: False does not mean "not an int" (a bool is one).
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def check_pixel_box(

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..store.db import ProjectDatabase as Database
+from ..store.db import named
 from ..store.project import Project, now_iso
 from .model_files import (
     NAME_RE,
@@ -98,18 +100,19 @@ class AddReport:
 # --- the registry ------------------------------------------------------------------------
 
 
-def _row(r: tuple) -> ModelInfo:
+def _row(r: sqlite3.Row) -> ModelInfo:
+    """A ``SELECT {_COLUMNS}`` row read with :func:`~.db.named`."""
     return ModelInfo(
-        id=r[0],
-        name=r[1],
-        path=r[2],
-        format=r[3],
-        task=r[4],
-        class_names=json.loads(r[5]),
-        trained_on=r[6],
-        trusted=bool(r[7]),
-        added_at=r[8],
-        added_by=r[9],
+        id=r["id"],
+        name=r["name"],
+        path=r["path"],
+        format=r["format"],
+        task=r["task"],
+        class_names=json.loads(r["class_names"]),
+        trained_on=r["trained_on"],
+        trusted=bool(r["trusted"]),
+        added_at=r["added_at"],
+        added_by=r["added_by"],
     )
 
 
@@ -117,15 +120,15 @@ _COLUMNS = "id, name, path, format, task, class_names, trained_on, trusted, adde
 
 
 def list_models(db: Database) -> list[ModelInfo]:
-    return [_row(r) for r in db.execute(f"SELECT {_COLUMNS} FROM model ORDER BY added_at, name")]
+    return [_row(r) for r in named(db, f"SELECT {_COLUMNS} FROM model ORDER BY added_at, name")]
 
 
 def find_model(db: Database, name_or_id: str) -> ModelInfo:
     """The model of that name, else of that id (or unique id prefix of 4+ hex digits)."""
-    row = db.execute(f"SELECT {_COLUMNS} FROM model WHERE name = ?", [name_or_id]).fetchone()
+    row = named(db, f"SELECT {_COLUMNS} FROM model WHERE name = ?", [name_or_id]).fetchone()
     if row is None and re.fullmatch(r"[0-9a-f]{4,64}", name_or_id):
-        rows = db.execute(
-            f"SELECT {_COLUMNS} FROM model WHERE id LIKE ? LIMIT 2", [name_or_id + "%"]
+        rows = named(
+            db, f"SELECT {_COLUMNS} FROM model WHERE id LIKE ? LIMIT 2", [name_or_id + "%"]
         ).fetchall()
         if len(rows) > 1:
             raise ModelError(f"{name_or_id!r} names more than one model; give more digits")
@@ -218,7 +221,7 @@ def add_model(
     db = project.db
     report: AddReport
     with project.transaction():
-        same = db.execute(f"SELECT {_COLUMNS} FROM model WHERE id = ?", [sha]).fetchone()
+        same = named(db, f"SELECT {_COLUMNS} FROM model WHERE id = ?", [sha]).fetchone()
         old = _row(same) if same is not None else None
         if old is not None and old.name != name and not old.name.startswith(name + "@"):
             raise ModelError(f"{path} is already registered as {old.name!r} ({old.short})")
@@ -261,8 +264,8 @@ def add_model(
     return report
 
 
-def _fetch(db: Database, sha: str) -> tuple:
-    return db.execute(f"SELECT {_COLUMNS} FROM model WHERE id = ?", [sha]).fetchone()
+def _fetch(db: Database, sha: str) -> sqlite3.Row:
+    return named(db, f"SELECT {_COLUMNS} FROM model WHERE id = ?", [sha]).fetchone()
 
 
 def unknown_classes(model_classes: list[str], version_classes: list[dict[str, Any]]) -> list[str]:

@@ -59,6 +59,20 @@ class ProjectDatabase:
         return Database(self.conn, execute_plugins=False)
 
 
+def named(db: Any, sql: str, parameters: Any = ()) -> sqlite3.Cursor:
+    """``db.execute`` whose rows are read by column name (``row["created"]``).
+
+    A row read by position silently takes the wrong value when a SELECT list gains or moves a
+    column; :class:`sqlite3.Row` fails loudly instead (an unknown name is an ``IndexError``).
+    Only this cursor gets the row factory: the bulk readers (queue, import, manifest) keep
+    plain tuples, which are cheaper. ``db`` is a :class:`ProjectDatabase` or anything with a
+    ``conn`` (a sqlite-utils ``Database``).
+    """
+    cursor = db.conn.cursor()
+    cursor.row_factory = sqlite3.Row
+    return cursor.execute(sql, parameters)
+
+
 def connect(path: Path, *, readonly: str | None = None) -> ProjectDatabase:
     """Open (or create) the database with the pragmas every connection needs.
 

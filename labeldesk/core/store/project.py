@@ -28,11 +28,6 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def minute_text(iso: str) -> str:
-    """A stored UTC timestamp to the minute, ``2026-11-26 23:34``: what people read in tables."""
-    return iso[:16].replace("T", " ")
-
-
 def current_user() -> str:
     """The acting user: ``LABELDESK_USER`` if set, else the OS login."""
     env = os.environ.get("LABELDESK_USER")

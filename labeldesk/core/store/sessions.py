@@ -27,6 +27,7 @@ from ..boxes import Box, canonical_boxes, live_boxes
 from ..canonical import canonical_json
 from ..errors import Conflict, LabelDeskError, MergeConflictError, NothingToCommitError
 from ..inference import predictions
+from .db import named
 from .manifest import Entry, ManifestStore, Tree
 from .project import Project, now_iso
 from .versions import (
@@ -61,13 +62,13 @@ class ReviewSession:
     def __init__(self, project: Project, session_id: int) -> None:
         self.project = project
         self.id = session_id
-        row = project.db.execute(
-            "SELECT base, author, status FROM review_session WHERE id = ?", [session_id]
+        row = named(
+            project.db, "SELECT base, author FROM review_session WHERE id = ?", [session_id]
         ).fetchone()
         if row is None:
             raise LabelDeskError(f"no review session {session_id}")
-        self.base_id: str = row[0]
-        self.author: str = row[1]
+        self.base_id: str = row["base"]
+        self.author: str = row["author"]
         # The base version is immutable, so its manifest can be read once and kept.
         self._store = ManifestStore(project.db)
         self._base: Version | None = None
@@ -98,14 +99,15 @@ class ReviewSession:
     def open_sessions(cls, project: Project, author: str | None = None) -> list[SessionInfo]:
         sql = (
             "SELECT s.id, s.base, s.author, s.created, s.updated, s.status, "
-            "(SELECT COUNT(*) FROM session_edit e WHERE e.session = s.id), s.version "
+            "(SELECT COUNT(*) FROM session_edit e WHERE e.session = s.id) AS n_edits, s.version "
             "FROM review_session s WHERE s.status = 'open'"
         )
         args: list[Any] = []
         if author:
             sql += " AND s.author = ?"
             args.append(author)
-        return [SessionInfo(*r) for r in project.db.execute(sql + " ORDER BY s.id", args)]
+        rows = named(project.db, sql + " ORDER BY s.id", args)
+        return [SessionInfo(**dict(zip(r.keys(), r, strict=True))) for r in rows]
 
     @property
     def status(self) -> str:
@@ -127,12 +129,15 @@ class ReviewSession:
     # -- pre-label source ----------------------------------------------------------------------
     def source(self) -> tuple[str, dict[str, Any]] | None:
         """``(model id, params)`` of the run this session shows, or None."""
-        row = self.project.db.execute(
-            "SELECT prelabel_model, prelabel_params FROM review_session WHERE id = ?", [self.id]
+        row = named(
+            self.project.db,
+            "SELECT prelabel_model AS model, prelabel_params AS params FROM review_session "
+            "WHERE id = ?",
+            [self.id],
         ).fetchone()
-        if row is None or not row[0] or row[1] is None:
+        if row is None or not row["model"] or row["params"] is None:
             return None
-        return row[0], json.loads(row[1])
+        return row["model"], json.loads(row["params"])
 
     def set_source(self, model: str | None, params: Mapping[str, Any] | None) -> None:
         """Show another stored run (None: none); edits already made keep their boxes."""
@@ -348,11 +353,13 @@ def default_source(
     it covers any of the version's images, else the newest run that does; None without runs.
     ``available``: the runs covering the version, when the caller has listed them already."""
     db = project.db
-    row = db.execute(
-        "SELECT prelabel_model, prelabel_params FROM review_session WHERE status = 'committed' "
-        "AND prelabel_model IS NOT NULL AND prelabel_params IS NOT NULL ORDER BY id DESC LIMIT 1"
+    row = named(
+        db,
+        "SELECT prelabel_model AS model, prelabel_params AS params FROM review_session "
+        "WHERE status = 'committed' AND prelabel_model IS NOT NULL AND prelabel_params IS NOT "
+        "NULL ORDER BY id DESC LIMIT 1",
     ).fetchone()
-    previous = (row[0], json.loads(row[1])) if row is not None else None
+    previous = (row["model"], json.loads(row["params"])) if row is not None else None
     if available is not None:
         if not available:
             return None
@@ -364,10 +371,12 @@ def default_source(
     # scan of every prediction and manifest entry. Runs newest first from the primary key's
     # order; a run covers the version when one of its images is in it, which the first row
     # usually shows.
-    candidates = db.execute(
-        "SELECT model, params, MAX(created), COUNT(*) FROM prediction GROUP BY model, params"
+    candidates = named(
+        db,
+        "SELECT model, params, MAX(created) AS newest, COUNT(*) AS n FROM prediction "
+        "GROUP BY model, params",
     ).fetchall()
-    candidates.sort(key=lambda r: (r[2], r[3]), reverse=True)
+    candidates.sort(key=lambda r: (r["newest"], r["n"]), reverse=True)
     store = ManifestStore(db)
     tree = store.tree(get_version(db, version_id).tree)
 
@@ -379,11 +388,12 @@ def default_source(
 
     if previous is not None:
         key = predictions.params_key(previous[1])
-        if any((m, p) == (previous[0], key) for m, p, _, _ in candidates) and covers(
+        if any((c["model"], c["params"]) == (previous[0], key) for c in candidates) and covers(
             previous[0], key
         ):
             return previous
-    for model, params, _, _ in candidates:
+    for c in candidates:
+        model, params = c["model"], c["params"]
         if covers(model, params):
             return model, json.loads(params)
     return None

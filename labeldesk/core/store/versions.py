@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from ..errors import (
     RefMovedError,
 )
 from .db import ProjectDatabase as Database
+from .db import named
 from .integrity import version_id
 from .manifest import Entry, EntryChange, ManifestStore, Tree, diff_trees
 from .project import Project, now_iso
@@ -92,24 +94,25 @@ _COLUMNS = (
 )
 
 
-def _row_to_version(row: tuple, tags: list[str] | None = None) -> Version:
+def _row_to_version(row: sqlite3.Row, tags: list[str] | None = None) -> Version:
+    """A ``SELECT {_COLUMNS}`` row read with :func:`~.db.named`."""
     return Version(
-        id=row[0],
-        seq=row[1],
-        parents=json.loads(row[2]),
-        kind=row[3],
-        author=row[4],
-        message=row[5],
-        created=row[6],
-        tree=row[7],
-        classes=json.loads(row[8]),
-        provenance=json.loads(row[9]),
-        n_images=row[10],
-        n_boxes=row[11],
-        status=row[12],
-        status_by=row[13],
-        status_at=row[14],
-        status_note=row[15],
+        id=row["id"],
+        seq=row["seq"],
+        parents=json.loads(row["parents"]),
+        kind=row["kind"],
+        author=row["author"],
+        message=row["message"],
+        created=row["created"],
+        tree=row["tree"],
+        classes=json.loads(row["classes"]),
+        provenance=json.loads(row["provenance"]),
+        n_images=row["n_images"],
+        n_boxes=row["n_boxes"],
+        status=row["status"],
+        status_by=row["status_by"],
+        status_at=row["status_at"],
+        status_note=row["status_note"],
         tags=tags or [],
     )
 
@@ -122,7 +125,7 @@ def tags_by_version(db: Database) -> dict[str, list[str]]:
 
 
 def get_version(db: Database, version_id: str) -> Version:
-    row = db.execute(f"SELECT {_COLUMNS} FROM version WHERE id = ?", [version_id]).fetchone()
+    row = named(db, f"SELECT {_COLUMNS} FROM version WHERE id = ?", [version_id]).fetchone()
     if row is None:
         raise RefError(f"no version {version_id}")
     tags = [
@@ -193,8 +196,8 @@ def log(db: Database, ref: str = MAIN, limit: int | None = None) -> Iterator[Ver
 
 def all_versions(db: Database) -> list[Version]:
     tags = tags_by_version(db)
-    rows = db.execute(f"SELECT {_COLUMNS} FROM version ORDER BY seq").fetchall()
-    return [_row_to_version(r, tags.get(r[0], [])) for r in rows]
+    rows = named(db, f"SELECT {_COLUMNS} FROM version ORDER BY seq").fetchall()
+    return [_row_to_version(r, tags.get(r["id"], [])) for r in rows]
 
 
 # -- writing --------------------------------------------------------------------------------

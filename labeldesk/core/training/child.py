@@ -103,7 +103,7 @@ def run(config: dict[str, Any], out: TextIO) -> int:
     weights = best if best.is_file() else Path(trainer.last)
     # Read the result's task and classes here, with the registry's own safe loader, so the
     # parent can register it without importing torch (seconds of start-up for nothing).
-    from labeldesk.core.inference.loading import pt_meta
+    from ..inference.loading import pt_meta
 
     task, names = pt_meta(weights, weights, trust=False)
     emit(

@@ -16,345 +16,50 @@ Why it is built this way:
   are never changed afterwards, so the table is a history a CI gate can be audited from.
 * Bad input (malformed JSON, missing keys, unknown images or classes, bad boxes) is reported as
   one itemised :class:`InputError` before anything is stored.
+
+The parts along its seams: :mod:`.evaluation_index` (the images of a version and their ground
+truth), :mod:`.evaluation_sources` (results files and sources), :mod:`.evaluation_rows` (stored
+rows, read without numpy); this module subsets, evaluates, gates and stores. Their names are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..defaults import DEFAULT_CONF, DEFAULT_MAX_DROP, DEFAULT_METRIC
-from ..errors import InputError, LabelDeskError, Problem
+from ..errors import InputError, LabelDeskError, Problem, capped
 from ..progress import CancelFn, ProgressFn, check_cancel
-from ..store.manifest import Entry
+from ..store.db import named
 from ..store.project import Project, now_iso
 from ..store.versions import MAIN, Version, diff, resolve
 from . import metrics
+from .evaluation_index import GroundTruthArrays
+from .evaluation_index import (
+    ImageIndex as ImageIndex,  # re-exported: their old home
+)
+from .evaluation_index import ground_truth as ground_truth
 from .evaluation_rows import _EVAL_COLUMNS, Evaluation, _row
-from .evaluation_rows import list_evaluations as list_evaluations  # re-exported: its old home
+from .evaluation_rows import list_evaluations as list_evaluations
+from .evaluation_sources import Detections as Detections
+from .evaluation_sources import Source as Source
+from .evaluation_sources import (
+    detections_from_results as detections_from_results,
+)
+from .evaluation_sources import predictions_source as predictions_source
+from .evaluation_sources import read_results_file as read_results_file
 
 SOURCE_KINDS = ("model", "predictions")
 #: A drop within this of the limit counts as at the limit: figures are means of float sums, and
 #: a regression of "exactly 0.02" must not fail on the 17th digit.
 _DROP_SLACK = 1e-9
-_MAX_PROBLEMS = 50
-_BATCH = 500
-
-#: image hash -> (boxes (N, 4) xywh, classes (N,), scores (N,))
-Detections = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-# --- the images of a version, named as the COCO export names them ----------------------------
-
-
-@dataclass(frozen=True)
-class ImageIndex:
-    """The images of one version with the ids and file names ``labeldesk export coco`` gives.
-
-    ``aliases`` are other names a results file may use for an image: the ``file_name`` it had in
-    an imported dataset, the base name and the path of each file it was imported from. An alias
-    shared by two images maps to ``None`` (ambiguous) and is refused when used.
-    """
-
-    version: Version
-    shas: list[str]  # image-hash order
-    entries: dict[str, Entry]
-    sizes: dict[str, tuple[int, int]]  # upright width, height
-    coco_ids: dict[str, int]
-    names: dict[str, str]
-    aliases: dict[str, str | None]
-    plan: Any = field(repr=False)  # the formats ExportPlan the ids were derived from
-
-    @classmethod
-    def build(cls, project: Project, ref: str, cancel: CancelFn | None = None) -> ImageIndex:
-        # The numbering must be the exporter's own, not a copy of it that could drift apart.
-        from ..formats.coco import coco_image_ids
-        from ..formats.plan import load_plan, unique_names
-
-        plan = load_plan(project, ref, cancel)
-        names, _ = unique_names(plan.images, key=str.casefold)
-        ids, _ = coco_image_ids(plan.images, names)
-        shas = [im.sha for im in plan.images]
-        aliases: dict[str, str | None] = {}
-        exported = set(names.values())
-
-        def alias(name: str, sha: str) -> None:
-            if name and name not in exported:
-                aliases[name] = sha if aliases.get(name, sha) == sha else None
-
-        for im in plan.images:
-            meta_name = im.entry.meta_dict.get("file_name")
-            if isinstance(meta_name, str):
-                alias(meta_name, im.sha)
-        for sha, path in _sources(project, shas):
-            alias(path, sha)
-            alias(Path(path).name, sha)
-        return cls(
-            version=plan.version,
-            shas=shas,
-            entries={im.sha: im.entry for im in plan.images},
-            sizes={im.sha: (im.width, im.height) for im in plan.images},
-            coco_ids=ids,
-            names=names,
-            aliases=aliases,
-            plan=plan,
-        )
-
-    def _by_id(self) -> dict[int, str]:
-        return {i: sha for sha, i in self.coco_ids.items()}
-
-    def _by_name(self) -> tuple[dict[str, str], dict[str, str]]:
-        exact = {n: sha for sha, n in self.names.items()}
-        folded = {n.casefold(): sha for sha, n in self.names.items()}
-        return exact, folded
-
-
-def _sources(project: Project, shas: list[str]) -> Iterable[tuple[str, str]]:
-    for i in range(0, len(shas), _BATCH):
-        chunk = shas[i : i + _BATCH]
-        marks = ",".join("?" * len(chunk))
-        yield from project.db.execute(
-            f"SELECT sha256, path FROM image_source WHERE sha256 IN ({marks}) ORDER BY id", chunk
-        )
-
-
-# --- ground truth --------------------------------------------------------------------------
-
-
-def ground_truth(
-    project: Project, index: ImageIndex, cancel: CancelFn | None = None
-) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """image hash -> (boxes xywh, classes, areas, iscrowd): the labels as the COCO export
-    writes them.
-
-    As the exporter: a box reaching outside its image is clipped to it, one entirely outside
-    is left out, ``area`` is the one the dataset gave (a segmentation's, kept through import)
-    or else w*h rounded to 4 decimals, and crowd regions are kept with ``iscrowd`` set, so
-    the engine treats them as COCOeval does (detections on them are ignored, never missed).
-    Classes missing from the version's class list are left out of the evaluation by the
-    engine.
-    """
-    from ..boxes import default_area, is_crowd
-    from ..canonical import round_coord
-    from ..formats.common import check_pixel_box
-    from ..formats.plan import BoxReader
-
-    reader = BoxReader(project)
-    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-    for i in range(0, len(index.shas), _BATCH):
-        check_cancel(cancel)
-        chunk = index.shas[i : i + _BATCH]
-        reader.prefetch(index.entries[s].annset for s in chunk)
-        for sha in chunk:
-            width, height = index.sizes[sha]
-            boxes, classes, areas, crowd = [], [], [], []
-            for d in reader.boxes(index.entries[sha].annset):
-                x, y, w, h = d["x"], d["y"], d["w"], d["h"]
-                if not (x >= 0 and y >= 0 and x + w <= width and y + h <= height):
-                    box, _, _ = check_pixel_box(x, y, w, h, width, height, True)
-                    if box is None:
-                        continue
-                    x, y, w, h = (round_coord(v) for v in box)
-                boxes.append((x, y, w, h))
-                classes.append(d["class"])
-                areas.append(d["area"] if "area" in d else default_area(w, h))
-                crowd.append(is_crowd(d))
-            out[sha] = (
-                np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-                np.asarray(classes, dtype=np.int64),
-                np.asarray(areas, dtype=np.float64),
-                np.asarray(crowd, dtype=bool),
-            )
-    return out
-
-
-# --- detections ----------------------------------------------------------------------------
-
-
-def read_results_file(path: Path | str) -> tuple[list[Any], str]:
-    """A COCO results file: its entries and the sha256 of its bytes (the source's identity)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise InputError(
-            f"cannot read predictions file {path}", [Problem(str(path), e.strerror or str(e))]
-        ) from None
-    digest = hashlib.sha256(data).hexdigest()
-    try:
-        results = json.loads(data)
-    except UnicodeDecodeError as e:
-        raise InputError(
-            f"{path} is not a COCO results file", [Problem(str(path), f"not UTF-8 text: {e}")]
-        ) from None
-    except json.JSONDecodeError as e:
-        raise InputError(
-            f"{path} is not a COCO results file",
-            [Problem(f"{path}:{e.lineno}:{e.colno}", f"malformed JSON: {e.msg}")],
-        ) from None
-    if not isinstance(results, list):
-        raise InputError(
-            f"{path} is not a COCO results file",
-            [
-                Problem(
-                    str(path),
-                    f"expected a JSON list of detections, found a {type(results).__name__}",
-                )
-            ],
-        )
-    return results, digest
-
-
-# Exact type checks (bool is an int subclass, and is not a number here); cheap enough to run on
-# every entry of a 100,000-detection file.
-def _is_int(v: Any) -> bool:
-    return type(v) is int or isinstance(v, np.integer)
-
-
-def _is_number(v: Any) -> bool:
-    t = type(v)
-    if t is float or t is int:
-        return math.isfinite(v)
-    return isinstance(v, np.integer | np.floating) and bool(np.isfinite(v))
-
-
-def detections_from_results(
-    index: ImageIndex, results: Sequence[Any], where: str = "results"
-) -> Detections:
-    """Turn COCO results into detections per image hash, or list every bad entry.
-
-    An entry names its image by ``image_id``: an integer is the id ``labeldesk export coco``
-    gives the image in this version (a COCO-imported image keeps its original id); a string is
-    a file name, as is a ``file_name`` key (the exported name, else an alias, see
-    :class:`ImageIndex`). ``category_id`` is a class id of the version, ``bbox`` is
-    ``[x, y, w, h]`` in pixels of the upright image, ``score`` a finite number.
-    """
-    by_id = index._by_id()
-    exact, folded = index._by_name()
-    classes = {int(c["id"]) for c in index.version.classes}
-    problems: list[Problem] = []
-    cols: dict[str, tuple[list, list, list]] = {}
-    for n, e in enumerate(results):
-        at = f"{where}[{n}]"
-        if not isinstance(e, Mapping):
-            problems.append(Problem(at, "not an object"))
-            continue
-        missing = [k for k in ("category_id", "bbox", "score") if k not in e]
-        if "image_id" not in e and "file_name" not in e:
-            missing.insert(0, "image_id")
-        if missing:
-            problems.append(Problem(at, f"missing {', '.join(missing)}"))
-            continue
-        sha, why = _image_of(e, by_id, exact, folded, index.aliases)
-        bad = [why] if why else []
-        cat = e["category_id"]
-        if not _is_int(cat):
-            bad.append(f"category_id must be an integer: {cat!r}")
-        elif cat not in classes:
-            bad.append(f"category_id {cat} is not a class of version {index.version.short}")
-        bbox = e["bbox"]
-        ok = isinstance(bbox, list | tuple) and len(bbox) == 4 and all(map(_is_number, bbox))
-        if not ok or bbox[2] < 0 or bbox[3] < 0:
-            bad.append(f"bbox must be [x, y, w, h]: 4 finite numbers, w, h >= 0: {bbox!r}")
-        if not _is_number(e["score"]):
-            bad.append(f"score must be a finite number: {e['score']!r}")
-        if bad:
-            problems.extend(Problem(at, b) for b in bad)
-            continue
-        assert sha is not None
-        c = cols.setdefault(sha, ([], [], []))
-        c[0].append([float(v) for v in bbox])
-        c[1].append(cat)
-        c[2].append(float(e["score"]))
-    if problems:
-        known = ", ".join(f"{c['id']} {c['name']}" for c in index.version.classes) or "none"
-        raise InputError(
-            f"{len({p.where for p in problems})} of {len(results)} detections in {where} are "
-            f"not valid for version {index.version.short} (its class ids: {known})",
-            _capped(problems),
-        )
-    return {
-        sha: (
-            np.asarray(b, dtype=np.float64).reshape(-1, 4),
-            np.asarray(c, dtype=np.int64),
-            np.asarray(s, dtype=np.float64),
-        )
-        for sha, (b, c, s) in cols.items()
-    }
-
-
-def _image_of(
-    e: Mapping[str, Any],
-    by_id: dict[int, str],
-    exact: dict[str, str],
-    folded: dict[str, str],
-    aliases: dict[str, str | None],
-) -> tuple[str | None, str | None]:
-    """The image hash an entry names, or why it names none."""
-    key = e.get("image_id", e.get("file_name"))
-    if _is_int(key):
-        sha = by_id.get(key)
-        return (sha, None) if sha else (None, f"image_id {key} is not an image of this version")
-    if isinstance(key, str):
-        sha = exact.get(key) or folded.get(key.casefold())
-        if sha:
-            return sha, None
-        if key in aliases:
-            sha = aliases[key]
-            return (sha, None) if sha else (None, f"file name {key!r} names several images")
-        return None, f"no image of this version is named {key!r}"
-    return None, f"image_id must be an integer id or a file name: {key!r}"
-
-
-def _capped(problems: list[Problem]) -> list[Problem]:
-    if len(problems) <= _MAX_PROBLEMS:
-        return problems
-    return [*problems[:_MAX_PROBLEMS], Problem("…", f"and {len(problems) - _MAX_PROBLEMS} more")]
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where detections come from, and its identity for the record.
-
-    ``hash`` is the sha256 of a predictions file's bytes, or a model's id (the sha256 of its
-    weights). ``detections(index)`` gives the detections for the images of ``index`` (any
-    version): a model would predict (or read its cache) for them; a predictions file returns
-    what it holds for those images.
-    """
-
-    kind: str
-    hash: str
-    name: str
-    params: Mapping[str, Any]
-    detections: Callable[[ImageIndex], Detections] = field(repr=False)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "hash": self.hash, "name": self.name, "params": self.params}
-
-
-def predictions_source(path: Path | str, index: ImageIndex) -> Source:
-    """A COCO results file made for the version of ``index``; checked now, in full.
-
-    Its image ids and names are read as that version's export gives them; the detections are
-    then tied to image hashes, so the same file can be judged on another version (a baseline)
-    whose export may number the images differently.
-    """
-    results, digest = read_results_file(path)
-    found = detections_from_results(index, results, where=str(path))
-
-    def detections(other: ImageIndex) -> Detections:
-        keep = set(other.shas)
-        return {sha: d for sha, d in found.items() if sha in keep}
-
-    return Source("predictions", digest, str(path), {"detections": len(results)}, detections)
 
 
 # --- subsets -------------------------------------------------------------------------------
@@ -446,7 +151,7 @@ def evaluate_subsets(
     parts: Sequence[Subset],
     *,
     conf: float = DEFAULT_CONF,
-    gt: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None = None,
+    gt: GroundTruthArrays | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> list[SubsetResult]:
@@ -462,16 +167,11 @@ def evaluate_subsets(
     out = []
     for k, part in enumerate(parts):
         check_cancel(cancel)
-        gts = [
-            metrics.GroundTruth(ids[s], gt[s][0], gt[s][1], iscrowd=gt[s][3], areas=gt[s][2])
-            for s in part.images
-        ]
-        dts = [metrics.Detection(ids[s], *dets[s]) for s in part.images if s in dets]
-        result = metrics.evaluate(
-            gts,
-            dts,
+        result = metrics.evaluate_columns(
+            [ids[s] for s in part.images],
+            _label_columns(gt, part.images),
+            _detection_columns(dets, part.images),
             category_ids=cats,
-            image_ids=[ids[s] for s in part.images],
             conf=conf,
             cancel=cancel,
         )
@@ -479,6 +179,31 @@ def evaluate_subsets(
         if progress is not None:
             progress(k + 1, len(parts), f"evaluating {part.name}")
     return out
+
+
+def _label_columns(gt: GroundTruthArrays, images: Sequence[str]) -> metrics.Labels:
+    """The labels of ``images`` as the engine's columns (no per-image objects: one
+    ``validate`` would otherwise build and check 5,000 of them per subset)."""
+    per = [gt[s] for s in images]
+    counts = [len(g[1]) for g in per]
+    return metrics.Labels(
+        np.repeat(np.arange(len(per)), counts),
+        np.concatenate([g[0] for g in per] or [np.zeros((0, 4))]),
+        np.concatenate([g[1] for g in per] or [np.zeros(0, np.int64)]),
+        np.concatenate([g[3] for g in per] or [np.zeros(0, bool)]),
+        np.concatenate([g[2] for g in per] or [np.zeros(0)]),
+    )
+
+
+def _detection_columns(dets: Detections, images: Sequence[str]) -> metrics.Found:
+    """The detections of ``images`` (those that have any) as the engine's columns."""
+    have = [(k, dets[s]) for k, s in enumerate(images) if s in dets]
+    return metrics.Found(
+        np.repeat([k for k, _ in have], [len(d[1]) for _, d in have]).astype(np.intp),
+        np.concatenate([d[0] for _, d in have] or [np.zeros((0, 4))]),
+        np.concatenate([d[1] for _, d in have] or [np.zeros(0, np.int64)]),
+        np.concatenate([d[2] for _, d in have] or [np.zeros(0)]),
+    )
 
 
 def _metrics_json(result: metrics.EvalResult, version: Version) -> dict[str, Any]:
@@ -713,7 +438,7 @@ def _bind_sources(
             problems.extend(e.problems)
             summaries.append(e.summary)
     if problems:
-        raise InputError("; ".join(summaries), _capped(problems))
+        raise InputError("; ".join(summaries), capped(problems))
     assert out[0] is not None
     return out[0], out[1]
 
@@ -767,7 +492,7 @@ def insert_evaluation(
     cur = project.db.execute(
         f"INSERT INTO evaluation ({_EVAL_COLUMNS}) VALUES (NULL{', ?' * len(values)})", values
     )
-    row = project.db.execute(
-        f"SELECT {_EVAL_COLUMNS} FROM evaluation WHERE id = ?", [cur.lastrowid]
+    row = named(
+        project.db, f"SELECT {_EVAL_COLUMNS} FROM evaluation WHERE id = ?", [cur.lastrowid]
     ).fetchone()
     return _row(row)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from ..store.db import named
 from ..store.project import Project
 
 
@@ -63,11 +65,12 @@ _EVAL_COLUMNS = (
 )
 
 
-def _row(r: tuple) -> Evaluation:
-    values = list(r)
-    values[9], values[10] = json.loads(values[9]), json.loads(values[10])
-    values[17] = None if values[17] is None else bool(values[17])
-    return Evaluation(*values)
+def _row(r: sqlite3.Row) -> Evaluation:
+    """A ``SELECT {_EVAL_COLUMNS}`` row read with :func:`~.db.named`."""
+    values = dict(zip(r.keys(), r, strict=True))
+    values["params"], values["metrics"] = json.loads(r["params"]), json.loads(r["metrics"])
+    values["passed"] = None if r["passed"] is None else bool(r["passed"])
+    return Evaluation(**values)
 
 
 def list_evaluations(
@@ -101,5 +104,5 @@ def list_evaluations(
             sql += f" AND {col} = ?"
             args.append(value)
     sql += " ORDER BY id"
-    rows = [_row(r) for r in project.db.execute(sql, args)]
+    rows = [_row(r) for r in named(project.db, sql, args)]
     return rows[-limit:] if limit else rows

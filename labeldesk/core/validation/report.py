@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import CancelFn, ProgressFn, check_cancel
-from ..store.project import Project, minute_text, now_iso
+from ..store.project import Project, now_iso
 from ..store.versions import Version, all_versions, head
+from ..timestamps import format_time
 from .agreement import TREND_LABELS, AgreementReport, agreement
 from .drift import DriftReport, drift
 from .evaluation import Evaluation, list_evaluations
@@ -109,7 +110,7 @@ def _time(iso: str | None) -> str:
     """``2026-11-26 23:34 UTC``, the full timestamp on hover: minutes are what people read."""
     if not iso:
         return ""
-    return f'<span title="{esc(iso)}">{esc(minute_text(iso))} UTC</span>'
+    return f'<span title="{esc(iso)}">{esc(format_time(iso))}</span>'
 
 
 def _version_label(v: Version) -> str:

@@ -343,3 +343,89 @@ def test_bad_input_is_itemised_and_nothing_is_stored(project, tmp_path, setup) -
             baseline_source=source(tmp_path / "y"),
         )
     assert snapshot(project) == before
+
+
+def _odd_boxes() -> list[Box]:
+    """Boxes with every optional field a canonical set can hold, and text that looks like keys."""
+    return [
+        Box(1, 3, 4, 20.25, 10.5),
+        Box(2, 10, 10, 30, 20, area=123.456789),  # a segmentation's area, kept exactly
+        Box(1, 0, 0, 50, 40, crowd=True),
+        Box(2, 5, 6, 7, 8, origin="model", state="accepted", score=0.875, model="m1"),
+        Box(1, 8, 9, 10, 11, author='ann "class":1,"x":2 }{'),
+        Box(2, W - 10.25, 100, 20, 30),  # reaches outside: clipped, area of the clipped box
+    ]
+
+
+def test_ground_truth_is_the_coco_export_box_for_box(project, tmp_path) -> None:
+    paths = [write_image(tmp_path / "src" / f"o{i}.png", seed=i, size=(W, H)) for i in range(3)]
+    with Staging(project) as st:
+        staged = st.stage_files(paths)
+        boxes = _odd_boxes()
+        st.commit(
+            entries={sha: Entry("") for _, sha, _ in staged},
+            annsets={sha: boxes[k::2] for k, (_, sha, _) in enumerate(staged[:2])}
+            | {staged[2][1]: []},
+            classes=CLASSES,
+            message="odd boxes",
+            provenance={},
+        )
+    index = ev.ImageIndex.build(project, "main")
+    gt = ev.ground_truth(project, index)
+    exported: dict[int, list[tuple]] = {}
+    export_coco(project, tmp_path / "export")  # no splits: one annotations.json
+    for a in json.loads((tmp_path / "export" / "annotations.json").read_text())["annotations"]:
+        exported.setdefault(a["image_id"], []).append(
+            (a["category_id"], a["bbox"], a["area"], a["iscrowd"])
+        )
+    for sha in index.shas:
+        boxes, classes, areas, crowd = gt[sha]
+        ours = [
+            (int(c), b.tolist(), float(a), int(k))
+            for b, c, a, k in zip(boxes, classes, areas, crowd, strict=True)
+        ]
+        assert ours == exported.get(index.coco_ids[sha], [])
+    assert sum(len(g[1]) for g in gt.values()) == 6
+
+
+def test_set_texts_the_pattern_does_not_know_are_read_as_json() -> None:
+    from labeldesk.core.canonical import canonical_json
+    from labeldesk.core.validation.evaluation_index import _set_columns
+
+    dicts = [b.to_dict() for b in _odd_boxes()]
+    dicts.append({**Box(1, 1, 2, 3, 4, state="rejected", origin="model").to_dict(), "score": 0.1})
+    plain = [canonical_json(dicts[:3]), canonical_json(dicts[3:])]
+    unknown = [
+        canonical_json(dicts[:3]),
+        canonical_json([*dicts[3:5], {**dicts[5], "zz": 1}, dicts[6]]),
+    ]
+    a, b = _set_columns(plain), _set_columns(unknown)  # the pattern, then json for all of it
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert a.live.tolist() == [True] * 6 + [False]
+    assert a.crowd.tolist() == [False, False, True, False, False, False, False]
+
+
+def test_plain_results_read_column_wise_as_entry_by_entry(project, tmp_path, setup) -> None:
+    from labeldesk.core.validation import evaluation_sources as es
+
+    _, index, results, _ = setup
+    fast = es._columns(index, results)
+    assert fast is not None
+    slow = es._one_by_one(index, results, "r")
+    assert fast.keys() == slow.keys()
+    for sha in slow:
+        for x, y in zip(fast[sha], slow[sha], strict=True):
+            np.testing.assert_array_equal(x, y)
+    # numpy scalars and tuples (a model adapter's output) are valid, read one by one
+    first = results[0]
+    odd = {**first, "bbox": tuple(np.float32(v) for v in first["bbox"])}
+    odd["category_id"] = np.int64(first["category_id"])
+    assert es._columns(index, [odd]) is None
+    (got,) = ev.detections_from_results(index, [odd]).values()
+    np.testing.assert_allclose(got[0], [first["bbox"]], rtol=1e-6)
+    # a bool is not a number, in either path
+    with pytest.raises(InputError, match="bbox must be"):
+        ev.detections_from_results(index, [{**first, "bbox": [1, True, 3, 4]}])
+    with pytest.raises(InputError, match="category_id must be an integer"):
+        ev.detections_from_results(index, [{**first, "category_id": True}])

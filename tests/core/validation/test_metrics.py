@@ -22,7 +22,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from labeldesk.core.errors import CancelledError, InputError
-from labeldesk.core.validation import metrics
+from labeldesk.core.validation import metrics, metrics_engine
 from labeldesk.core.validation.metrics import (
     STAT_KEYS,
     Detection,
@@ -222,7 +222,7 @@ def test_iou_is_bitwise_the_c_code_of_pycocotools() -> None:
 
 def test_dense_images_in_small_pair_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Crowded images (60 labels, 100+ detections of one class), pairs made 997 at a time."""
-    monkeypatch.setattr(metrics, "_PAIR_BLOCK", 997)
+    monkeypatch.setattr(metrics_engine, "_PAIR_BLOCK", 997)  # the engine moved there
     rng = np.random.default_rng(11)
     anns, results = [], []
     for image_id in range(1, 5):

@@ -10,12 +10,14 @@ be read where one check looks becomes a finding of that check, never a traceback
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...images import ImageInfo
 from ...progress import CancelFn, ProgressFn, check_cancel
+from ..db import named
 from ..project import Project
 
 #: Rows with the same problem beyond this many are summarised in one line, so a badly damaged
@@ -108,7 +110,7 @@ class Context:
         self.tree_buckets: dict[str, list[str]] = {}  # tree -> its bucket hashes
         self.verified: dict[str, str | None] | None = None  # version -> why it fails, or None
         self._images: dict[str, tuple] | None = None
-        self._versions: list[tuple] | None = None
+        self._versions: list[sqlite3.Row] | None = None
 
     # -- reporting ---------------------------------------------------------------------------
     def _add(self, severity: str, message: str) -> None:
@@ -152,19 +154,21 @@ class Context:
         return self._images
 
     @property
-    def versions(self) -> list[tuple]:
-        """Every version row: (id, seq, parents, kind, author, message, created, tree, classes,
-        provenance, n_images, n_boxes, status, status_by, status_at), in commit order."""
+    def versions(self) -> list[sqlite3.Row]:
+        """Every version row, in commit order, read by column name (``v["tree"]``): id, seq,
+        parents, kind, author, message, created, tree, classes, provenance, n_images, n_boxes,
+        status, status_by, status_at, as stored (not parsed: a check says what is malformed)."""
         if self._versions is None:
-            self._versions = self.db.execute(
+            self._versions = named(
+                self.db,
                 "SELECT id, seq, parents, kind, author, message, created, tree, classes, "
                 "provenance, n_images, n_boxes, status, status_by, status_at "
-                "FROM version ORDER BY seq"
+                "FROM version ORDER BY seq",
             ).fetchall()
         return self._versions
 
     def version_ids(self) -> set[str]:
-        return {r[0] for r in self.versions}
+        return {v["id"] for v in self.versions}
 
 
 def loads(text: Any) -> tuple[Any, str | None]:

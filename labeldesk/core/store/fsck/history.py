@@ -26,9 +26,19 @@ def check_version_ids(ctx: Context) -> None:
     UPDATE with triggers dropped, or an ``INSERT OR REPLACE`` keeping the id) is found.
     """
     ctx.report.versions_checked = len(ctx.versions)
-    for vid, _seq, parents, kind, author, message, created, tree, classes, prov, *_ in ctx.versions:
+    for v in ctx.versions:
+        vid = v["id"]
         try:
-            actual = version_id_of_row(tree, classes, parents, kind, author, message, created, prov)
+            actual = version_id_of_row(
+                v["tree"],
+                v["classes"],
+                v["parents"],
+                v["kind"],
+                v["author"],
+                v["message"],
+                v["created"],
+                v["provenance"],
+            )
         except (TypeError, ValueError) as e:
             ctx.error(f"version {vid}: its content is not readable ({e})")
             _mark(ctx, vid, "its content is not readable")
@@ -43,7 +53,8 @@ def check_version_ids(ctx: Context) -> None:
 
 def check_version_trees(ctx: Context) -> None:
     """Every version's manifest tree exists and verifies, and its counts are the tree's."""
-    for vid, *_mid, tree, _classes, _prov, n_images, n_boxes, _s, _by, _at in ctx.versions:
+    for v in ctx.versions:
+        vid, tree, n_images, n_boxes = v["id"], v["tree"], v["n_images"], v["n_boxes"]
         if tree not in ctx.tree_counts:
             ctx.error(f"version {vid}: manifest tree {tree} is missing")
             _mark(ctx, vid, f"its manifest tree {tree[:SHORT]} is missing")
@@ -57,7 +68,8 @@ def check_version_trees(ctx: Context) -> None:
 
 def check_version_classes(ctx: Context) -> None:
     """Every version's class list is well formed and names every class its boxes use."""
-    for vid, *_mid, tree, classes, _prov, _ni, _nb, _s, _by, _at in ctx.versions:
+    for v in ctx.versions:
+        vid, tree, classes = v["id"], v["tree"], v["classes"]
         value, bad = loads(classes)
         ok = isinstance(value, list) and all(
             isinstance(c, dict) and isinstance(c.get("id"), int) and isinstance(c.get("name"), str)
@@ -84,8 +96,9 @@ def check_version_classes(ctx: Context) -> None:
 
 def check_version_parents(ctx: Context) -> None:
     """Every parent link leads to a version committed before it (so history has no cycles)."""
-    seqs = {r[0]: r[1] for r in ctx.versions}
-    for vid, seq, parents, *_ in ctx.versions:
+    seqs = {v["id"]: v["seq"] for v in ctx.versions}
+    for v in ctx.versions:
+        vid, seq, parents = v["id"], v["seq"], v["parents"]
         value, bad = loads(parents)
         if bad or not isinstance(value, list) or not all(isinstance(p, str) for p in value):
             ctx.error(f"version {vid}: parents are malformed ({bad or parents[:80]})")
@@ -105,7 +118,8 @@ def verified(ctx: Context) -> dict[str, str | None]:
     if ctx.verified is not None:
         return ctx.verified
     out: dict[str, str | None] = {}
-    for vid, _seq, parents, *_ in ctx.versions:  # in commit order: parents come first
+    for v in ctx.versions:  # in commit order: parents come first
+        vid, parents = v["id"], v["parents"]
         why = ctx.bad_versions.get(vid)
         if why is None:
             value, _bad = loads(parents)
@@ -136,7 +150,8 @@ def check_decisions(ctx: Context) -> None:
     for version in sorted(decisions.keys() - known):
         ctx.error(f"decision(s) {[d[0] for d in decisions[version]]}: version {version} is missing")
     leads = {r[0] for r in ctx.db.execute("SELECT user FROM member WHERE role = 'lead'")}
-    for vid, *_mid, status, status_by, status_at in ctx.versions:
+    for v in ctx.versions:
+        vid, status, status_by, status_at = v["id"], v["status"], v["status_by"], v["status_at"]
         mine = decisions.get(vid, [])
         if status == "committed":
             if mine:
@@ -176,8 +191,9 @@ def check_releases(ctx: Context) -> None:
     approved or tagged.
     """
     ok = verified(ctx)
-    for vid, *_mid, status, _by, _at in ctx.versions:
-        if status == "approved" and ok.get(vid) is not None:
+    for v in ctx.versions:
+        vid = v["id"]
+        if v["status"] == "approved" and ok.get(vid) is not None:
             ctx.error(f"approved version {vid} does not verify: {ok[vid]}")
     for name, target in ctx.db.execute(
         "SELECT name, version FROM ref WHERE kind = 'tag' ORDER BY name"

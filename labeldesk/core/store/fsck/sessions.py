@@ -17,11 +17,11 @@ def check_session_edits(ctx: Context) -> None:
     version. Committing such an edit would fail or write labels nobody can export.
     """
     classes_of: dict[str, set[object]] = {}
-    for vid, *_mid, _tree, classes, _prov, _ni, _nb, _s, _by, _at in ctx.versions:
-        value, _bad = loads(classes)
+    for v in ctx.versions:
+        value, _bad = loads(v["classes"])
         if isinstance(value, list):
-            classes_of[vid] = {c.get("id") for c in value if isinstance(c, dict)}
-    trees = {r[0]: r[7] for r in ctx.versions}
+            classes_of[v["id"]] = {c.get("id") for c in value if isinstance(c, dict)}
+    trees = {v["id"]: v["tree"] for v in ctx.versions}
     store = ManifestStore(ctx.db)
     sessions = ctx.db.execute("SELECT id, base, new_classes FROM review_session").fetchall()
     for sid, base, new_classes in sessions:

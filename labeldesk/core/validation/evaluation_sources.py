@@ -1,0 +1,267 @@
+"""Where an evaluation's detections come from: a COCO results file, or a model (see
+:mod:`.model_eval`), tied to the images of a version by hash.
+
+Split out of :mod:`.evaluation` (which re-exports these names). A results file is checked in
+full before anything is evaluated, and every bad entry is listed; a file without any is read
+column-wise (the per-entry checks ran 40,000 times per ``validate`` and cost twice the metric
+engine's time), the entries being checked one by one only to list what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import chain, pairwise
+from operator import itemgetter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InputError, Problem, capped
+from ..validators import is_int, is_number
+
+if TYPE_CHECKING:
+    from .evaluation_index import ImageIndex
+
+#: image hash -> (boxes (N, 4) xywh, classes (N,), scores (N,))
+Detections = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def read_results_file(path: Path | str) -> tuple[list[Any], str]:
+    """A COCO results file: its entries and the sha256 of its bytes (the source's identity)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(
+            f"cannot read predictions file {path}", [Problem(str(path), e.strerror or str(e))]
+        ) from None
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        results = json.loads(data)
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{path} is not a COCO results file", [Problem(str(path), f"not UTF-8 text: {e}")]
+        ) from None
+    except json.JSONDecodeError as e:
+        raise InputError(
+            f"{path} is not a COCO results file",
+            [Problem(f"{path}:{e.lineno}:{e.colno}", f"malformed JSON: {e.msg}")],
+        ) from None
+    if not isinstance(results, list):
+        raise InputError(
+            f"{path} is not a COCO results file",
+            [
+                Problem(
+                    str(path),
+                    f"expected a JSON list of detections, found a {type(results).__name__}",
+                )
+            ],
+        )
+    return results, digest
+
+
+def detections_from_results(
+    index: ImageIndex, results: Sequence[Any], where: str = "results"
+) -> Detections:
+    """Turn COCO results into detections per image hash, or list every bad entry.
+
+    An entry names its image by ``image_id``: an integer is the id ``labeldesk export coco``
+    gives the image in this version (a COCO-imported image keeps its original id); a string is
+    a file name, as is a ``file_name`` key (the exported name, else an alias, see
+    :class:`ImageIndex`). ``category_id`` is a class id of the version, ``bbox`` is
+    ``[x, y, w, h]`` in pixels of the upright image, ``score`` a finite number
+    (:mod:`.validators`: not a bool, not NaN).
+    """
+    found = _columns(index, results)
+    return found if found is not None else _one_by_one(index, results, where)
+
+
+# Exactly the types json.loads gives for numbers; anything else (a bool, a numpy scalar from a
+# model adapter, a string) sends the file through the entry-by-entry checks.
+_NUMBER_TYPES = frozenset((int, float))
+
+
+def _columns(index: ImageIndex, results: Sequence[Any]) -> Detections | None:
+    """The detections of ``results`` read column-wise, or None if any entry is not plainly
+    valid (then :func:`_one_by_one` lists what is wrong, or accepts them one by one)."""
+    if not results:
+        return {}
+    if set(map(type, results)) != {dict}:
+        return None
+    try:
+        cats = [e["category_id"] for e in results]
+        bboxes = [e["bbox"] for e in results]
+        scores = [e["score"] for e in results]
+    except KeyError:
+        return None
+    try:
+        keys: Sequence[Any] = list(map(itemgetter("image_id"), results))
+    except KeyError:  # images named by file_name (None: neither key, refused below)
+        keys = [e["image_id"] if "image_id" in e else e.get("file_name") for e in results]
+    if set(map(type, cats)) != {int} or not set(map(type, scores)) <= _NUMBER_TYPES:
+        return None
+    if set(map(type, bboxes)) != {list} or set(map(len, bboxes)) != {4}:
+        return None
+    if not set(map(type, chain.from_iterable(bboxes))) <= _NUMBER_TYPES:
+        return None
+    box = np.array(bboxes, np.float64)
+    score = np.array(scores, np.float64)
+    cls = np.array(cats, np.int64)
+    if not (np.isfinite(box).all() and np.isfinite(score).all() and (box[:, 2:] >= 0).all()):
+        return None
+    if not np.isin(cls, [int(c["id"]) for c in index.version.classes]).all():
+        return None
+    where = _image_positions(index, keys)
+    if where is None:
+        return None
+    order = np.argsort(where, kind="stable")  # each image's detections keep the file's order
+    where = where[order]
+    box, cls, score = box[order], cls[order], score[order]
+    cuts = [*np.flatnonzero(np.r_[True, where[1:] != where[:-1]]).tolist(), len(where)]
+    return {index.shas[where[s]]: (box[s:e], cls[s:e], score[s:e]) for s, e in pairwise(cuts)}
+
+
+def _image_positions(index: ImageIndex, keys: Sequence[Any]) -> np.ndarray | None:
+    """Each entry's image as a position in ``index.shas``; None if one names no single image."""
+    pos = {sha: i for i, sha in enumerate(index.shas)}
+    types = set(map(type, keys))
+    if types == {int}:
+        at_id = {i: pos[sha] for sha, i in index.coco_ids.items()}
+        try:
+            return np.fromiter(map(at_id.__getitem__, keys), np.intp, len(keys))
+        except KeyError:
+            return None
+    if not types <= {int, str}:
+        return None
+    by_id, exact, folded = index._by_id(), *index._by_name()
+    named: dict[Any, int] = {}
+    out = np.empty(len(keys), np.intp)
+    for n, key in enumerate(keys):
+        if key not in named:
+            sha, why = _image_of({"image_id": key}, by_id, exact, folded, index.aliases)
+            if why is not None or sha is None:
+                return None
+            named[key] = pos[sha]
+        out[n] = named[key]
+    return out
+
+
+def _one_by_one(index: ImageIndex, results: Sequence[Any], where: str) -> Detections:
+    """:func:`detections_from_results` entry by entry: every bad entry is listed, and valid
+    entries of other types than JSON's (numpy scalars, tuples) are accepted."""
+    by_id = index._by_id()
+    exact, folded = index._by_name()
+    classes = {int(c["id"]) for c in index.version.classes}
+    problems: list[Problem] = []
+    cols: dict[str, tuple[list, list, list]] = {}
+    for n, e in enumerate(results):
+        at = f"{where}[{n}]"
+        if not isinstance(e, Mapping):
+            problems.append(Problem(at, "not an object"))
+            continue
+        missing = [k for k in ("category_id", "bbox", "score") if k not in e]
+        if "image_id" not in e and "file_name" not in e:
+            missing.insert(0, "image_id")
+        if missing:
+            problems.append(Problem(at, f"missing {', '.join(missing)}"))
+            continue
+        sha, why = _image_of(e, by_id, exact, folded, index.aliases)
+        bad = [why] if why else []
+        cat = e["category_id"]
+        if not is_int(cat):
+            bad.append(f"category_id must be an integer: {cat!r}")
+        elif cat not in classes:
+            bad.append(f"category_id {cat} is not a class of version {index.version.short}")
+        bbox = e["bbox"]
+        ok = isinstance(bbox, list | tuple) and len(bbox) == 4 and all(map(is_number, bbox))
+        if not ok or bbox[2] < 0 or bbox[3] < 0:
+            bad.append(f"bbox must be [x, y, w, h]: 4 finite numbers, w, h >= 0: {bbox!r}")
+        if not is_number(e["score"]):
+            bad.append(f"score must be a finite number: {e['score']!r}")
+        if bad:
+            problems.extend(Problem(at, b) for b in bad)
+            continue
+        assert sha is not None
+        c = cols.setdefault(sha, ([], [], []))
+        c[0].append([float(v) for v in bbox])
+        c[1].append(int(cat))
+        c[2].append(float(e["score"]))
+    if problems:
+        known = ", ".join(f"{c['id']} {c['name']}" for c in index.version.classes) or "none"
+        raise InputError(
+            f"{len({p.where for p in problems})} of {len(results)} detections in {where} are "
+            f"not valid for version {index.version.short} (its class ids: {known})",
+            capped(problems),
+        )
+    return {
+        sha: (
+            np.asarray(b, dtype=np.float64).reshape(-1, 4),
+            np.asarray(c, dtype=np.int64),
+            np.asarray(s, dtype=np.float64),
+        )
+        for sha, (b, c, s) in cols.items()
+    }
+
+
+def _image_of(
+    e: Mapping[str, Any],
+    by_id: dict[int, str],
+    exact: dict[str, str],
+    folded: dict[str, str],
+    aliases: dict[str, str | None],
+) -> tuple[str | None, str | None]:
+    """The image hash an entry names, or why it names none."""
+    key = e.get("image_id", e.get("file_name"))
+    if is_int(key):
+        sha = by_id.get(key)
+        return (sha, None) if sha else (None, f"image_id {key} is not an image of this version")
+    if isinstance(key, str):
+        sha = exact.get(key) or folded.get(key.casefold())
+        if sha:
+            return sha, None
+        if key in aliases:
+            sha = aliases[key]
+            return (sha, None) if sha else (None, f"file name {key!r} names several images")
+        return None, f"no image of this version is named {key!r}"
+    return None, f"image_id must be an integer id or a file name: {key!r}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where detections come from, and its identity for the record.
+
+    ``hash`` is the sha256 of a predictions file's bytes, or a model's id (the sha256 of its
+    weights). ``detections(index)`` gives the detections for the images of ``index`` (any
+    version): a model would predict (or read its cache) for them; a predictions file returns
+    what it holds for those images.
+    """
+
+    kind: str
+    hash: str
+    name: str
+    params: Mapping[str, Any]
+    detections: Callable[[ImageIndex], Detections] = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "hash": self.hash, "name": self.name, "params": self.params}
+
+
+def predictions_source(path: Path | str, index: ImageIndex) -> Source:
+    """A COCO results file made for the version of ``index``; checked now, in full.
+
+    Its image ids and names are read as that version's export gives them; the detections are
+    then tied to image hashes, so the same file can be judged on another version (a baseline)
+    whose export may number the images differently.
+    """
+    results, digest = read_results_file(path)
+    found = detections_from_results(index, results, where=str(path))
+
+    def detections(other: ImageIndex) -> Detections:
+        keep = set(other.shas)
+        return {sha: d for sha, d in found.items() if sha in keep}
+
+    return Source("predictions", digest, str(path), {"detections": len(results)}, detections)
