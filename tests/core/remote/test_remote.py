@@ -26,6 +26,7 @@ from labeldesk.core.remote import layout as L
 from labeldesk.core.remote.client import Bucket, RemoteUnavailableError
 from labeldesk.core.remote.config import add_remote, list_remotes, remove_remote
 from labeldesk.core.remote.merge import pull
+from labeldesk.core.remote.packs import RecordReader
 from labeldesk.core.remote.probe import CapabilityError, probe
 from labeldesk.core.remote.sync import RemoteMovedError, clone, fetch, push
 from labeldesk.core.sessions import ReviewSession
@@ -66,16 +67,17 @@ def remote_problems(bucket: Bucket, checked: set[str] | None = None) -> list[str
     """
     checked = set() if checked is None else checked
     keys = set(bucket.list(""))
+    packs = RecordReader(bucket)  # records are in packs, or loose (a remote from before packs)
     problems: list[str] = []
     got = bucket.get(L.MAIN_REF)
     if got is None:
         return problems
 
     def record(key: str) -> dict | None:
-        if key not in keys:
+        if not packs.has(key, keys):
             problems.append(key)
             return None
-        return json.loads(bucket.get(key)[0])
+        return packs.read([key])[key]  # verified against its name too
 
     todo = [json.loads(got[0])["version"]]
     while todo:
@@ -92,7 +94,7 @@ def remote_problems(bucket: Bucket, checked: set[str] | None = None) -> list[str
                     continue
                 for image, entry in json.loads(bucket_rec["text"]).items():
                     for k in (L.object_key(image), L.annset_key(entry[0])):
-                        if k not in keys:
+                        if not packs.has(k, keys):
                             problems.append(k)
                     if image not in bucket_rec["images"]:
                         problems.append(f"{bkey}: row of {image}")
@@ -192,8 +194,9 @@ def test_incremental_push_sends_only_the_changed_rows(tmp_path: Path, remote_url
     push(a)
     review(a, images_of(a)[:1], 2.0)
     r = push(a)
-    # one image reviewed: one annotation set, one bucket, one tree, one version; no bytes
-    assert r.sent == {"annotation sets": 1, "buckets": 1, "trees": 1, "versions": 1}
+    # one image reviewed: one annotation set, one bucket, one tree, one version, in one pack;
+    # no bytes
+    assert r.sent == {"annotation sets": 1, "buckets": 1, "trees": 1, "versions": 1, "packs": 1}
     a.close()
 
 
@@ -292,6 +295,7 @@ import json, sys
 from labeldesk.core.boxes import Box
 from labeldesk.core.project import Project
 from labeldesk.core.remote.merge import pull
+from labeldesk.core.remote.packs import RecordReader
 from labeldesk.core.remote.sync import RemoteMovedError, push
 from labeldesk.core.sessions import ReviewSession
 root, me, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -447,9 +451,9 @@ def test_server_stopped_mid_push_clear_error_then_resumes(tmp_path: Path, monkey
             if what == "objects":
                 srv.stop()  # the server goes away once the bytes are up
 
-        import labeldesk.core.remote.sync as sync
+        import labeldesk.core.remote.push as push_module
 
-        monkeypatch.setattr(sync, "CHUNK", 4)
+        monkeypatch.setattr(push_module, "CHUNK", 4)
         with pytest.raises(RemoteUnavailableError, match="cannot reach"):
             push(a, progress=stop_after_some)
         srv.restart()
@@ -493,6 +497,7 @@ def test_fetch_cancelled_midway_leaves_the_project_unchanged(
 ) -> None:
     from helpers import snapshot
 
+    import labeldesk.core.remote.fetch as fetch_module
     import labeldesk.core.remote.sync as sync
     from labeldesk.core.errors import CancelledError
 
@@ -503,7 +508,7 @@ def test_fetch_cancelled_midway_leaves_the_project_unchanged(
     add_remote(b, "origin", remote_url)
     sync.open_remote(b, None)  # the probe, recorded once
     before = snapshot(b)
-    monkeypatch.setattr(sync, "CHUNK", 4)
+    monkeypatch.setattr(fetch_module, "CHUNK", 4)
     seen: list[int] = []
 
     def progress(what: str, done: int, total: int) -> None:
