@@ -31,9 +31,11 @@ FORMAT = "labeldesk-pack-1"
 
 
 def build_packs(
-    records: Iterable[tuple[str, bytes]], limit: int = PACK_BYTES
+    records: Iterable[tuple[str, bytes]], limit: int | None = None
 ) -> Iterator[tuple[str, bytes, bytes, list[str]]]:
-    """(sha, pack bytes, index bytes, keys) for ``records`` in order, ``limit`` bytes a pack."""
+    """(sha, pack bytes, index bytes, keys) for ``records`` in order, ``limit`` bytes a pack
+    (PACK_BYTES by default; a record larger than that has a pack of its own)."""
+    limit = PACK_BYTES if limit is None else limit
     data = bytearray()
     entries: list[list[Any]] = []
 
