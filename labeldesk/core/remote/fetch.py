@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,6 @@ from .common import (
     Progress,
     _ancestors,
     _check,
-    _known,
     _read_ref,
     _set_tracking,
     open_remote,
@@ -60,6 +59,72 @@ def _has_row(project: Project, table: str, column: str, key: str) -> bool:
     return bool(project.db.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", [key]).fetchone())
 
 
+#: Temporary tables (the connection's own, on disk) that hold what a fetch has read until the
+#: one transaction that writes it: a fetch holds a page of rows in memory, however many come.
+_STAGE = {
+    "fetch_tree": "hash TEXT PRIMARY KEY, buckets TEXT, n_images INTEGER, n_boxes INTEGER",
+    "fetch_bucket": "hash TEXT PRIMARY KEY, entries TEXT, n_images INTEGER, n_boxes INTEGER",
+    "fetch_annset": "hash TEXT PRIMARY KEY, boxes TEXT, n_boxes INTEGER",
+    "fetch_image": (
+        "sha256 TEXT PRIMARY KEY, format TEXT, width INTEGER, height INTEGER, orientation "
+        "INTEGER, raw_width INTEGER, raw_height INTEGER, mode TEXT, byte_size INTEGER"
+    ),
+    # what is still to be read, by kind ('bucket', 'annset', 'image'), paged in name order
+    "fetch_need": "kind TEXT, name TEXT, PRIMARY KEY (kind, name)",
+    # the keys read, for remote_has
+    "fetch_key": "key TEXT PRIMARY KEY",
+}
+_IMAGE_COLUMNS = (
+    "format", "width", "height", "orientation", "raw_width", "raw_height", "mode", "byte_size"
+)  # fmt: skip
+
+
+class _Stage:
+    """The staging tables of one fetch (see ``_STAGE``), made fresh and dropped after."""
+
+    def __init__(self, project: Project) -> None:
+        self.db = project.db
+        for table, columns in _STAGE.items():
+            self.db.execute(f"DROP TABLE IF EXISTS temp.{table}")
+            self.db.execute(f"CREATE TEMP TABLE {table} ({columns}) WITHOUT ROWID")
+
+    def close(self) -> None:
+        for table in _STAGE:
+            self.db.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+    def insert(self, table: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = list(rows)
+        if rows:
+            marks = ",".join("?" * len(rows[0]))
+            self.db.conn.executemany(f"INSERT OR IGNORE INTO temp.{table} VALUES ({marks})", rows)
+
+    def need(self, kind: str, select: str) -> int:
+        """Add the names ``select`` gives as still to be read; how many are to be read."""
+        self.db.execute(f"INSERT OR IGNORE INTO temp.fetch_need (kind, name) {select}")
+        return int(
+            self.db.execute("SELECT COUNT(*) FROM temp.fetch_need WHERE kind = ?", [kind])
+            .fetchone()[0]
+        )  # fmt: skip
+
+    def pages(self, kind: str, size: int) -> Iterator[list[str]]:
+        """The names still to be read of ``kind``, ``size`` at a time (each page a query of its
+        own, so the caller may write between pages)."""
+        last = ""
+        while True:
+            page = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT name FROM temp.fetch_need WHERE kind = ? AND name > ? "
+                    "ORDER BY name LIMIT ?",
+                    [kind, last, size],
+                )
+            ]
+            if not page:
+                return
+            yield page
+            last = page[-1]
+
+
 def fetch(
     project: Project,
     name: str | None = None,
@@ -84,8 +149,35 @@ def fetch(
         if got is not None:
             tag_refs[key[len(L.TAG_REFS) :]] = got
     result = FetchResult(remote.name, main[0] if main else None)
-    fetched: set[str] = set()
+    stage = _Stage(project)
+    journal = _Journal(project)
+    try:
+        records = _stage_records(project, bucket, stage, main, tag_refs, progress, cancel)
+        if objects:
+            result.objects = _fetch_objects(project, bucket, stage, progress, cancel, journal)
+        _commit_fetch(
+            project, remote, result, records, main, tag_refs, stage, objects, bucket, journal,
+            cancel,
+        )  # fmt: skip
+    except BaseException:
+        journal.abort()
+        raise
+    finally:
+        stage.close()
+    return result
 
+
+def _stage_records(
+    project: Project,
+    bucket: Bucket,
+    stage: _Stage,
+    main: tuple[str, str] | None,
+    tag_refs: dict[str, tuple[str, str]],
+    progress: Progress | None,
+    cancel: CancelFn | None,
+) -> dict[str, dict[str, Any]]:
+    """Read (and verify) every record the refs lead to that this project lacks: the versions
+    are returned (one per commit: few), the rest staged. Nothing is written to the project."""
     # One reader for the fetch: the pack indexes are read once; records a pack does not hold
     # are read loose (a remote written before packs). Every record is verified as it is read.
     reader = RecordReader(bucket)
@@ -94,82 +186,92 @@ def fetch(
         _check(cancel, _FETCH_CANCELLED)
         wanted = {keyf(n): n for n in sorted(set(names))}
         got = reader.read(wanted)
-        fetched.update(got)
-        if progress:
-            progress(kind, len(got), len(got))
         return {wanted[k]: rec for k, rec in got.items()}
 
     # Versions: breadth first from the refs to what this project already has. The packed
     # version records are small and few, so all those this project lacks are read at once:
     # a long history then costs one request, not one per generation.
-    packed = {
-        k: k[len(L.version_key("")) :]
-        for k in reader.packed(L.version_key(""))
-        if not _has_version(project, k[len(L.version_key("")) :])
-    }
-    known_versions = read("versions", L.version_key, packed.values())
+    vk = len(L.version_key(""))
+    packed = [k[vk:] for k in reader.packed(L.version_key("")) if not _has_version(project, k[vk:])]
+    in_packs = read("versions", L.version_key, packed)
     records: dict[str, dict[str, Any]] = {}
     frontier = {v for v, _ in ([main] if main else []) + list(tag_refs.values())}
     while frontier:
         todo = [v for v in frontier if v not in records and not _has_version(project, v)]
-        loose = read("versions", L.version_key, [v for v in todo if v not in known_versions])
+        loose = read("versions", L.version_key, [v for v in todo if v not in in_packs])
         frontier = set()
         for vid in todo:
-            rec = known_versions.get(vid) or loose[vid]
+            rec = in_packs.get(vid) or loose[vid]
             records[vid] = rec
             frontier.update(p for p in rec["parents"] if isinstance(p, str))
-    # (orphans read above, from pushes refused or killed before their ref moved, are dropped)
-    fetched.difference_update(L.version_key(v) for v in known_versions if v not in records)
-    del known_versions
+    # (the orphans read above, of pushes refused or killed before their ref moved, are dropped)
+    del in_packs
+    stage.insert("fetch_key", [(L.version_key(v),) for v in records])
+    if progress:
+        progress("versions", len(records), len(records))
 
     trees = read(
         "trees",
         L.tree_key,
-        (
-            r["tree"]
-            for r in records.values()
-            if not _has_row(project, "manifest_tree", "hash", r["tree"])
-        ),
+        {r["tree"] for r in records.values()}
+        - {r[0] for r in project.db.execute("SELECT hash FROM manifest_tree")},
     )
-    bucket_names: set[str] = set()
-    for rec in trees.values():
-        for h in json.loads(rec["text"]).values():
-            if not _has_row(project, "manifest_bucket", "hash", h):
-                bucket_names.add(h)
-    buckets = read("buckets", L.bucket_key, bucket_names)
-    need_images: set[str] = set()
-    need_annsets: set[str] = set()
-    for rec in buckets.values():
-        for image, entry in json.loads(rec["text"]).items():
-            if not _has_row(project, "image", "sha256", image):
-                need_images.add(image)
-            if not _has_row(project, "annotation_set", "hash", entry[0]):
-                need_annsets.add(entry[0])
-    annsets = read("annotation sets", L.annset_key, need_annsets)
-    # Image rows come with their buckets; then the bytes (verified, stored and made durable
-    # before the transaction that writes the rows naming them).
-    image_rows: dict[str, dict] = {}
-    for rec in buckets.values():
-        rows = rec.pop("images", None) or {}  # held once, in image_rows
-        for image in json.loads(rec["text"]):
-            if image in need_images:
+    stage.insert(
+        "fetch_tree", [(h, r["text"], r["n_images"], r["n_boxes"]) for h, r in trees.items()]
+    )
+    stage.insert("fetch_key", [(L.tree_key(h),) for h in trees])
+    del trees
+
+    # Buckets, a page at a time; each carries the rows of its images.
+    total = stage.need(
+        "bucket",
+        "SELECT 'bucket', j.value FROM temp.fetch_tree t, json_each(t.buckets) j "
+        "WHERE NOT EXISTS (SELECT 1 FROM manifest_bucket m WHERE m.hash = j.value)",
+    )
+    done = 0
+    for page in stage.pages("bucket", CHUNK):
+        got = read("buckets", L.bucket_key, page)
+        images: list[tuple[Any, ...]] = []
+        for rec in got.values():
+            rows = rec.get("images") or {}
+            for image in json.loads(rec["text"]):
                 if image not in rows:
                     raise RemoteError(f"a bucket on the remote lacks the row of image {image}")
-                image_rows[image] = rows[image]
-    names = sorted(need_images)
-    journal = _Journal(project)
-    try:
-        if objects:
-            result.objects = _fetch_objects(project, bucket, names, progress, cancel, journal)
-            fetched.update(L.object_key(s) for s in names)
-        _commit_fetch(
-            project, remote, result, records, trees, buckets, annsets, image_rows,
-            main, tag_refs, fetched, bucket, journal, cancel,
-        )  # fmt: skip
-    except BaseException:
-        journal.abort()
-        raise
-    return result
+                r = rows[image]
+                images.append((image, *(r[c] for c in _IMAGE_COLUMNS)))
+        stage.insert("fetch_image", images)
+        stage.insert(
+            "fetch_bucket",
+            [(h, r["text"], r["n_images"], r["n_boxes"]) for h, r in got.items()],
+        )
+        stage.insert("fetch_key", [(L.bucket_key(h),) for h in got])
+        done += len(page)
+        if progress:
+            progress("buckets", done, total)
+
+    # Annotation sets, a page at a time.
+    total = stage.need(
+        "annset",
+        "SELECT DISTINCT 'annset', json_extract(j.value, '$[0]') "
+        "FROM temp.fetch_bucket b, json_each(b.entries) j WHERE NOT EXISTS "
+        "(SELECT 1 FROM annotation_set a WHERE a.hash = json_extract(j.value, '$[0]'))",
+    )
+    done = 0
+    for page in stage.pages("annset", CHUNK):
+        got = read("annotation sets", L.annset_key, page)
+        stage.insert("fetch_annset", [(h, r["text"], r["n_boxes"]) for h, r in got.items()])
+        stage.insert("fetch_key", [(L.annset_key(h),) for h in got])
+        done += len(page)
+        if progress:
+            progress("annotation sets", done, total)
+
+    # The images whose bytes are to come (rows this project lacks).
+    stage.need(
+        "image",
+        "SELECT 'image', i.sha256 FROM temp.fetch_image i "
+        "WHERE NOT EXISTS (SELECT 1 FROM image m WHERE m.sha256 = i.sha256)",
+    )
+    return records
 
 
 def _commit_fetch(
@@ -177,13 +279,10 @@ def _commit_fetch(
     remote: Remote,
     result: FetchResult,
     records: dict[str, dict[str, Any]],
-    trees: dict[str, dict],
-    buckets: dict[str, dict],
-    annsets: dict[str, dict],
-    image_rows: dict[str, dict],
     main: tuple[str, str] | None,
     tag_refs: dict[str, tuple[str, str]],
-    fetched: set[str],
+    stage: _Stage,
+    objects: bool,
     bucket: Bucket,
     journal: _Journal,
     cancel: CancelFn | None,
@@ -192,45 +291,42 @@ def _commit_fetch(
     db = project.db
 
     # Decisions: the whole (small, append-only) list; only the unknown ones are read.
-    known = _known(project, remote.name)
+    known = {
+        r[0]
+        for r in db.execute(
+            "SELECT key FROM remote_has WHERE remote = ? AND key >= ? AND key < ?",
+            [remote.name, L.DECISIONS, L.DECISIONS[:-1] + "0"],  # '0' sorts just after '/'
+        )
+    }
     decision_keys = [k for k in bucket.list(L.DECISIONS) if k not in known]
     decision_recs = []
     if decision_keys:
         got = bucket.get_many(decision_keys)
         for k in decision_keys:
             decision_recs.append(L.decode(k, got[k]))
-        fetched.update(decision_keys)
+        stage.insert("fetch_key", [(k,) for k in decision_keys])
 
     _check(cancel, _FETCH_CANCELLED)
+    columns = ", ".join(_IMAGE_COLUMNS)
     with project.transaction():
         journal.done()
-        for s, r in image_rows.items():
-            db.execute(
-                "INSERT OR IGNORE INTO image (sha256, format, width, height, orientation, "
-                "raw_width, raw_height, mode, byte_size, added_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    s, r["format"], r["width"], r["height"], r["orientation"], r["raw_width"],
-                    r["raw_height"], r["mode"], r["byte_size"], now_iso(),
-                ],
-            )  # fmt: skip
-        for h, r in annsets.items():
-            db.execute(
-                "INSERT OR IGNORE INTO annotation_set (hash, boxes, n_boxes) VALUES (?, ?, ?)",
-                [h, r["text"], r["n_boxes"]],
-            )
-        for h, r in buckets.items():
-            db.execute(
-                "INSERT OR IGNORE INTO manifest_bucket (hash, entries, n_images, n_boxes) "
-                "VALUES (?, ?, ?, ?)",
-                [h, r["text"], r["n_images"], r["n_boxes"]],
-            )
-        for h, r in trees.items():
-            db.execute(
-                "INSERT OR IGNORE INTO manifest_tree (hash, buckets, n_images, n_boxes) "
-                "VALUES (?, ?, ?, ?)",
-                [h, r["text"], r["n_images"], r["n_boxes"]],
-            )
+        db.execute(
+            f"INSERT OR IGNORE INTO image (sha256, {columns}, added_at) "
+            f"SELECT sha256, {columns}, ? FROM temp.fetch_image",
+            [now_iso()],
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO annotation_set (hash, boxes, n_boxes) "
+            "SELECT hash, boxes, n_boxes FROM temp.fetch_annset"
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO manifest_bucket (hash, entries, n_images, n_boxes) "
+            "SELECT hash, entries, n_images, n_boxes FROM temp.fetch_bucket"
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO manifest_tree (hash, buckets, n_images, n_boxes) "
+            "SELECT hash, buckets, n_images, n_boxes FROM temp.fetch_tree"
+        )
         for vid in _topo_records(records):
             r = records[vid]
             if _has_version(project, vid):
@@ -259,10 +355,17 @@ def _commit_fetch(
                 result.tags_added.append(tag_name)
             elif here is not None and here[0] != vid:
                 result.tags_differ.append(tag_name)
-        db.conn.executemany(
-            "INSERT OR IGNORE INTO remote_has (remote, key) VALUES (?, ?)",
-            [(remote.name, k) for k in fetched],
+        db.execute(
+            "INSERT OR IGNORE INTO remote_has (remote, key) SELECT ?, key FROM temp.fetch_key",
+            [remote.name],
         )
+        if objects:
+            db.execute(
+                "INSERT OR IGNORE INTO remote_has (remote, key) "
+                "SELECT ?, 'objects/sha256/' || substr(name, 1, 2) || '/' || substr(name, 3) "
+                "FROM temp.fetch_need WHERE kind = 'image'",
+                [remote.name],
+            )
         # Versions this project already had are on the remote too: known from now on.
         for vid, _ in [main] if main else []:
             db.conn.executemany(
@@ -278,55 +381,70 @@ def _topo_records(records: dict[str, dict[str, Any]]) -> list[str]:
 def _fetch_objects(
     project: Project,
     bucket: Bucket,
-    shas: Sequence[str],
+    stage: _Stage,
     progress: Progress | None,
     cancel: CancelFn | None = None,
     journal: _Journal | None = None,
 ) -> int:
-    """Download, verify and store the bytes of ``shas`` not held yet; how many came.
+    """Download, verify and store the bytes of the staged images not held yet; how many came.
 
-    With a ``journal`` each object is journaled before its file is written (as imports do), so
-    a fetch that dies before its rows are committed leaves no orphan behind.
+    With a ``journal`` each page of objects is journaled before its files are written (as
+    imports do), so a fetch that dies before its rows are committed leaves no orphan behind.
+    The objects stream through one pool of requests, each written as it arrives.
     """
-    missing = [s for s in shas if not project.objects.has_file(s)]
-    if not missing:
-        return 0
-    _check(cancel, _FETCH_CANCELLED)
-    if journal is not None:
-        journal.add(missing)  # all at once: one transaction, before any file is written
     store = project.objects
-    done = 0
+    total = int(
+        project.db.execute("SELECT COUNT(*) FROM temp.fetch_need WHERE kind = 'image'")
+        .fetchone()[0]
+    )  # fmt: skip
+    done = came = 0
+
+    def report() -> None:
+        if progress:
+            progress("objects", done, total)
+        _check(cancel, _FETCH_CANCELLED)
+
+    def keys() -> Iterator[str]:
+        # Read lazily by the request pool: a page is journaled just before its first request.
+        nonlocal done
+        for page in stage.pages("image", CHUNK):
+            missing = [s for s in page if not store.has_file(s)]
+            done += len(page) - len(missing)
+            if journal is not None and missing:
+                journal.add(missing)
+            yield from (L.object_key(s) for s in missing)
 
     def arrived(key: str, data: bytes) -> None:
         # Each object is checked and written as it arrives, so only those in flight are held.
-        nonlocal done
-        s = key.rsplit("/", 2)
-        sha = s[-2] + s[-1]
+        nonlocal done, came
+        parts = key.rsplit("/", 2)
+        sha = parts[-2] + parts[-1]
         if hashlib.sha256(data).hexdigest() != sha:
             raise RemoteError(f"object {sha} on the remote has other content: refused")
-        if store.put_bytes(data, sha, durable=False) and journal is not None:
-            journal.created.append(sha)
+        store.put_bytes(data, sha, durable=False)
         done += 1
-        if done % CHUNK == 0 or done == len(missing):
-            if progress:
-                progress("objects", done, len(missing))
-            _check(cancel, _FETCH_CANCELLED)
+        came += 1
+        if done % CHUNK == 0:
+            report()
 
+    _check(cancel, _FETCH_CANCELLED)
     try:
-        bucket.get_each((L.object_key(s) for s in missing), arrived, TRANSFER_CONCURRENCY)
+        bucket.get_each(keys(), arrived, TRANSFER_CONCURRENCY)
     finally:
         store.sync()  # before the rows that name them (and before an abort looks at them)
-    return len(missing)
+    if total and done % CHUNK:
+        report()
+    return came
 
 
 class _Journal:
-    """Objects a fetch wrote before its rows, in ``pending_object``: undone if it fails, and
-    cleaned by the next open (``Project.recover``) if it is killed."""
+    """Objects a fetch wrote before its rows, in ``pending_object``: undone if it fails (as a
+    failed import is: Project.drop_pending), and cleaned by the next open
+    (``Project.recover``) if it is killed."""
 
     def __init__(self, project: Project) -> None:
         self.project = project
         self.op = f"fetch-{os.getpid()}-{secrets.token_hex(4)}"
-        self.created: list[str] = []
 
     def add(self, shas: Sequence[str]) -> None:
         host, pid, at = socket.gethostname(), os.getpid(), now_iso()
@@ -342,12 +460,7 @@ class _Journal:
         self.project.db.execute("DELETE FROM pending_object WHERE op = ?", [self.op])
 
     def abort(self) -> None:
-        db = self.project.db
-        for sha in self.created:
-            if not db.execute("SELECT 1 FROM image WHERE sha256 = ?", [sha]).fetchone():
-                self.project.objects.remove(sha)
-        with self.project.transaction():
-            self.done()
+        self.project.drop_pending([self.op])
 
 
 def _apply_decisions(project: Project, recs: list[dict[str, Any]]) -> int:
