@@ -48,12 +48,6 @@ def open_remote(project: Project, name: str | None) -> tuple[Remote, Bucket]:
     return remote, bucket
 
 
-def _known(project: Project, remote: str) -> set[str]:
-    return {
-        r[0] for r in project.db.execute("SELECT key FROM remote_has WHERE remote = ?", [remote])
-    }
-
-
 def _record_known(project: Project, remote: str, keys: Iterable[str]) -> None:
     rows = [(remote, k) for k in keys]
     if not rows:

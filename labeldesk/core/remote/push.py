@@ -27,7 +27,6 @@ from .common import (
     RemoteMovedError,
     _ancestors,
     _check,
-    _known,
     _read_ref,
     _record_known,
     _ref_body,
@@ -120,7 +119,7 @@ _IMAGE_SQL = f"SELECT sha256, {', '.join(_IMAGE_FIELDS)} FROM image WHERE sha256
 
 def _records(
     project: Project,
-    annsets: Sequence[str],
+    annsets: Iterable[str],
     buckets: Sequence[str],
     trees: Sequence[str],
     versions: Sequence[str],
@@ -186,6 +185,131 @@ def _records(
         yield L.version_key(vid), L.encode(body)
 
 
+class _PushStage:
+    """What a push is to send that the remote is not known to hold, in temporary tables (the
+    connection's own, on disk), read a page at a time: memory stays the same however many
+    images there are."""
+
+    def __init__(self, project: Project, remote: str) -> None:
+        self.db = project.db
+        self.remote = remote
+        for table in ("push_image", "push_annset"):
+            self.db.execute(f"DROP TABLE IF EXISTS temp.{table}")
+            self.db.execute(f"CREATE TEMP TABLE {table} (name TEXT PRIMARY KEY) WITHOUT ROWID")
+
+    def close(self) -> None:
+        for table in ("push_image", "push_annset"):
+            self.db.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+    def known(self, key: str) -> bool:
+        return bool(
+            self.db.execute(
+                "SELECT 1 FROM remote_has WHERE remote = ? AND key = ?", [self.remote, key]
+            ).fetchone()
+        )
+
+    def add_bucket(self, h: str) -> None:
+        """Stage the images and annotation sets of bucket ``h`` the remote is not known to hold."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO temp.push_image (name) SELECT j.key "
+            "FROM manifest_bucket b, json_each(b.entries) j WHERE b.hash = ? AND NOT EXISTS "
+            "(SELECT 1 FROM remote_has r WHERE r.remote = ? AND r.key = "
+            "'objects/sha256/' || substr(j.key, 1, 2) || '/' || substr(j.key, 3))",
+            [h, self.remote],
+        )
+        self.db.execute(
+            "INSERT OR IGNORE INTO temp.push_annset (name) SELECT json_extract(j.value, '$[0]') "
+            "FROM manifest_bucket b, json_each(b.entries) j WHERE b.hash = ? AND NOT EXISTS "
+            "(SELECT 1 FROM remote_has r WHERE r.remote = ? AND r.key = "
+            "'records/annset/' || json_extract(j.value, '$[0]'))",
+            [h, self.remote],
+        )
+
+    def count(self, table: str) -> int:
+        return int(self.db.execute(f"SELECT COUNT(*) FROM temp.{table}").fetchone()[0])
+
+    def names(self, table: str) -> Iterator[str]:
+        """The staged names in order, a page (one query) at a time, so the caller may write
+        between pages."""
+        last = ""
+        while True:
+            page = [
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT name FROM temp.{table} WHERE name > ? ORDER BY name LIMIT ?",
+                    [last, CHUNK],
+                )
+            ]
+            if not page:
+                return
+            yield from page
+            last = page[-1]
+
+
+def _push_content(
+    project: Project,
+    remote: str,
+    bucket: Bucket,
+    stage: _PushStage,
+    wanted: set[str],
+    result: PushResult,
+    progress: Progress | None,
+    cancel: CancelFn | None,
+) -> None:
+    """Steps 1 and 2 of a push: the image bytes, then the records in packs, of the versions in
+    ``wanted`` that the remote is not known to hold."""
+    db = project.db
+    new_versions = {v for v in wanted if not stage.known(L.version_key(v))}
+    # The trees and buckets of the new versions (at most 4,096 buckets a tree, whatever the
+    # number of images), then their images and annotation sets, staged.
+    trees: set[str] = set()
+    buckets: set[str] = set()
+    for vid in new_versions:
+        t = db.execute("SELECT tree FROM version WHERE id = ?", [vid]).fetchone()[0]
+        if t not in trees and not stage.known(L.tree_key(t)):
+            trees.add(t)
+            text = db.execute("SELECT buckets FROM manifest_tree WHERE hash = ?", [t]).fetchone()
+            buckets.update(
+                h for h in json.loads(text[0]).values() if not stage.known(L.bucket_key(h))
+            )
+    for b in buckets:
+        stage.add_bucket(b)
+
+    # 1. The image bytes: one stream of create-only writes, as many in flight as s5cmd has.
+    objects = project.objects
+
+    def obj(sha: str) -> Callable[[], bytes]:
+        return lambda: objects.read_bytes(sha)
+
+    n_images = stage.count("push_image")
+    if n_images:
+        _send(
+            project, remote, bucket,
+            ((L.object_key(s), obj(s)) for s in stage.names("push_image")),
+            n_images, "objects", progress, result.sent, cancel, TRANSFER_CONCURRENCY,
+        )  # fmt: skip
+
+    # 2. The records, in packs written one after another: each pack's records come after
+    # those they name, so whatever a killed push leaves indexed names nothing missing.
+    versions = _topo(project, new_versions)
+    n_annsets = stage.count("push_annset")
+    n_records = n_annsets + len(buckets) + len(trees) + len(versions)
+    counts: dict[str, int] = {}
+    records = _records(
+        project, stage.names("push_annset"), sorted(buckets), sorted(trees), versions, counts
+    )
+
+    def packed(keys: list[str]) -> None:
+        _record_known(project, remote, keys)
+        if progress:
+            progress("records", sum(counts.values()), n_records)
+
+    n_packs = write_packs(bucket, records, packed, lambda: _check(cancel, _PUSH_CANCELLED))
+    if n_packs:
+        result.sent.update(counts)
+        result.sent["packs"] = n_packs
+
+
 def push(
     project: Project,
     name: str | None = None,
@@ -215,68 +339,23 @@ def push(
             f"{remote.name}`), then push"
         )
     tags = dict(db.execute("SELECT name, version FROM ref WHERE kind = 'tag'").fetchall())
-    known = _known(project, remote.name)
     wanted = _ancestors(project, [local_main, *tags.values()])
-    new_versions = {v for v in wanted if L.version_key(v) not in known}
     result = PushResult(remote.name, local_main, moved=False)
-
-    # What the new versions need that the remote is not known to hold.
-    trees: set[str] = set()
-    buckets: set[str] = set()
-    for vid in new_versions:
-        t = db.execute("SELECT tree FROM version WHERE id = ?", [vid]).fetchone()[0]
-        if L.tree_key(t) not in known and t not in trees:
-            trees.add(t)
-            text = db.execute("SELECT buckets FROM manifest_tree WHERE hash = ?", [t]).fetchone()
-            buckets.update(h for h in json.loads(text[0]).values() if L.bucket_key(h) not in known)
-    images: set[str] = set()
-    annsets: set[str] = set()
-    for b in buckets:
-        entries = json.loads(
-            db.execute("SELECT entries FROM manifest_bucket WHERE hash = ?", [b]).fetchone()[0]
-        )
-        for image, entry in entries.items():
-            if L.object_key(image) not in known:
-                images.add(image)
-            if L.annset_key(entry[0]) not in known:
-                annsets.add(entry[0])
-    del known  # only the sets to send are needed from here
-
-    # 1. The image bytes: one stream of create-only writes, as many in flight as s5cmd has.
-    objects = project.objects
-
-    def obj(sha: str) -> Callable[[], bytes]:
-        return lambda: objects.read_bytes(sha)
-
-    if images:
-        _send(
-            project, remote.name, bucket, ((L.object_key(s), obj(s)) for s in sorted(images)),
-            len(images), "objects", progress, result.sent, cancel, TRANSFER_CONCURRENCY,
-        )  # fmt: skip
-    del images
-
-    # 2. The records, in packs written one after another: each pack's records come after
-    # those they name, so whatever a killed push leaves indexed names nothing missing.
-    versions = _topo(project, new_versions)
-    n_records = len(annsets) + len(buckets) + len(trees) + len(versions)
-    counts: dict[str, int] = {}
-    records = _records(
-        project, sorted(annsets), sorted(buckets), sorted(trees), versions, counts
-    )  # fmt: skip
-
-    def packed(keys: list[str]) -> None:
-        _record_known(project, remote.name, keys)
-        if progress:
-            progress("records", sum(counts.values()), n_records)
-
-    n_packs = write_packs(bucket, records, packed, lambda: _check(cancel, _PUSH_CANCELLED))
-    if n_packs:
-        result.sent.update(counts)
-        result.sent["packs"] = n_packs
+    stage = _PushStage(project, remote.name)
+    try:
+        _push_content(project, remote.name, bucket, stage, wanted, result, progress, cancel)
+    finally:
+        stage.close()
 
     # 3. Decisions: append-only records of versions the remote now holds, one key each (a
     # fetch lists them, and a decision may come long after its version was pushed).
-    known_decisions = {k for k in _known(project, remote.name) if k.startswith(L.DECISIONS)}
+    known_decisions = {
+        r[0]
+        for r in db.execute(
+            "SELECT key FROM remote_has WHERE remote = ? AND key >= ? AND key < ?",
+            [remote.name, L.DECISIONS, L.DECISIONS[:-1] + "0"],  # '0' sorts just after '/'
+        )
+    }
     decisions = []
     for vid, decision, by, at, note in db.execute(
         "SELECT version, decision, by, at, note FROM decision ORDER BY at"
