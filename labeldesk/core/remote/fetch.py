@@ -74,6 +74,9 @@ _STAGE = {
     # the keys read, for remote_has
     "fetch_key": "key TEXT PRIMARY KEY",
 }
+#: Records read (parsed and verified) at a time: a bucket holds the rows of its images, so a
+#: page of them is what a fetch holds in memory. A page of a pack is one ranged request.
+RECORD_PAGE = 256
 _IMAGE_COLUMNS = (
     "format", "width", "height", "orientation", "raw_width", "raw_height", "mode", "byte_size"
 )  # fmt: skip
@@ -229,7 +232,7 @@ def _stage_records(
         "WHERE NOT EXISTS (SELECT 1 FROM manifest_bucket m WHERE m.hash = j.value)",
     )
     done = 0
-    for page in stage.pages("bucket", CHUNK):
+    for page in stage.pages("bucket", RECORD_PAGE):
         got = read("buckets", L.bucket_key, page)
         images: list[tuple[Any, ...]] = []
         for rec in got.values():
@@ -257,7 +260,7 @@ def _stage_records(
         "(SELECT 1 FROM annotation_set a WHERE a.hash = json_extract(j.value, '$[0]'))",
     )
     done = 0
-    for page in stage.pages("annset", CHUNK):
+    for page in stage.pages("annset", RECORD_PAGE):
         got = read("annotation sets", L.annset_key, page)
         stage.insert("fetch_annset", [(h, r["text"], r["n_boxes"]) for h, r in got.items()])
         stage.insert("fetch_key", [(L.annset_key(h),) for h in got])

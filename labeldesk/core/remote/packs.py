@@ -24,9 +24,9 @@ from typing import Any
 from . import layout as L
 from .client import Bucket, RemoteError
 
-#: A pack is closed when it reaches this size, so building or reading one holds at most this
-#: much, however large the push.
-PACK_BYTES = 16 << 20
+#: A pack is closed when it reaches this size, so building one holds at most this much (twice,
+#: with its copy), however large the push; 10,000 images' records take four.
+PACK_BYTES = 1 << 20
 FORMAT = "labeldesk-pack-1"
 
 
