@@ -291,7 +291,7 @@ class Bucket:
         self.get_each(keys, out.__setitem__)
         return out
 
-    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> Sequence[bytes]:
         """The bytes of ``ranges`` (start, end) of one key; the client merges neighbouring
         ranges into one request, so reading most of an object costs one request."""
         import obstore

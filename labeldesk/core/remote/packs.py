@@ -133,7 +133,7 @@ class RecordReader:
                 bad.append(f"{source}: {e}")
 
         for pack, pack_keys in by_pack.items():
-            spans = [self.where[k][1:] for k in pack_keys]
+            spans = [(self.where[k][1], self.where[k][2]) for k in pack_keys]
             for k, data in zip(pack_keys, self.bucket.get_ranges(pack, spans), strict=True):
                 take(k, data, pack)
         self.bucket.get_each(loose, lambda k, data: take(k, data, "loose"))
