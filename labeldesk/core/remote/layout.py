@@ -17,6 +17,9 @@ from .client import RemoteError
 MAIN_REF = "refs/main"
 TAG_REFS = "refs/tags/"
 DECISIONS = "records/decision/"
+RECORDS = "records/"
+#: Packs of records (packs.py): ``packs/<sha256 of the pack>.pack`` and its ``.idx``.
+PACKS = "packs/"
 
 
 def object_key(sha: str) -> str:
@@ -37,6 +40,14 @@ def tree_key(h: str) -> str:
 
 def version_key(vid: str) -> str:
     return f"records/version/{vid}"
+
+
+def pack_key(sha: str) -> str:
+    return f"{PACKS}{sha}.pack"
+
+
+def index_key(sha: str) -> str:
+    return f"{PACKS}{sha}.idx"
 
 
 def tag_key(name: str) -> str:
@@ -89,3 +100,16 @@ def check_version(key: str, vid: str, record: dict[str, Any]) -> dict[str, Any]:
     if not ok:
         raise RemoteError(f"{key} on the remote does not hash to its id: refused")
     return record
+
+
+def check_record(key: str, data: bytes) -> dict[str, Any]:
+    """The record stored under ``key`` (a version, tree, bucket or annotation set), after
+    recomputing its name from its content; RemoteError if it is not what its name says."""
+    record = decode(key, data)
+    kind, _, name = key[len(RECORDS) :].partition("/")
+    if kind == "version":
+        return check_version(key, name, record)
+    if kind in ("tree", "bucket", "annset"):
+        check_hashed(key, name, record.get("text"))
+        return record
+    raise RemoteError(f"{key} is not a record LabelDesk reads")

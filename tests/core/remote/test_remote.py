@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from helpers import write_image
+from remote_helpers import images_of, make_project, remote_problems, review
 from s3server import PUSH_FORK_SERVER, HeaderDroppingProxy, SeaweedS3
 
-from labeldesk.core.boxes import Box
 from labeldesk.core.errors import MergeConflictError
 from labeldesk.core.remote import layout as L
 from labeldesk.core.remote.client import Bucket, RemoteUnavailableError
@@ -28,79 +28,9 @@ from labeldesk.core.store.fsck import fsck
 from labeldesk.core.store.importer import add_images
 from labeldesk.core.store.manifest import ManifestStore
 from labeldesk.core.store.project import Project
-from labeldesk.core.store.sessions import ReviewSession
 from labeldesk.core.store.versions import all_versions, decide, get_version, head, tag
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def make_project(tmp: Path, name: str, n: int = 6, seed: int = 0) -> Project:
-    src = tmp / f"src-{name}"
-    for i in range(n):
-        write_image(src / f"img{i:02d}.png", seed=seed * 1000 + i)
-    p = Project.init(tmp / name, user="lead")
-    add_images(p, [src])
-    return p
-
-
-def images_of(project: Project) -> list[str]:
-    store = ManifestStore(project.db)
-    tree = store.tree(get_version(project.db, head(project.db)).tree)
-    return sorted(i for i, _ in store.entries(tree))
-
-
-def review(project: Project, images: list[str], x: float, message: str = "review") -> str:
-    s = ReviewSession.start(project)
-    names = {v: k for k, v in s.classes().items()}
-    cid = names["cat"] if "cat" in names else s.add_class("cat")
-    for img in images:
-        s.set_boxes(img, [Box(cid, x, 1.0, 5.0, 5.0)])
-    return s.commit(message).id
-
-
-def remote_problems(bucket: Bucket, checked: set[str] | None = None) -> list[str]:
-    """Every key the remote's refs lead to (records, parents, objects) that it does not hold.
-
-    ``checked`` carries the records found whole by an earlier call: they are immutable, so a
-    loop need not walk them again.
-    """
-    checked = set() if checked is None else checked
-    keys = set(bucket.list(""))
-    problems: list[str] = []
-    got = bucket.get(L.MAIN_REF)
-    if got is None:
-        return problems
-
-    def record(key: str) -> dict | None:
-        if key not in keys:
-            problems.append(key)
-            return None
-        return json.loads(bucket.get(key)[0])
-
-    todo = [json.loads(got[0])["version"]]
-    while todo:
-        vkey = L.version_key(todo.pop())
-        if vkey in checked or (rec := record(vkey)) is None:
-            continue
-        ok = len(problems)
-        todo.extend(rec["parents"])
-        tkey = L.tree_key(rec["tree"])
-        if tkey not in checked and (tree := record(tkey)) is not None:
-            for b in json.loads(tree["text"]).values():
-                bkey = L.bucket_key(b)
-                if bkey in checked or (bucket_rec := record(bkey)) is None:
-                    continue
-                for image, entry in json.loads(bucket_rec["text"]).items():
-                    for k in (L.object_key(image), L.annset_key(entry[0])):
-                        if k not in keys:
-                            problems.append(k)
-                    if image not in bucket_rec["images"]:
-                        problems.append(f"{bkey}: row of {image}")
-                checked.add(bkey)
-            checked.add(tkey)
-        if len(problems) == ok:
-            checked.add(vkey)
-    return problems
 
 
 # -- the server and the probe -------------------------------------------------------------------
@@ -192,8 +122,9 @@ def test_incremental_push_sends_only_the_changed_rows(tmp_path: Path, remote_url
     push(a)
     review(a, images_of(a)[:1], 2.0)
     r = push(a)
-    # one image reviewed: one annotation set, one bucket, one tree, one version; no bytes
-    assert r.sent == {"annotation sets": 1, "buckets": 1, "trees": 1, "versions": 1}
+    # one image reviewed: one annotation set, one bucket, one tree, one version, in one pack;
+    # no bytes
+    assert r.sent == {"annotation sets": 1, "buckets": 1, "trees": 1, "versions": 1, "packs": 1}
     a.close()
 
 
@@ -292,7 +223,9 @@ import json, sys
 from labeldesk.core.boxes import Box
 from labeldesk.core.store.project import Project
 from labeldesk.core.remote.merge import pull
-from labeldesk.core.remote.sync import RemoteMovedError, push
+from labeldesk.core.remote.packs import RecordReader
+from labeldesk.core.remote.sync import RemoteMovedError
+from labeldesk.core.remote.sync import push
 from labeldesk.core.store.sessions import ReviewSession
 root, me, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 images = json.loads(sys.argv[4])
@@ -447,9 +380,9 @@ def test_server_stopped_mid_push_clear_error_then_resumes(tmp_path: Path, monkey
             if what == "objects":
                 srv.stop()  # the server goes away once the bytes are up
 
-        import labeldesk.core.remote.sync as sync
+        import labeldesk.core.remote.push as push_module
 
-        monkeypatch.setattr(sync, "CHUNK", 4)
+        monkeypatch.setattr(push_module, "CHUNK", 4)
         with pytest.raises(RemoteUnavailableError, match="cannot reach"):
             push(a, progress=stop_after_some)
         srv.restart()
@@ -499,6 +432,7 @@ def test_fetch_cancelled_midway_leaves_the_project_unchanged(
 ) -> None:
     from helpers import snapshot
 
+    import labeldesk.core.remote.fetch as fetch_module
     import labeldesk.core.remote.sync as sync
     from labeldesk.core.errors import CancelledError
 
@@ -509,7 +443,7 @@ def test_fetch_cancelled_midway_leaves_the_project_unchanged(
     add_remote(b, "origin", remote_url)
     sync.open_remote(b, None)  # the probe, recorded once
     before = snapshot(b)
-    monkeypatch.setattr(sync, "CHUNK", 4)
+    monkeypatch.setattr(fetch_module, "CHUNK", 4)
     seen: list[int] = []
 
     def progress(what: str, done: int, total: int) -> None:
