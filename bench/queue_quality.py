@@ -286,8 +286,7 @@ def timing(n: int, work: Path) -> dict:
     out: dict = {"timing_images": n, "build_s": round(time.perf_counter() - t, 1)}
     runs, warm, edited = [], [], []
     for _ in range(3):
-        queue._CACHE.clear()  # cold: read and parse every label and prediction
-        queue._ENTRIES.clear()
+        queue.clear_caches()  # cold: read every label and prediction, as a new window does
         wall, cpu, items = timed(lambda: queue.rank(project))
         runs.append((wall, cpu))
         # warm: the arrays are kept; another threshold only reruns the matching stages

@@ -24,6 +24,7 @@ from .boxes import EMPTY_SET_HASH, Box, annotation_set
 from .errors import Problem
 from .images import BadImageError, ImageInfo, probe
 from .manifest import Entry, ManifestStore
+from .packed import put_label_copies
 from .paths import display_path, walk_files  # display_path is imported from here by formats
 from .progress import CancelFn, ProgressFn, check_cancel
 from .project import Project, now_iso
@@ -288,6 +289,7 @@ class Staging:
                 "INSERT OR IGNORE INTO annotation_set (hash, boxes, n_boxes) VALUES (?, ?, ?)",
                 rows.values(),
             )
+            put_label_copies(db, ((h, text) for h, text, _ in rows.values()))
             if replace_all and tree is not None:
                 for image, _ in store.entries(tree):
                     changes.setdefault(image, None)

@@ -26,6 +26,7 @@ from .errors import (
 )
 from .integrity import version_id
 from .manifest import Entry, EntryChange, ManifestStore, Tree, diff_trees
+from .packed import put_label_copies
 from .project import Project, now_iso
 
 MAIN = "main"
@@ -207,6 +208,7 @@ def put_annotation_set(db: Database, boxes: Iterable[Box]) -> str:
         "INSERT OR IGNORE INTO annotation_set (hash, boxes, n_boxes) VALUES (?, ?, ?)",
         [h, text, n],
     )
+    put_label_copies(db, [(h, text)])
     return h
 
 
