@@ -65,8 +65,10 @@ class Arrays:
     same: np.ndarray
     #: images of the run the arrays leave out: their boxes need the exact path
     unsure: set[str] = field(default_factory=set)
-    #: thresholds -> (reasons by image, images for the exact path)
-    by_params: dict[Params, tuple[dict[str, list[Reason]], set[str]]] = field(default_factory=dict)
+    #: thresholds -> (reasons by image, priority by image), exact-path images included
+    by_params: dict[Params, tuple[dict[str, list[Reason]], dict[str, float]]] = field(
+        default_factory=dict
+    )
 
 
 #: (database, version, run, its size and newest row) -> arrays. A version never changes and a
@@ -330,7 +332,8 @@ def array_reasons(
     )
     out: dict[str, list[Reason]] = {}
     priorities: dict[str, float] = {}
-    last, current, keep = -1, [], 1.0
+    last, keep = -1, 1.0
+    current: list[Reason] = []
     rows = zip(
         img[order].tolist(),
         kind_of[order].tolist(),
