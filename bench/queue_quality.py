@@ -20,9 +20,10 @@ against the injected errors, per ranker.
 Timing. ``--timing N`` builds an N-image version in a database without image files (ranking
 reads rows only): 1..8 labels per image, one stored run where 80% of labels are found, 10%
 get another class and 20% of images one extra box; then times ``rank`` (wall and CPU seconds:
-the machine may be shared) cold (every label and prediction read and parsed), warm (the
-parsed arrays kept, another IoU threshold) and after an edit (the reasons kept, one edited
-image re-ranked), and, on at most 10,000 images, the exact per-image path for comparison.
+the machine may be shared) cold (nothing kept in memory, as in a new window: every label and
+prediction read from its packed copy), warm (the arrays kept, another IoU threshold) and after
+an edit (the reasons kept, one edited image re-ranked), and, on at most 10,000 images, the
+exact per-image path (JSON, Box objects) for comparison.
 The last line is one JSON object with every figure.
 """
 

@@ -11,12 +11,14 @@ its numbers are exactly the ones the per-image path sees), re-derivable at any t
 ``labeldesk fsck`` (check ``packed_boxes``) recomputes every one and reports a copy that does not
 match its JSON. A reader meeting a row without a copy derives it from the JSON.
 
-Label rows (:data:`LABEL_FIELDS` numbers a box): class, x, y, w, h, score (NaN: none), 1.0 when
-the box came from a model, 1.0 when its state is ``accepted``. A set the arrays cannot represent
-exactly (a crowd region, or a box that is not a label: ``rejected``/``pending``) has a NULL copy:
-its images are ranked by the per-image rule. Prediction rows (:data:`PRED_FIELDS` numbers a
-box): the index of its class name in ``packed_names`` (the row's distinct names, canonical
-JSON, in order of first use), x, y, w, h, score.
+Label rows (:data:`LABEL_FIELDS` numbers a box): ``4 * class + 2 * (it came from a model) +
+(its state is accepted)``, x, y, w, h, score (NaN: none): 48 bytes a box, half its JSON. A set
+the arrays cannot represent exactly (a crowd region, or a box that is not a label: ``rejected``
+or ``pending``) has a NULL copy: its images are ranked by the per-image rule.
+
+Prediction rows (:data:`PRED_FIELDS` numbers a box): the index of its class name in
+``packed_names`` (the row's distinct names, canonical JSON, in order of first use), x, y, w, h,
+score.
 
 No numpy here (``struct``), so the modules that write boxes stay fast to import.
 
@@ -34,7 +36,7 @@ from typing import Any
 from .boxes import NOT_LABELS, Box
 from .canonical import canonical_json
 
-LABEL_FIELDS = 8
+LABEL_FIELDS = 6
 PRED_FIELDS = 6
 #: bytes of one packed box
 LABEL_SIZE = 8 * LABEL_FIELDS
@@ -52,11 +54,8 @@ def pack_labels(text: str) -> bytes | None:
             if b.crowd or b.state in NOT_LABELS:
                 return None
             score = math.nan if b.score is None else float(b.score)
-            values += (
-                float(b.cls), b.x, b.y, b.w, b.h, score,
-                1.0 if b.origin == "model" else 0.0,
-                1.0 if b.state == "accepted" else 0.0,
-            )  # fmt: skip
+            flags = 4 * b.cls + (2 if b.origin == "model" else 0) + (b.state == "accepted")
+            values += (float(flags), b.x, b.y, b.w, b.h, score)
     except (AttributeError, KeyError, TypeError, ValueError):
         return None  # not a set of valid boxes: fsck reports it, the per-image path raises
     return struct.pack(f"<{len(values)}d", *values)

@@ -28,10 +28,6 @@ from .queue import KIND_WEIGHT, Params, Reason
 _KIND_RANK: dict[str, int] = {k: n for n, k in enumerate(sg.KINDS)}
 
 
-def _order(r: tuple) -> tuple:
-    return r[:4]
-
-
 def _ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For groups of ``counts`` items laid end to end: each item's group and its position."""
     group = np.repeat(np.arange(len(counts)), counts)
@@ -177,15 +173,16 @@ def arrays(
     k = len(shas)
     # labels, one copy per image (images may share an annotation set)
     lab, l_n = _columns([copies.get(a) or b"" for a in annsets], packed.LABEL_FIELDS)
+    flags = lab[0].astype(np.int64)  # 4 * class + 2 * model box + accepted
     L = {
-        "cls": lab[0].astype(np.int64),
+        "cls": flags >> 2,
         "x": lab[1],
         "y": lab[2],
         "w": lab[3],
         "h": lab[4],
         "score": lab[5],
-        "model": lab[6] > 0.5,
-        "accepted": lab[7] > 0.5,
+        "model": (flags & 2) != 0,
+        "accepted": (flags & 1) != 0,
     }
     l_img, l_pos = _ranges(l_n)
     l_start = np.cumsum(l_n) - l_n

@@ -241,7 +241,7 @@ TAMPERING: dict[str, tuple[Callable[[History], None], str, str]] = {
     "packed copy of an annotation set changed": (
         # the labels are intact; the copy the review queue ranks by claims another box
         lambda h: h.shell.run(
-            "UPDATE annotation_set_packed SET packed = zeroblob(64) WHERE hash IN "
+            "UPDATE annotation_set_packed SET packed = zeroblob(48) WHERE hash IN "
             "(SELECT hash FROM annotation_set WHERE n_boxes = 2)"
         ),
         "packed_boxes",
@@ -249,7 +249,7 @@ TAMPERING: dict[str, tuple[Callable[[History], None], str, str]] = {
     ),
     "packed copy of an unknown annotation set": (
         lambda h: h.shell.run(
-            "INSERT INTO annotation_set_packed (hash, packed) VALUES (?, zeroblob(64))",
+            "INSERT INTO annotation_set_packed (hash, packed) VALUES (?, zeroblob(48))",
             ("0" * 64,),
         ),
         "packed_boxes",
