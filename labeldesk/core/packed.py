@@ -33,8 +33,8 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
-from .boxes import NOT_LABELS, Box
-from .canonical import canonical_json
+from .boxes import NOT_LABELS, ORIGINS, STATES, Box
+from .canonical import COORD_DECIMALS, canonical_json
 
 LABEL_FIELDS = 6
 PRED_FIELDS = 6
@@ -44,18 +44,60 @@ PRED_SIZE = 8 * PRED_FIELDS
 _PRED_KEYS = {"name", "x", "y", "w", "h", "score"}
 
 
+#: the keys of a label box whose numbers :func:`_label_numbers` reads without a Box
+_PLAIN_KEYS = frozenset(
+    {"class", "x", "y", "w", "h", "origin", "state", "score", "model", "author"}
+)
+
+
+def _coords(x: Any, y: Any, w: Any, h: Any) -> tuple[float, float, float, float] | None:
+    """x, y, w, h rounded as :class:`Box` rounds them, for finite floats with a positive size;
+    None for anything else (then Box itself decides: same numbers, or its error)."""
+    floats = type(x) is float and type(y) is float and type(w) is float and type(h) is float
+    # (a NaN or an infinity anywhere makes the sum one)
+    if floats and math.isfinite(x + y + w + h):
+        w, h = round(w, COORD_DECIMALS) + 0.0, round(h, COORD_DECIMALS) + 0.0
+        if w > 0 and h > 0:
+            return round(x, COORD_DECIMALS) + 0.0, round(y, COORD_DECIMALS) + 0.0, w, h
+    return None
+
+
+def _label_numbers(d: Any) -> tuple[float, ...] | None:
+    """The packed numbers of one box dict, exactly those of ``Box.from_dict(d)`` (which the
+    per-image path builds); None for a box the arrays do not represent. Canonical boxes (the
+    ones LabelDesk writes) are read directly, for speed: a labelled import packs millions."""
+    if type(d) is dict and d.keys() <= _PLAIN_KEYS:
+        cls, origin, state = d["class"], d.get("origin", "human"), d.get("state", "added")
+        score = d.get("score")
+        xywh = _coords(d["x"], d["y"], d["w"], d["h"])
+        if (
+            xywh is not None
+            and type(cls) is int
+            and origin in ORIGINS
+            and state in STATES
+            and (score is None or type(score) is float or type(score) is int)
+        ):
+            if state in NOT_LABELS:
+                return None
+            flags = 4 * cls + (2 if origin == "model" else 0) + (state == "accepted")
+            return (float(flags), *xywh, math.nan if score is None else float(score))
+    b = Box.from_dict(d)  # anything else: exactly the box the per-image path reads, or its error
+    if b.crowd or b.state in NOT_LABELS:
+        return None
+    flags = 4 * b.cls + (2 if b.origin == "model" else 0) + (b.state == "accepted")
+    return (float(flags), b.x, b.y, b.w, b.h, math.nan if b.score is None else float(b.score))
+
+
 def pack_labels(text: str) -> bytes | None:
     """The packed copy of an annotation set's canonical JSON ``text``; None when the arrays
     cannot represent it exactly (the per-image rule ranks its images)."""
     values: list[float] = []
     try:
         for d in json.loads(text):
-            b = Box.from_dict(d)  # exactly the box the per-image path reads
-            if b.crowd or b.state in NOT_LABELS:
+            numbers = _label_numbers(d)
+            if numbers is None:
                 return None
-            score = math.nan if b.score is None else float(b.score)
-            flags = 4 * b.cls + (2 if b.origin == "model" else 0) + (b.state == "accepted")
-            values += (float(flags), b.x, b.y, b.w, b.h, score)
+            values += numbers
     except (AttributeError, KeyError, TypeError, ValueError):
         return None  # not a set of valid boxes: fsck reports it, the per-image path raises
     return struct.pack(f"<{len(values)}d", *values)
@@ -72,8 +114,11 @@ def pack_predictions(text: str) -> tuple[bytes, str] | None:
                 return None
             # as the per-image path reads a row: Prediction(**d), then a Box (rounded coords)
             score = float(d["score"])
-            b = Box(0, d["x"], d["y"], d["w"], d["h"], origin="model", state="pending")
-            values += (float(names.setdefault(d["name"], len(names))), b.x, b.y, b.w, b.h, score)
+            xywh = _coords(d["x"], d["y"], d["w"], d["h"])
+            if xywh is None:
+                b = Box(0, d["x"], d["y"], d["w"], d["h"], origin="model", state="pending")
+                xywh = (b.x, b.y, b.w, b.h)
+            values += (float(names.setdefault(d["name"], len(names))), *xywh, score)
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
     return struct.pack(f"<{len(values)}d", *values), canonical_json(list(names))
