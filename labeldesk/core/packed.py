@@ -27,6 +27,7 @@ API: :func:`pack_labels`, :func:`pack_predictions`, :func:`put_label_copies`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
@@ -121,13 +122,21 @@ def pack_predictions(text: str) -> tuple[bytes, str] | None:
             values += (float(names.setdefault(d["name"], len(names))), *xywh, score)
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
-    return struct.pack(f"<{len(values)}d", *values), canonical_json(list(names))
+    return struct.pack(f"<{len(values)}d", *values), _names_json(tuple(names))
 
 
-def put_label_copies(db: Any, rows: Iterable[tuple[str, str]]) -> None:
+@functools.lru_cache(maxsize=1024)
+def _names_json(names: tuple[str, ...]) -> str:
+    """A row's class names as canonical JSON (a model has few, and rows repeat them)."""
+    return canonical_json(list(names))
+
+
+def put_label_copies(db: Any, sets: Iterable[tuple[str, str]]) -> None:
     """Store the packed copies of annotation sets ``(hash, JSON text)`` that have none yet.
     Call in the transaction that inserts the sets."""
-    db.conn.executemany(
-        "INSERT OR IGNORE INTO annotation_set_packed (hash, packed) VALUES (?, ?)",
-        ((h, pack_labels(text)) for h, text in rows),
-    )
+    rows = list(sets)
+    sql = "INSERT OR IGNORE INTO annotation_set_packed (hash, packed) VALUES (?, ?)"
+    if len(rows) == 1:  # one set (a session's commit puts them one by one): no executemany
+        db.conn.execute(sql, (rows[0][0], pack_labels(rows[0][1])))
+    else:
+        db.conn.executemany(sql, ((h, pack_labels(text)) for h, text in rows))
