@@ -22,7 +22,7 @@ score.
 
 No numpy here (``struct``), so the modules that write boxes stay fast to import.
 
-API: :func:`pack_labels`, :func:`pack_predictions`, :func:`put_label_copies`.
+API: :func:`pack_labels`, :func:`pack_predictions`, :func:`label_set`, :func:`put_label_copies`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
-from .boxes import NOT_LABELS, ORIGINS, STATES, Box
-from .canonical import COORD_DECIMALS, canonical_json
+from .boxes import NOT_LABELS, ORIGINS, STATES, Box, canonical_boxes, count_boxes
+from .canonical import COORD_DECIMALS, canonical_json, hash_json
 
 LABEL_FIELDS = 6
 PRED_FIELDS = 6
@@ -91,17 +91,36 @@ def _label_numbers(d: Any) -> tuple[float, ...] | None:
 
 def pack_labels(text: str) -> bytes | None:
     """The packed copy of an annotation set's canonical JSON ``text``; None when the arrays
-    cannot represent it exactly (the per-image rule ranks its images)."""
-    values: list[float] = []
+    cannot represent it exactly (the per-image rule ranks its images). The definition: what
+    fsck compares every stored copy with."""
     try:
-        for d in json.loads(text):
-            numbers = _label_numbers(d)
-            if numbers is None:
-                return None
-            values += numbers
+        return _pack_dicts(json.loads(text))
     except (AttributeError, KeyError, TypeError, ValueError):
         return None  # not a set of valid boxes: fsck reports it, the per-image path raises
+
+
+def _pack_dicts(dicts: Iterable[Any]) -> bytes | None:
+    values: list[float] = []
+    for d in dicts:
+        numbers = _label_numbers(d)
+        if numbers is None:
+            return None
+        values += numbers
     return struct.pack(f"<{len(values)}d", *values)
+
+
+def label_set(boxes: Iterable[Box]) -> tuple[str, str, int, bytes | None]:
+    """:func:`~labeldesk.core.boxes.annotation_set` (hash, canonical JSON, n_boxes) and the
+    packed copy of that JSON, made from the dicts the JSON is written from: ``json.loads``
+    gives them back exactly (floats as repr writes them, ints as ints), so the copy is
+    ``pack_labels(text)`` without parsing the text again. For the writers of new sets."""
+    dicts = canonical_boxes(boxes)
+    h, text = hash_json(dicts)
+    try:
+        copy = _pack_dicts(dicts)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        copy = None
+    return h, text, count_boxes(dicts), copy
 
 
 def pack_predictions(text: str) -> tuple[bytes, str] | None:
@@ -131,12 +150,12 @@ def _names_json(names: tuple[str, ...]) -> str:
     return canonical_json(list(names))
 
 
-def put_label_copies(db: Any, sets: Iterable[tuple[str, str]]) -> None:
-    """Store the packed copies of annotation sets ``(hash, JSON text)`` that have none yet.
+def put_label_copies(db: Any, copies: Iterable[tuple[str, bytes | None]]) -> None:
+    """Store the packed copies ``(annotation set hash, copy)`` of sets that have none yet.
     Call in the transaction that inserts the sets."""
-    rows = list(sets)
+    rows = list(copies)
     sql = "INSERT OR IGNORE INTO annotation_set_packed (hash, packed) VALUES (?, ?)"
     if len(rows) == 1:  # one set (a session's commit puts them one by one): no executemany
-        db.conn.execute(sql, (rows[0][0], pack_labels(rows[0][1])))
+        db.conn.execute(sql, rows[0])
     else:
-        db.conn.executemany(sql, ((h, pack_labels(text)) for h, text in rows))
+        db.conn.executemany(sql, rows)

@@ -9,9 +9,9 @@ import struct
 
 import pytest
 
-from labeldesk.core.boxes import NOT_LABELS, Box
+from labeldesk.core.boxes import NOT_LABELS, Box, annotation_set
 from labeldesk.core.canonical import canonical_json
-from labeldesk.core.packed import pack_labels, pack_predictions
+from labeldesk.core.packed import label_set, pack_labels, pack_predictions
 from labeldesk.core.predictions import Prediction
 
 
@@ -98,3 +98,28 @@ def test_prediction_copies_hold_the_numbers_of_the_boxes() -> None:
     # what Prediction(**d) cannot read has no copy (the per-image path raises on it)
     assert pack_predictions('[{"name": "cat", "x": 1, "y": 1, "w": 1, "h": 1}]') is None
     assert pack_predictions('[{"name": "cat", "x": 1, "y": 1, "w": 0, "h": 1, "score": 1}]') is None
+
+
+def test_a_new_set_gets_the_copy_of_its_json() -> None:
+    """Writers pack the dicts they write (label_set) instead of parsing the JSON back: the
+    copy must be the one fsck derives from the JSON."""
+    rng = random.Random(7)
+    for _ in range(500):
+        boxes = [
+            Box(
+                rng.randint(0, 5),
+                rng.choice([0, 3, rng.uniform(0, 500)]),
+                rng.uniform(0, 300),
+                rng.choice([1, rng.uniform(0.001, 90)]),
+                rng.uniform(0.001, 90),
+                origin=(origin := rng.choice(["human", "model"])),
+                state=rng.choice(["imported", "accepted", "edited", "added", "rejected"]),
+                score=rng.random() if origin == "model" else None,
+                crowd=rng.random() < 0.05,
+                area=rng.choice([None, None, 12.25]),
+            )
+            for _ in range(rng.choice([0, 1, 3]))
+        ]
+        h, text, n, copy = label_set(boxes)
+        assert (h, text, n) == annotation_set(boxes)
+        assert copy == pack_labels(text)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CancelledError, LabelDeskError, RefMovedError
-from ..packed import put_label_copies
+from ..packed import pack_labels, put_label_copies
 from ..progress import CancelFn
 from ..project import Project, now_iso
 from ..versions import MAIN, SHORT, get_version, head, set_ref
@@ -608,7 +608,7 @@ def _commit_fetch(
                 "INSERT OR IGNORE INTO annotation_set (hash, boxes, n_boxes) VALUES (?, ?, ?)",
                 [h, r["text"], r["n_boxes"]],
             )
-        put_label_copies(db, ((h, r["text"]) for h, r in annsets.items()))
+        put_label_copies(db, ((h, pack_labels(r["text"])) for h, r in annsets.items()))
         for h, r in buckets.items():
             db.execute(
                 "INSERT OR IGNORE INTO manifest_bucket (hash, entries, n_images, n_boxes) "
