@@ -77,15 +77,16 @@ CACHE_SIZE = 2
 
 def _run_copies(
     db: Any, run: predictions.Run, entries: Mapping[str, Any], by_name: Mapping[str, int]
-) -> tuple[list[str], list[bytes], list[int], list[int], set[str]]:
+) -> tuple[list[str], list[bytes], list[int], list[int], list[int], set[str]]:
     """The packed predictions of the run's images in the version: (images, their copies, each
-    one's offset into the class table, the class table: name index -> project class id or -1,
-    images whose rows cannot be packed)."""
+    one's offset into the class table and its number of names there, the class table: name
+    -> project class id or -1, images whose rows cannot be packed)."""
     shas: list[str] = []
     blobs: list[bytes] = []
     offsets: list[int] = []
     table: list[int] = []
     table_at: dict[str, int] = {}
+    sizes: dict[int, int] = {}  # offset -> how many names start there
     unsure: set[str] = set()
     # One query; the JSON is read only for a row without a copy (written outside LabelDesk).
     # A run that is a good part of the table is read by scanning it: twice as fast as 100,000
@@ -93,13 +94,14 @@ def _run_copies(
     rows = db.execute("SELECT MAX(rowid) FROM prediction").fetchone()[0] or 0
     scan = "NOT INDEXED" if run.images * 4 >= rows else ""
     for image, blob, names, text in db.execute(
-        "SELECT image, packed, packed_names, CASE WHEN packed IS NULL THEN boxes END "
+        "SELECT image, packed, packed_names, "
+        f"CASE WHEN packed IS NULL OR length(packed) % {packed.PRED_SIZE} THEN boxes END "
         f"FROM prediction {scan} WHERE model = ? AND params = ?",
         [run.model, predictions.params_key(run.params)],
     ):
         if image not in entries:
             continue
-        if blob is None or names is None:
+        if blob is None or names is None or len(blob) % packed.PRED_SIZE:
             copy = packed.pack_predictions(text if text is not None else "null")
             if copy is None:
                 unsure.add(image)
@@ -109,10 +111,12 @@ def _run_copies(
         if at is None:  # a row's distinct names: a handful of lists over the whole run
             at = table_at[names] = len(table)
             table.extend(by_name.get(n, -1) for n in json.loads(names))
+            sizes[at] = len(table) - at
         shas.append(image)
         blobs.append(blob)
         offsets.append(at)
-    return shas, blobs, offsets, table, unsure
+    names_of = [sizes[at] for at in offsets]
+    return shas, blobs, offsets, names_of, table, unsure
 
 
 def _label_copies(db: Any, hashes: set[str]) -> dict[str, bytes | None]:
@@ -134,7 +138,11 @@ def _label_copies(db: Any, hashes: set[str]) -> dict[str, bytes | None]:
                     chunk,
                 )
             )
-    missing = hashes - out.keys()
+    # a copy whose length is not whole boxes (changed by hand: fsck reports it) would shift
+    # every box after it: derived again from the JSON, like a missing one
+    missing = (hashes - out.keys()) | {
+        h for h, blob in out.items() if blob is not None and len(blob) % packed.LABEL_SIZE
+    }
     if missing:
         from .versions import annotation_set_texts
 
@@ -160,7 +168,7 @@ def arrays(
     hit = _CACHE.get(key)
     if hit is not None:
         return hit
-    shas, pblobs, offsets, table, unsure = _run_copies(db, run, entries, by_name)
+    shas, pblobs, offsets, n_names, table, unsure = _run_copies(db, run, entries, by_name)
     annsets = [entries[sha][0] for sha in shas]
     copies = _label_copies(db, set(annsets))
     if any(c is None for c in copies.values()):  # sets only the exact path reads right
@@ -169,6 +177,7 @@ def arrays(
         shas = [shas[i] for i in keep]
         pblobs = [pblobs[i] for i in keep]
         offsets = [offsets[i] for i in keep]
+        n_names = [n_names[i] for i in keep]
         annsets = [annsets[i] for i in keep]
     k = len(shas)
     # labels, one copy per image (images may share an annotation set)
@@ -188,8 +197,13 @@ def arrays(
     l_start = np.cumsum(l_n) - l_n
     # predictions of project classes only, in stored order (as suggestions.as_boxes keeps them)
     pred, p_n = _columns(pblobs, packed.PRED_FIELDS)
-    at = np.repeat(np.array(offsets, dtype=np.int64), p_n) + pred[0].astype(np.int64)
-    p_cls = np.array(table, dtype=np.int64)[at] if len(at) else np.zeros(0, dtype=np.int64)
+    name = pred[0].astype(np.int64)
+    # a name index outside its row's names (a copy changed by hand: fsck reports it) drops
+    # the box rather than read another row's name
+    bad = (name != pred[0]) | (name < 0) | (name >= np.repeat(np.array(n_names, np.int64), p_n))
+    at = np.repeat(np.array(offsets, dtype=np.int64), p_n) + name
+    at[bad] = len(table)
+    p_cls = np.array([*table, -1], dtype=np.int64)[at]
     p_img_all, _ = _ranges(p_n)
     keep_p = p_cls >= 0
     P = {

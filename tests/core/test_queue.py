@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from helpers import model_row as add_model
 
@@ -300,3 +302,28 @@ def test_the_packed_arrays_rank_generated_scenes_as_the_exact_rule(project, seed
     assert len(errors) > 30
     # the errors are in the queue (a few missed: the model does not see every object either)
     assert len(errors & flagged) >= 0.8 * len(errors)
+
+
+def test_a_damaged_packed_copy_shifts_no_other_image(project, shas) -> None:
+    """A copy cut short by hand (fsck reports it) is derived again from its JSON, so it cannot
+    shift the boxes of every image after it; a name index out of range drops only its box."""
+    from labeldesk.core.fsck import fsck
+
+    exact = rank(project, vectorised=False)
+    with project.transaction():
+        db = project.db
+        annset = db.execute("SELECT hash FROM annotation_set WHERE n_boxes = 1").fetchone()[0]
+        db.execute(
+            "UPDATE annotation_set_packed SET packed = zeroblob(40) WHERE hash = ?", [annset]
+        )
+        db.execute("UPDATE prediction SET packed = zeroblob(47) WHERE image = ?", [shas[2]])
+    clear_caches()
+    assert rank(project) == exact
+    with project.transaction():  # name 7 of a row with one name
+        project.db.execute(
+            "UPDATE prediction SET packed = ? WHERE image = ?",
+            [struct.pack("<6d", 7, 0, 0, 20, 20, 0.9), shas[1]],
+        )
+    clear_caches()
+    assert {q.image for q in rank(project)} >= {shas[2], shas[3]}
+    assert len(fsck(project).by_check("packed_boxes")) == 3
