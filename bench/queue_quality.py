@@ -21,9 +21,10 @@ against the injected errors, per ranker.
 Timing. ``--timing N`` builds an N-image version in a database without image files (ranking
 reads rows only): 1..8 labels per image, one stored run where 80% of labels are found, 10%
 get another class and 20% of images one extra box; then times ``rank`` (wall and CPU seconds:
-the machine may be shared) cold (every label and prediction read and parsed), warm (the
-parsed arrays kept, another IoU threshold) and after an edit (the reasons kept, one edited
-image re-ranked), and, on at most 10,000 images, the exact per-image path for comparison.
+the machine may be shared) cold (nothing kept in memory, as in a new window: every label and
+prediction read from its packed copy), warm (the arrays kept, another IoU threshold) and after
+an edit (the reasons kept, one edited image re-ranked), and, on at most 10,000 images, the
+exact per-image path (JSON, Box objects) for comparison.
 The last line is one JSON object with every figure.
 """
 
@@ -168,7 +169,7 @@ def quality(args: argparse.Namespace, work: Path) -> dict:
     session.commit("labels with injected errors")
     if args.predictions == "model":
         from labeldesk.core.demo.build import demo_model_path
-        from labeldesk.core.inference.prelabel import prelabel
+        from labeldesk.core.inference import prelabel
         from labeldesk.core.inference.registry import add_model
 
         info = add_model(project, demo_model_path(), "demo").model
@@ -288,8 +289,7 @@ def timing(n: int, work: Path) -> dict:
     out: dict = {"timing_images": n, "build_s": round(time.perf_counter() - t, 1)}
     runs, warm, edited = [], [], []
     for _ in range(3):
-        queue._CACHE.clear()  # cold: read and parse every label and prediction
-        queue._ENTRIES.clear()
+        queue.clear_caches()  # cold: read every label and prediction, as a new window does
         wall, cpu, items = timed(lambda: queue.rank(project))
         runs.append((wall, cpu))
         # warm: the arrays are kept; another threshold only reruns the matching stages

@@ -64,6 +64,7 @@ class ImageListModel(QAbstractListModel):
         # sha -> (priority, reason): the review queue, from core's ranking (set_priorities)
         self.priorities: dict[str, tuple[float, str]] = {}
         self.rank: list[int] | None = None  # source row -> its position in the sort order
+        self.order: list[int] | None = None  # the sort order itself: source rows (rank's inverse)
 
     # -- filtering -----------------------------------------------------------------------------
     def accepts(self, row: ImageRow) -> bool:
@@ -80,12 +81,9 @@ class ImageListModel(QAbstractListModel):
 
     def _order(self) -> list[int]:
         """Every source row, in the order the list shows them."""
-        if self.rank is None:
+        if self.order is None:
             return list(range(len(self.rows)))
-        order = [0] * len(self.rows)
-        for source, position in enumerate(self.rank):
-            order[position] = source
-        return order
+        return list(self.order)
 
     def _compute(self) -> list[int]:
         order = self._order()
@@ -98,7 +96,7 @@ class ImageListModel(QAbstractListModel):
         self.beginResetModel()
         self.rows = rows
         self.pinned = None
-        self.rank = None  # by name until the window sorts the new rows (its queue re-sorts)
+        self.rank = self.order = None  # by name until the window sorts the new rows
         self.visible = self._compute()
         self.endResetModel()
 
@@ -130,12 +128,12 @@ class ImageListModel(QAbstractListModel):
     def set_sort(self, order: Sequence[int] | None) -> None:
         """Show the rows in ``order`` (every source row once), or by source row for None."""
         if order is None:
-            self.rank = None
+            self.rank = self.order = None
         else:
             rank = [0] * len(self.rows)
             for position, source in enumerate(order):
                 rank[source] = position
-            self.rank = rank
+            self.rank, self.order = rank, list(order)
         self._relayout()
 
     def set_priorities(self, priorities: dict[str, tuple[float, str]]) -> None:
@@ -150,11 +148,10 @@ class ImageListModel(QAbstractListModel):
 
     def priority_order(self) -> list[int]:
         """Source rows by priority, highest first; ties (and images without one) by name."""
-        pr = self.priorities
-        rows = self.rows
-        return sorted(
-            range(len(rows)), key=lambda i: -pr[rows[i].sha][0] if rows[i].sha in pr else 1.0
-        )
+        # one list of plain float keys, sorted by index: no Python call per comparison or row
+        get = self.priorities.get
+        keys = [-p[0] if (p := get(row.sha)) is not None else 1.0 for row in self.rows]
+        return sorted(range(len(keys)), key=keys.__getitem__)
 
     def pin(self, source_row: int | None) -> None:
         """Pin the image under review; the one pinned before leaves if the filters hide it."""

@@ -26,6 +26,7 @@ from ..defaults import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
 from ..errors import InputError, Problem
 from ..store.db import ProjectDatabase as Database
 from ..store.manifest import ManifestStore
+from ..store.packed import pack_predictions
 from ..store.project import Project, now_iso
 
 
@@ -82,14 +83,16 @@ def store(
     """Store predictions for many images in one transaction; returns how many images."""
     key = params_key(params)
     now = now_iso()
-    rows = [
-        (model, image, key, canonical_json([p.to_dict() for p in preds]), now)
-        for image, preds in results
-    ]
+    rows = []
+    for image, preds in results:
+        text = canonical_json([p.to_dict() for p in preds])
+        # the packed copy the review queue reads (core.packed), derived from this very text
+        copy = pack_predictions(text) or (None, None)
+        rows.append((model, image, key, text, now, *copy))
     with project.transaction():
         project.db.conn.executemany(
-            "INSERT OR REPLACE INTO prediction (model, image, params, boxes, created) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO prediction (model, image, params, boxes, created, packed, "
+            "packed_names) VALUES (?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
     return len(rows)
@@ -188,17 +191,30 @@ def runs(db: Database, images: set[str] | None = None) -> list[Run]:
         ):
             found[(model, params)] = [n, created]
     else:
-        # One pass over (model, params, image): cheaper than a temporary table of the version's
-        # images, and the set lookup is what decides "covers this version".
-        for model, params, image, created in db.execute(
-            "SELECT model, params, image, created FROM prediction"
-        ):
-            if image not in images:
+        # Per run, the images of its rows, read from the key's index alone (no row is read):
+        # the version's set decides "covers this version". Where the run covers only part of
+        # it, the newest row among those it covers is looked up too.
+        # (NOT INDEXED: grouping a scan of the table beats one row lookup per index entry)
+        for model, params, n, created in db.execute(
+            "SELECT model, params, COUNT(*), MAX(created) FROM prediction NOT INDEXED "
+            "GROUP BY model, params"
+        ).fetchall():
+            rows = db.execute(
+                "SELECT image FROM prediction WHERE model = ? AND params = ?", [model, params]
+            )
+            inside = len(images.intersection(r[0] for r in rows))
+            if inside == 0:
                 continue
-            acc = found.setdefault((model, params), [0, ""])
-            acc[0] += 1
-            if created > acc[1]:
-                acc[1] = created
+            if inside < n:
+                created = max(
+                    c
+                    for image, c in db.execute(
+                        "SELECT image, created FROM prediction WHERE model = ? AND params = ?",
+                        [model, params],
+                    )
+                    if image in images
+                )
+            found[(model, params)] = [inside, created]
     out = [
         Run(model, names.get(model, model[:12]), json.loads(params), n, created)
         for (model, params), (n, created) in found.items()

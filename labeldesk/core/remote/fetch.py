@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import LabelDeskError
 from ..progress import CancelFn
+from ..store.packed import pack_labels, put_label_copies
 from ..store.project import Project, now_iso
 from ..store.versions import MAIN, set_ref
 from . import layout as L
@@ -322,6 +323,16 @@ def _commit_fetch(
             "INSERT OR IGNORE INTO annotation_set (hash, boxes, n_boxes) "
             "SELECT hash, boxes, n_boxes FROM temp.fetch_annset"
         )
+        # The sets' packed copies (what ranking reads), made a page at a time: a clone of a
+        # large project must not hold every set in memory.
+        page: list[tuple[str, bytes | None]] = []
+        for h, text in db.execute("SELECT hash, boxes FROM temp.fetch_annset"):
+            page.append((h, pack_labels(text)))
+            if len(page) >= 1024:
+                put_label_copies(db, page)
+                page.clear()
+        if page:
+            put_label_copies(db, page)
         db.execute(
             "INSERT OR IGNORE INTO manifest_bucket (hash, entries, n_images, n_boxes) "
             "SELECT hash, entries, n_images, n_boxes FROM temp.fetch_bucket"

@@ -26,14 +26,14 @@ API: :data:`KIND_WEIGHT`, :class:`Params`, :class:`Reason`, :class:`QueueItem`,
 
 from __future__ import annotations
 
+import gc
 import json
 import os
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
-
-import numpy as np
 
 from ..boxes import Box
 from ..errors import LabelDeskError
@@ -255,6 +255,38 @@ def rank(
     exactly (an ambiguous match, an edit, other models' runs) go through
     :func:`image_reasons`, which defines the result: both give the same ranking (tested).
     """
+    with _collector_paused():
+        return _rank(
+            project, version, model, params, limit, edits, include_empty, vectorised, source
+        )
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Ranking 100,000 images makes a few hundred thousand objects (entries, reasons, queue
+    items) that hold no reference cycles; as they pile up, Python's cyclic collector walks the
+    whole heap again and again, which cost a third of the ranking's time. Paused meanwhile
+    (process-wide, a second or two; left off if someone else had turned it off)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _rank(
+    project: Project,
+    version: str,
+    model: str | None,
+    params: Params,
+    limit: int | None,
+    edits: Mapping[str, Sequence[Box]] | None,
+    include_empty: bool,
+    vectorised: bool,
+    source: tuple[str, Mapping[str, Any]] | None,
+) -> list[QueueItem]:
     db = project.db
     v = resolve(db, version)
     class_names = dict(v.class_names)
@@ -269,6 +301,7 @@ def rank(
         run = source_run(project, v.id, model, covering)
     edits = {sha: boxes for sha, boxes in (edits or {}).items() if sha in entries}
     reasons_of: dict[str, list[Reason]] = {}
+    priority_of: dict[str, float] = {}  # where known already (the same float priority() gives)
     if run is not None:
         others_runs: dict[str, predictions.Run] = {}
         for r in covering:
@@ -291,12 +324,14 @@ def rank(
         }
         exact -= done
         if vectorised:
-            skip = exact | done
-            fast, unsure = _vector_reasons(
-                db, v.id, run, entries, skip, class_names, by_name, params
+            fast, fast_priorities = _vector_reasons(
+                db, v.id, run, entries, class_names, by_name, params
             )
             reasons_of.update(fast)
-            exact |= unsure
+            priority_of.update(fast_priorities)
+            for sha in exact | done:  # ranked otherwise below, or without reasons
+                reasons_of.pop(sha, None)
+                priority_of.pop(sha, None)
         else:
             exact = set(entries)
         reasons_of.update(
@@ -304,22 +339,30 @@ def rank(
                 db, run, others_runs, entries, exact, edits, class_names, by_name, params
             )
         )
-    names: dict[str, str] = {}
-    for sha, path in db.execute("SELECT sha256, path FROM image_source ORDER BY id DESC"):
-        names[sha] = path  # the first path it was imported from, as the window shows it
+    # the first path each image was imported from, as the window shows it (the last row wins)
+    names = dict(db.execute("SELECT sha256, path FROM image_source ORDER BY id DESC"))
     out: list[QueueItem] = []
-    for sha, raw in entries.items():
-        reasons = reasons_of.get(sha, [])
+    # (the sort below orders everything: images unique, so which loop runs does not matter)
+    for sha in entries if include_empty else reasons_of:
+        reasons = reasons_of.get(sha) or []
         if not reasons and not include_empty:
             continue
+        raw = entries[sha]
         meta = raw[3] if len(raw) > 3 else {}
         name = meta.get("file_name") or os.path.basename(names.get(sha, sha))
-        out.append(QueueItem(sha, name, priority(reasons), reasons))
-    out.sort(key=lambda q: (-q.priority, q.name, q.image))
+        p = priority_of.get(sha)
+        # a fresh list: a caller may edit its queue's reasons, never the kept ones
+        out.append(QueueItem(sha, name, priority(reasons) if p is None else p, list(reasons)))
+    # by priority, highest first, then name and hash: three stable sorts on plain keys are
+    # several times faster than one on tuples at 100,000 images
+    out.sort(key=attrgetter("image"))
+    out.sort(key=attrgetter("name"))
+    out.sort(key=attrgetter("priority"), reverse=True)
     return out[:limit] if limit is not None else out
 
 
 _ENTRIES: dict[tuple[str, str], dict[str, list]] = {}
+_CACHE_SIZE = 2
 
 
 def _entries(db: Any, store: ManifestStore, v: Any) -> dict[str, list]:
@@ -419,384 +462,44 @@ def _annotation_sets(db: Any, hashes: set[str]) -> dict[str, list[Box]]:
     }
 
 
-# -- the vectorised path -----------------------------------------------------------------------
-# Ranking 100,000 images must take about a second, which rules out one Box object per box:
-# boxes are read straight from their canonical JSON into numpy columns and the matching rules
-# of suggestions.suggest run on all images at once. Greedy matching is sequential only where a
-# prediction or a label has two candidates at some stage; such images are handed back to the
-# exact path, so the result is always the one image_reasons gives.
-
-_JSTR = r'"(?:[^"\\]|\\.)*"'
-_LABEL_RE = re.compile(
-    r'\{(?:"author":' + _JSTR + r',)?"class":(-?\d+),"h":([^,]+),(?:"model":' + _JSTR + r",)?"
-    r'"origin":"(\w+)",(?:"score":([^,]+),)?"state":"(\w+)","w":([^,]+),"x":([^,]+),'
-    r'"y":([^,}]+)\}'
-)
-_PRED_RE = re.compile(
-    r'\{"h":([^,]+),"name":(' + _JSTR + r'),"score":([^,]+),"w":([^,]+),"x":([^,]+),'
-    r'"y":([^,}]+)\}'
-)
-_KIND_RANK: dict[str, int] = {k: n for n, k in enumerate(sg.KINDS)}
-
-
-_NUM_RE = re.compile(r'":(-?[0-9][^,}]*)')
-_NAME_RE = re.compile(r'"name":("(?:[^"\\]|\\.)*")')
-
-
-def _label_columns(texts: list[str], total: int) -> dict[str, np.ndarray] | None:
-    """cls, x, y, w, h, score (nan without), model (origin), accepted of every box, in order;
-    None when the text is not in the canonical form the patterns expect."""
-    text = "".join(texts)
-    if '"score":' not in text:
-        # The common case (imported or drawn labels): five numbers a box, in key order
-        # class, h, w, x, y, read by one simple pattern; string fields are skipped by it.
-        nums = _NUM_RE.findall(text)
-        if len(nums) == 5 * total:
-            m = np.array(nums, dtype=float).reshape(-1, 5)
-            model = np.zeros(total, dtype=bool)
-            if '"origin":"model"' in text:
-                model = np.array(re.findall(r'"origin":"(\w)', text)) == "m"
-            accepted = np.zeros(total, dtype=bool)
-            if '"state":"accepted"' in text:
-                accepted = np.array(re.findall(r'"state":"(\w\w)', text)) == "ac"
-            if len(model) == len(accepted) == total:
-                return {
-                    "cls": m[:, 0].astype(np.int64),
-                    "x": m[:, 3],
-                    "y": m[:, 4],
-                    "w": m[:, 2],
-                    "h": m[:, 1],
-                    "score": np.full(total, np.nan),
-                    "model": model,
-                    "accepted": accepted,
-                }
-    found = _LABEL_RE.findall(text)
-    if len(found) != total:
-        return None
-    cols = list(zip(*found, strict=True)) if found else [()] * 8
-    cls, h, origin, score, state, w, x, y = cols
-    return {
-        "cls": np.array(cls, dtype=np.int64),
-        "x": np.array(x, dtype=float),
-        "y": np.array(y, dtype=float),
-        "w": np.array(w, dtype=float),
-        "h": np.array(h, dtype=float),
-        "score": np.array([v or "nan" for v in score], dtype=float),
-        "model": np.array([o == "model" for o in origin], dtype=bool),
-        "accepted": np.array([st == "accepted" for st in state], dtype=bool),
-    }
-
-
-def _pred_columns(
-    texts: list[str], total: int, by_name: Mapping[str, int]
-) -> dict[str, np.ndarray] | None:
-    """cls (-1: not a project class), x, y, w, h, score of every prediction, in order."""
-    text = "".join(texts)
-    nums = _NUM_RE.findall(text)  # h, score, w, x, y: the name is a string
-    names = _NAME_RE.findall(text)
-    if len(nums) != 5 * total or len(names) != total:
-        return None
-    m = np.array(nums, dtype=float).reshape(-1, 5)
-    ids = {lit: by_name.get(json.loads(lit), -1) for lit in set(names)}
-    return {
-        "cls": np.array([ids[n] for n in names], dtype=np.int64),
-        "x": m[:, 3],
-        "y": m[:, 4],
-        "w": m[:, 2],
-        "h": m[:, 0],
-        "score": m[:, 1],
-    }
-
-
-def _order(r: tuple) -> tuple:
-    return r[:4]
-
-
-def _ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For groups of ``counts`` items laid end to end: each item's group and its position."""
-    group = np.repeat(np.arange(len(counts)), counts)
-    starts = np.cumsum(counts) - counts
-    pos = np.arange(int(counts.sum())) - np.repeat(starts, counts)
-    return group, pos
-
-
-def _twice(index: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
-    """Items (of ``n``) that appear in two or more pairs selected by ``mask``."""
-    return np.bincount(index[mask], minlength=n) >= 2
-
-
-@dataclass
-class _Arrays:
-    """A run's predictions and the labels of the images it covers, as numpy columns, with
-    every same-image (label, prediction) pair and its IoU: what ranking needs whatever the
-    thresholds. Built once per (version, run) and kept (see ``_CACHE``)."""
-
-    shas: list[str]
-    L: dict[str, np.ndarray]  # labels, one copy per image
-    P: dict[str, np.ndarray]  # predictions of project classes, in stored order
-    l_img: np.ndarray
-    l_pos: np.ndarray
-    p_img: np.ndarray
-    p_pos: np.ndarray
-    labelled: np.ndarray  # per image: the version has labels for it
-    pair_l: np.ndarray
-    pair_p: np.ndarray
-    iou: np.ndarray
-    same: np.ndarray
-    #: thresholds -> (reasons by image, images for the exact path)
-    by_params: dict[Params, tuple[dict[str, list[Reason]], set[str]]] = field(default_factory=dict)
-
-
-#: (database, version, run, its size and newest row) -> arrays. A version never changes and a
-#: run's rows change only by adding images or replacing rows (which moves ``created``), so the
-#: key says when they must be read again; recomputing the queue after an edit or a threshold
-#: change then costs only the matching stages.
-_CACHE: dict[tuple, _Arrays] = {}
-_CACHE_SIZE = 2
-
-
-def _arrays(
-    db: Any, version_id: str, run: predictions.Run, entries: Mapping[str, Any], by_name: Any
-) -> _Arrays | None:
-    """The arrays of ``run`` on the version (cached); None when some stored text is not in the
-    canonical form (then every image goes through the exact path)."""
-    path = db.execute("PRAGMA database_list").fetchone()[2]
-    key = (path, version_id, run.model, predictions.params_key(run.params), run.images, run.created)
-    hit = _CACHE.get(key)
-    if hit is not None:
-        return hit
-    shas: list[str] = []
-    ptexts: list[str] = []
-    pcounts: list[int] = []
-    for image, text in db.execute(
-        "SELECT image, boxes FROM prediction WHERE model = ? AND params = ?",
-        [run.model, predictions.params_key(run.params)],
-    ):
-        if image in entries:
-            shas.append(image)
-            ptexts.append(text)
-            # a key only: a quote inside a class name is escaped in JSON
-            pcounts.append(text.count('"score":'))
-    annsets = [entries[sha][0] for sha in shas]
-    ltext: dict[str, tuple[int, str]] = {}
-    wanted = set(annsets)
-    if len(wanted) > 5000:  # one pass over the table beats thousands of IN (...) lookups
-        for h, n, text in db.execute("SELECT hash, n_boxes, boxes FROM annotation_set"):
-            if h in wanted:
-                ltext[h] = (n, text)
-    else:
-        ordered = sorted(wanted)
-        for i in range(0, len(ordered), 500):
-            chunk = ordered[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            for h, n, text in db.execute(
-                f"SELECT hash, n_boxes, boxes FROM annotation_set WHERE hash IN ({marks})", chunk
-            ):
-                ltext[h] = (n, text)
-    order = list(ltext)
-    set_start = {}
-    at = 0
-    for h in order:
-        set_start[h] = at
-        at += ltext[h][0]
-    lab_all = _label_columns([ltext[h][1] for h in order], at)
-    pred_all = _pred_columns(ptexts, sum(pcounts), by_name)
-    if lab_all is None or pred_all is None:
-        return None
-    k = len(shas)
-    # labels, one copy per image (images may share an annotation set)
-    l_n = np.array([ltext[a][0] if a in ltext else 0 for a in annsets], dtype=np.int64)
-    l_from = np.array([set_start.get(a, 0) for a in annsets], dtype=np.int64)
-    l_img, l_pos = _ranges(l_n)
-    src = np.repeat(l_from, l_n) + l_pos
-    L = {name: col[src] for name, col in lab_all.items()}
-    l_start = np.cumsum(l_n) - l_n
-    # predictions of project classes only, in stored order (as suggestions.as_boxes keeps them)
-    p_img_all, _ = _ranges(np.array(pcounts, dtype=np.int64))
-    keep = pred_all["cls"] >= 0
-    P = {name: col[keep] for name, col in pred_all.items()}
-    p_img = p_img_all[keep]
-    _, p_pos = _ranges(np.bincount(p_img, minlength=k))
-    # every (prediction, label) pair of the same image, with suggestions.iou's arithmetic
-    cnt = l_n[p_img]
-    pair_p, off = _ranges(cnt)
-    pair_l = np.repeat(l_start[p_img], cnt) + off
-    ax, ay, aw, ah = L["x"][pair_l], L["y"][pair_l], L["w"][pair_l], L["h"][pair_l]
-    bx, by, bw, bh = P["x"][pair_p], P["y"][pair_p], P["w"][pair_p], P["h"][pair_p]
-    iw = np.minimum(ax + aw, bx + bw) - np.maximum(ax, bx)
-    ih = np.minimum(ay + ah, by + bh) - np.maximum(ay, by)
-    inter = iw * ih
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where((iw > 0) & (ih > 0), inter / (aw * ah + bw * bh - inter), 0.0)
-    arrays = _Arrays(
-        shas,
-        L,
-        P,
-        l_img,
-        l_pos,
-        p_img,
-        p_pos,
-        l_n > 0,
-        pair_l,
-        pair_p,
-        iou,
-        L["cls"][pair_l] == P["cls"][pair_p],
-    )
-    while len(_CACHE) >= _CACHE_SIZE:
-        _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[key] = arrays
-    return arrays
-
-
 def _vector_reasons(
     db: Any,
     version_id: str,
     run: predictions.Run,
     entries: Mapping[str, Any],
-    skip: set[str],
     class_names: Mapping[int, str],
     by_name: Mapping[str, int],
     params: Params,
-) -> tuple[dict[str, list[Reason]], set[str]]:
-    """Reasons of the run's images (but ``skip``), and the images left to the exact path.
+) -> tuple[dict[str, list[Reason]], dict[str, float]]:
+    """Reasons and priorities of the run's images as the version has them (kept: the caller
+    copies what it hands out and drops what it ranks otherwise, e.g. edited images).
 
     Images are independent of each other, so the reasons of every image are computed once per
-    thresholds and kept with the arrays; leaving out ``skip`` (edited images) is a filter.
+    thresholds and kept with the arrays. Images the arrays cannot settle go through the exact
+    rule here, and are kept too.
     """
-    arrays = _arrays(db, version_id, run, entries, by_name)
-    if arrays is None:
-        cached = predictions.cached_images(db, run.model, run.params)
-        return {}, {sha for sha in cached if sha in entries} - skip
+    from . import queue_arrays  # numpy's share of the work: loaded when a queue is ranked
+
+    arrays = queue_arrays.arrays(db, version_id, run, entries, by_name)
     hit = arrays.by_params.get(params)
     if hit is None:
-        found, unsure = _array_reasons(arrays, class_names, params, run.model)
-        # The ambiguous images, as the version has them, through the exact rule, kept too.
-        # (Those with edits or other models' runs are in ``skip`` and are redone by rank.)
-        found.update(_exact_reasons(db, run, {}, entries, unsure, {}, class_names, by_name, params))
-        hit = (found, unsure)
+        found, unsure, priorities = queue_arrays.array_reasons(
+            arrays, class_names, params, run.model
+        )
+        unsure |= arrays.unsure
+        exact = _exact_reasons(db, run, {}, entries, unsure, {}, class_names, by_name, params)
+        found.update(exact)
+        priorities.update((sha, priority(r)) for sha, r in exact.items())
+        hit = (found, priorities)
         if len(arrays.by_params) >= 4:
             arrays.by_params.clear()
         arrays.by_params[params] = hit
-    found, unsure = hit
-    unsure = set()  # settled above
-    # fresh lists: a caller may edit its queue's reasons, never the kept ones
-    return {sha: list(r) for sha, r in found.items() if sha not in skip}, unsure - skip
+    return hit
 
 
-def _array_reasons(
-    arrays: _Arrays, class_names: Mapping[int, str], params: Params, model: str
-) -> tuple[dict[str, list[Reason]], set[str]]:
-    """The matching stages of suggestions.suggest on every image at once."""
-    shas, L, P = arrays.shas, arrays.L, arrays.P
-    l_img, l_pos, p_img, p_pos = arrays.l_img, arrays.l_pos, arrays.p_img, arrays.p_pos
-    pair_l, pair_p, iou, same = arrays.pair_l, arrays.pair_p, arrays.iou, arrays.same
-    labelled = arrays.labelled
-    k, n_l, n_p = len(shas), len(l_img), len(p_img)
-    settled = L["model"] | L["accepted"]
-    conflict = np.zeros(k, dtype=bool)
+def clear_caches() -> None:
+    """Forget every kept entry list and array (as a fresh process starts): for benchmarks."""
+    from . import queue_arrays
 
-    def flag(mask: np.ndarray) -> None:
-        bad_l = _twice(pair_l, mask, n_l)
-        bad_p = _twice(pair_p, mask, n_p)
-        conflict[l_img[bad_l]] = True
-        conflict[p_img[bad_p]] = True
-
-    # 0. predictions already decided: a model box of the record with the same score
-    c0 = L["model"][pair_l] & (np.abs(L["score"][pair_l] - P["score"][pair_p]) <= 5e-7)
-    flag(c0)
-    removed = np.zeros(n_p, dtype=bool)
-    removed[pair_p[c0]] = True
-    valid = ~removed[pair_p]
-    # 1. COCO matching: same class, IoU >= threshold
-    c1 = valid & same & (iou >= params.iou)
-    flag(c1)
-    used = np.zeros(n_p, dtype=bool)
-    taken = np.zeros(n_l, dtype=bool)
-    used[pair_p[c1]] = True
-    taken[pair_l[c1]] = True
-    confident = P["score"] >= params.min_score
-    # 2. wrong class
-    c2 = valid & ~same & (iou >= params.iou) & ~used[pair_p] & confident[pair_p] & ~taken[pair_l]
-    flag(c2)
-    used[pair_p[c2]] = True
-    taken[pair_l[c2]] = True
-    # 3. loose box
-    c3 = valid & same & (iou > 0) & ~used[pair_p] & ~taken[pair_l]
-    flag(c3)
-    used[pair_p[c3]] = True
-    taken[pair_l[c3]] = True
-    # 4. possibly missing: confident, unused, overlapping no label at the threshold
-    big = np.bincount(pair_p[iou >= params.iou], minlength=n_p) > 0
-    missing = ~removed & ~used & confident & ~big & labelled[p_img]
-    # 5. possibly spurious: no prediction overlaps at all
-    touched = np.bincount(pair_l[iou > 0], minlength=n_l) > 0
-    spurious = ~taken & ~settled & ~touched
-    # unlabelled images: doubtful pending pre-labels
-    low = ~labelled[p_img] & (P["score"] < params.low_score)
-    excluded = conflict
-
-    def name(cls: int) -> str:
-        return class_names.get(cls, f"class {cls}")
-
-    found: dict[int, list[tuple]] = {}
-    names = {int(c): name(int(c)) for c in np.unique(np.concatenate([L["cls"], P["cls"]]))}
-
-    def emit(kind: str, img, cls, score, tie, x, y, w, h, labels=None, overlap=None) -> None:
-        """One reason per element of the arrays (plain lists from here: numpy scalars are
-        slow one at a time)."""
-        k_rank = _KIND_RANK.get(kind, 9)
-        k_weight = KIND_WEIGHT[kind]
-        rows = zip(
-            img.tolist(),
-            cls.tolist(),
-            score.tolist(),
-            tie.tolist(),
-            x.tolist(),
-            y.tolist(),
-            w.tolist(),
-            h.tolist(),
-            (labels.tolist() if labels is not None else [0] * len(img)),
-            (overlap.tolist() if overlap is not None else [0.0] * len(img)),
-            strict=True,
-        )
-        for m, c, sc, t, bx_, by_, bw_, bh_, lc, ov in rows:
-            cname = names[c]
-            if kind == "low_confidence":
-                text = f"pending {cname} pre-label at {sc:.2f}"
-            elif kind == "spurious":
-                text = sg.reason_text(kind, cname, "", sc, 0.0)
-            elif kind == "missing":
-                text = sg.reason_text(kind, "", cname, sc, 0.0)
-            else:
-                text = sg.reason_text(kind, names[lc], cname, sc, ov)
-            reason = Reason(kind, cname, (bx_, by_, bw_, bh_), sc, model, text)
-            # weight() inlined: this runs once per reason, ~100,000 times at scale
-            w = k_weight * min(1.0, max(0.0, 1.0 - sc if kind == "low_confidence" else sc))
-            found.setdefault(m, []).append((-w, k_rank, -sc, t, reason))
-
-    for sel, kind in ((c2, "wrong_class"), (c3, "loose")):
-        q = np.flatnonzero(sel)
-        i, j = pair_l[q], pair_p[q]
-        ok = ~excluded[p_img[j]] & ~settled[i]
-        q, i, j = q[ok], i[ok], j[ok]
-        tie = p_pos[j] if kind == "wrong_class" else l_pos[i]
-        emit(
-            kind, p_img[j], P["cls"][j], P["score"][j], tie,
-            P["x"][j], P["y"][j], P["w"][j], P["h"][j], L["cls"][i], iou[q],
-        )  # fmt: skip
-    for sel, kind in ((missing, "missing"), (low, "low_confidence")):
-        j = np.flatnonzero(sel & ~excluded[p_img])
-        emit(
-            kind, p_img[j], P["cls"][j], P["score"][j], p_pos[j],
-            P["x"][j], P["y"][j], P["w"][j], P["h"][j],
-        )  # fmt: skip
-    i = np.flatnonzero(spurious & ~excluded[l_img])
-    emit(
-        "spurious", l_img[i], L["cls"][i], np.full(len(i), sg.SPURIOUS_SCORE), l_pos[i],
-        L["x"][i], L["y"][i], L["w"][i], L["h"][i],
-    )  # fmt: skip
-    out = {
-        shas[img]: [rs[0][-1]] if len(rs) == 1 else [r[-1] for r in sorted(rs, key=_order)]
-        for img, rs in found.items()
-    }
-    return out, {shas[img] for img in np.flatnonzero(conflict)}
+    _ENTRIES.clear()
+    queue_arrays._CACHE.clear()

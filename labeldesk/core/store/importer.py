@@ -20,12 +20,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..boxes import EMPTY_SET_HASH, Box, annotation_set
+from ..boxes import EMPTY_SET_HASH, Box
 from ..errors import Problem
 from ..images import BadImageError, ImageInfo, probe
-from ..paths import display_path, walk_files  # display_path is imported from here by formats
+from ..paths import display_path, walk_files
 from ..progress import CancelFn, ProgressFn, check_cancel
 from .manifest import Entry, ManifestStore
+from .packed import label_set, put_label_copies
 from .project import Project, now_iso
 from .versions import Version, get_version, head, write_version
 
@@ -279,15 +280,18 @@ class Staging:
             # One statement for all annotation sets, not one per image: a labelled import of
             # 20,000 images otherwise spends a good part of its commit in statement overhead.
             rows: dict[str, tuple[str, str, int]] = {}
+            copies: dict[str, bytes | None] = {}  # what the review queue reads (core.packed)
             changes: dict[str, Entry | None] = {}
             for sha, entry in entries.items():
-                h, text, n = annotation_set(annsets.get(sha, ()))
+                h, text, n, copy = label_set(annsets.get(sha, ()))
                 rows.setdefault(h, (h, text, n))
+                copies.setdefault(h, copy)
                 changes[sha] = entry.with_annset(h)
             db.conn.executemany(
                 "INSERT OR IGNORE INTO annotation_set (hash, boxes, n_boxes) VALUES (?, ?, ?)",
                 rows.values(),
             )
+            put_label_copies(db, copies.items())
             if replace_all and tree is not None:
                 for image, _ in store.entries(tree):
                     changes.setdefault(image, None)

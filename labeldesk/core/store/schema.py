@@ -430,6 +430,40 @@ CREATE TABLE remote_has (
     )
 
 
+@migrations()
+def m008_packed_boxes(db: Database) -> None:
+    # Packed float64 copies of every annotation set and prediction row (core.packed), which the
+    # review queue reads with numpy instead of parsing JSON. Derived from the JSON beside them,
+    # re-derivable, and checked by fsck (packed_boxes); NULL: the arrays cannot represent the
+    # set exactly (its images are ranked one by one). Existing rows get their copies here.
+    from .packed import pack_labels, pack_predictions
+
+    db.executescript(
+        """
+CREATE TABLE annotation_set_packed (
+    hash TEXT PRIMARY KEY,  -- an annotation set's (fsck checks it exists)
+    packed BLOB
+);
+ALTER TABLE prediction ADD COLUMN packed BLOB;
+ALTER TABLE prediction ADD COLUMN packed_names TEXT;
+"""
+    )
+    conn = db.conn
+    conn.executemany(
+        "INSERT INTO annotation_set_packed (hash, packed) VALUES (?, ?)",
+        [
+            (h, pack_labels(text))
+            for h, text in conn.execute("SELECT hash, boxes FROM annotation_set")
+        ],
+    )
+    rows = []
+    for rowid, text in conn.execute("SELECT rowid, boxes FROM prediction"):
+        copy = pack_predictions(text)
+        if copy is not None:
+            rows.append((*copy, rowid))
+    conn.executemany("UPDATE prediction SET packed = ?, packed_names = ? WHERE rowid = ?", rows)
+
+
 # The migrations above must match the number the database layer checks without loading this
 # module (labeldesk.core.store.schema_version): a new migration bumps that constant too.
 _DEFINED = sum(1 for name in globals() if re.fullmatch(r"m\d{3}_\w+", name))

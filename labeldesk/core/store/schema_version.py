@@ -5,4 +5,4 @@ with it without importing sqlite-utils, which only the migrations need: read com
 that much faster. :mod:`.schema` refuses to load if the two disagree.
 """
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..boxes import Box, annotation_set
+from ..boxes import Box
 from ..errors import (
     ImmutableError,
     LabelDeskError,
@@ -28,6 +28,7 @@ from .db import ProjectDatabase as Database
 from .db import named
 from .integrity import version_id
 from .manifest import Entry, EntryChange, ManifestStore, Tree, diff_trees
+from .packed import label_set, put_label_copies
 from .project import Project, now_iso
 
 MAIN = "main"
@@ -205,11 +206,12 @@ def all_versions(db: Database) -> list[Version]:
 
 def put_annotation_set(db: Database, boxes: Iterable[Box]) -> str:
     """Store the boxes of one image once, by hash; returns the hash."""
-    h, text, n = annotation_set(boxes)
+    h, text, n, copy = label_set(boxes)
     db.execute(
         "INSERT OR IGNORE INTO annotation_set (hash, boxes, n_boxes) VALUES (?, ?, ?)",
         [h, text, n],
     )
+    put_label_copies(db, [(h, copy)])  # what the review queue reads (core.packed)
     return h
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import struct
 import subprocess
 import sys
 from collections.abc import Callable
@@ -236,6 +237,23 @@ TAMPERING: dict[str, tuple[Callable[[History], None], str, str]] = {
         ),
         "annotation_sets",
         "positive size",
+    ),
+    "packed copy of an annotation set changed": (
+        # the labels are intact; the copy the review queue ranks by claims another box
+        lambda h: h.shell.run(
+            "UPDATE annotation_set_packed SET packed = zeroblob(48) WHERE hash IN "
+            "(SELECT hash FROM annotation_set WHERE n_boxes = 2)"
+        ),
+        "packed_boxes",
+        "does not match its boxes",
+    ),
+    "packed copy of an unknown annotation set": (
+        lambda h: h.shell.run(
+            "INSERT INTO annotation_set_packed (hash, packed) VALUES (?, zeroblob(48))",
+            ("0" * 64,),
+        ),
+        "packed_boxes",
+        "the annotation set is missing",
     ),
     "bucket rewritten": (
         lambda h: h.shell.run(
@@ -598,6 +616,60 @@ def _corrupt_page_of(db_path: Path, table: str, offset: int, length: int | None)
     with open(db_path, "r+b") as f:
         f.seek((root - 1) * page_size + offset)
         f.write(b"\xa5" * (page_size - offset if length is None else length))
+
+
+def test_packed_copy_of_predictions_not_matching_them_is_found(history: History) -> None:
+    from helpers import model_row
+
+    from labeldesk.core.inference import predictions
+    from labeldesk.core.inference.predictions import Prediction
+
+    model_row(history.project, "m1", "first")
+    cat = Prediction("cat", 1, 2, 10, 10, 0.9)
+    predictions.store(history.project, "m1", {"conf": 0.25}, [(history.shas[0], [cat])])
+    assert fsck(history.project).ok
+    # the JSON still says (1, 2); the copy the review queue reads puts the box elsewhere
+    history.shell.run(
+        "UPDATE prediction SET packed = ? WHERE image = ?",
+        (struct.pack("<6d", 0, 50, 50, 10, 10, 0.9), history.shas[0]),
+    )
+    found = fsck(history.project).by_check("packed_boxes")
+    assert any("does not match" in f and history.shas[0] in f for f in found), found
+
+
+def test_the_migration_gives_existing_rows_their_packed_copies(history: History) -> None:
+    """A project made before m008: its annotation sets and prediction rows get packed copies
+    when it is opened, equal to the ones LabelDesk writes today."""
+    from helpers import model_row
+
+    from labeldesk.core.inference import predictions
+    from labeldesk.core.inference.predictions import Prediction
+    from labeldesk.core.store.schema_version import SCHEMA_VERSION
+
+    model_row(history.project, "m1", "first")
+    preds = [Prediction("cat", 1, 2, 10, 10, 0.9), Prediction("dog", 3, 4, 5, 6, 0.25)]
+    predictions.store(history.project, "m1", {"conf": 0.25}, [(history.shas[0], preds)])
+    db = history.project.db
+    sets = "SELECT hash, packed FROM annotation_set_packed ORDER BY hash"
+    want_sets = db.execute(sets).fetchall()
+    want_preds = db.execute("SELECT image, packed, packed_names FROM prediction").fetchall()
+    assert len(want_sets) == 2 and want_sets[1][1] and want_preds[0][1]  # [] and two cats
+    root = history.project.root
+    history.project.close()
+    conn = sqlite3.connect(root / "labeldesk.db")  # back to schema 7, as an older LabelDesk left it
+    conn.executescript(
+        "DROP TABLE annotation_set_packed; ALTER TABLE prediction DROP COLUMN packed; "
+        "ALTER TABLE prediction DROP COLUMN packed_names; "
+        "DELETE FROM _sqlite_migrations WHERE name = 'm008_packed_boxes';"
+    )
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    conn.commit()
+    conn.close()
+    with Project.open(root) as p:
+        assert p.db.execute(sets).fetchall() == want_sets
+        got = p.db.execute("SELECT image, packed, packed_names FROM prediction").fetchall()
+        assert got == want_preds
+        assert fsck(p).ok
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ CHECKS: tuple[tuple[str, Check, tuple[str, ...]], ...] = (
     ("annotation_sets", content.check_annotation_sets, ()),
     ("buckets", content.check_buckets, ("annotation_sets",)),
     ("trees", content.check_trees, ("buckets",)),
+    ("packed_boxes", content.check_packed_boxes, ()),
     ("version_ids", history.check_version_ids, ()),
     ("version_trees", history.check_version_trees, ("trees",)),
     ("version_classes", history.check_version_classes, ("trees",)),

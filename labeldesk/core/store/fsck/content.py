@@ -1,4 +1,5 @@
-"""Checks of the content-addressed rows: annotation sets, manifest buckets, manifest trees.
+"""Checks of the content-addressed rows: annotation sets, manifest buckets, manifest trees, and
+the packed copies of boxes derived from them (and from prediction rows).
 
 Each row is re-hashed from its JSON (with the functions of :mod:`labeldesk.core.store.integrity`),
 and a row that verifies but names one that does not is marked bad too, so that "this version
@@ -10,6 +11,7 @@ from __future__ import annotations
 from ...boxes import count_boxes
 from ..integrity import box_problems, row_hash_problem
 from ..manifest import PREFIX_LEN
+from ..packed import pack_labels, pack_predictions
 from .base import Context, loads
 
 
@@ -125,3 +127,30 @@ def check_trees(ctx: Context) -> None:
             ctx.bad_trees.add(h)
         ctx.tree_counts[h] = (ni, nb)
         ctx.tree_buckets[h] = list(value.values())
+
+
+def check_packed_boxes(ctx: Context) -> None:
+    """Every packed copy of boxes (core.packed: what the review queue ranks by) is the one its
+    JSON gives, and belongs to a row that exists.
+
+    A copy is derived data: changed behind LabelDesk's back it would make the queue rank boxes
+    the labels do not hold, so each one is recomputed from its JSON and compared byte for byte.
+    A set or prediction row without a copy is fine (readers derive it from the JSON).
+    """
+    texts = dict(ctx.db.execute("SELECT hash, boxes FROM annotation_set"))
+    for h, blob in ctx.db.execute("SELECT hash, packed FROM annotation_set_packed"):
+        ctx.check_cancel()
+        if h not in texts:
+            ctx.error(f"packed copy of annotation set {h}: the annotation set is missing")
+        elif blob != pack_labels(texts[h]):
+            ctx.error(f"packed copy of annotation set {h} does not match its boxes")
+    for model, params, image, text, blob, names in ctx.db.execute(
+        "SELECT model, params, image, boxes, packed, packed_names FROM prediction "
+        "WHERE packed IS NOT NULL OR packed_names IS NOT NULL"
+    ):
+        ctx.check_cancel()
+        if (blob, names) != (pack_predictions(text) or (None, None)):
+            ctx.error(
+                f"packed copy of the predictions of model {model[:12]} ({params}) on image "
+                f"{image} does not match them"
+            )
