@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from labeldesk.core.boxes import Box
+from labeldesk.core.boxes import imported_set
 from labeldesk.core.importer import Staging, add_images
 from labeldesk.core.manifest import Entry
 from labeldesk.core.project import Project
@@ -101,8 +101,9 @@ def labelled_import(
     root: Path, paths: list[Path], labels: list[list[tuple]]
 ) -> tuple[Project, Version | None, dict[str, Entry], float, float]:
     """Import ``paths`` with their labels as one version; returns (project, version, entries,
-    wall seconds, CPU seconds). Boxes are made from the raw rows inside the timed step, as the
-    COCO and YOLO importers make them from their files."""
+    wall seconds, CPU seconds). Each image's annotation set is made from its raw rows inside
+    the timed step, the way the COCO and YOLO importers make it from their files
+    (:func:`imported_set`, which writes what Boxes of those rows would canonicalise to)."""
     project = Project.init(root, user="bench")
     os.sync()
     t0, c0 = time.perf_counter(), cpu_s()
@@ -112,9 +113,7 @@ def labelled_import(
         for (_path, sha, _info), rows in zip(staged, labels, strict=True):
             assert sha is not None
             entries[sha] = Entry("", "train")
-            annsets[sha] = [
-                Box(c, x, y, w, h, origin="human", state="imported") for c, x, y, w, h in rows
-            ]
+            annsets[sha] = imported_set((c, x, y, w, h, False, None) for c, x, y, w, h in rows)
         version = staging.commit(
             entries=entries,
             annsets=annsets,

@@ -15,12 +15,12 @@ import hashlib
 import os
 import socket
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .boxes import EMPTY_SET_HASH, Box, annotation_set
+from .boxes import EMPTY_SET_HASH, Box, CanonicalSet, annotation_set
 from .errors import Problem
 from .images import BadImageError, ImageInfo, probe
 from .manifest import Entry, ManifestStore
@@ -229,7 +229,7 @@ class Staging:
         self,
         *,
         entries: dict[str, Entry],
-        annsets: dict[str, list[Box]],
+        annsets: Mapping[str, Sequence[Box] | CanonicalSet],
         classes: list[dict] | None,
         message: str,
         provenance: dict,
@@ -238,7 +238,8 @@ class Staging:
         """Record the staged images and commit a version of kind ``import`` on ``main``.
 
         ``entries`` maps image hash to its manifest entry; its ``annset`` field is ignored and
-        filled from ``annsets`` (the boxes of that image; missing means no boxes). With
+        filled from ``annsets`` (the boxes of that image, or their canonical set as
+        :func:`~.boxes.imported_set` makes it; missing means no boxes). With
         ``replace_all`` the version holds exactly ``entries``; otherwise they are added to (or
         replace their images in) main's manifest. ``classes=None`` keeps main's classes.
         Returns None when main would not change.
@@ -281,7 +282,8 @@ class Staging:
             rows: dict[str, tuple[str, str, int]] = {}
             changes: dict[str, Entry | None] = {}
             for sha, entry in entries.items():
-                h, text, n = annotation_set(annsets.get(sha, ()))
+                given = annsets.get(sha, ())
+                h, text, n = given if isinstance(given, CanonicalSet) else annotation_set(given)
                 rows.setdefault(h, (h, text, n))
                 changes[sha] = entry.with_annset(h)
             db.conn.executemany(
