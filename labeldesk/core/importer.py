@@ -15,6 +15,7 @@ import hashlib
 import os
 import socket
 import uuid
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,8 +30,16 @@ from .progress import CancelFn, ProgressFn, check_cancel
 from .project import Project, now_iso
 from .versions import Version, get_version, head, write_version
 
-#: Files probed and journaled per step; bounds memory (file bytes in flight) and journal writes.
+#: Files probed per chunk; the threads work one chunk ahead of the writer (see ``_probed``).
 CHUNK = 64
+#: Files given to a probing thread as one task: a task per file cost more in scheduling (a
+#: future, a queue hand-over, a thread wake-up) than decoding a small image does.
+TASK_FILES = 8
+#: A step journals, then stores, the images of whole chunks until it holds this many files or
+#: this many bytes: one journal transaction (one fsync of the database) per step instead of one
+#: per chunk. The bytes bound keeps what is held in memory small for large photos.
+STEP_FILES = 1024
+STEP_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -115,20 +124,48 @@ def _read_and_probe(path: Path) -> tuple[Path, str | None, bytes | None, ImageIn
     return path, hashlib.sha256(data).hexdigest(), data, info
 
 
+def _probe_all(paths: list[Path]) -> list[tuple]:
+    return [_read_and_probe(p) for p in paths]
+
+
 def _probed(files: list[Path], workers: int) -> Iterator[list[tuple]]:
     """Probe files on a few threads (reading, decoding and hashing release the GIL), chunk by
-    chunk, one chunk ahead: while the caller journals and stores chunk i, the threads are
-    already decoding chunk i + 1, so neither the disk writes nor the decode waits on the other.
-    At most two chunks of file bytes are in memory."""
+    chunk, ahead of the caller: while the caller journals and stores one step, the threads are
+    already decoding the next, so neither the disk writes nor the decode waits on the other.
+
+    How far ahead follows the bytes seen so far: one chunk at first (and for large photos),
+    up to a step (``STEP_FILES``) of small images, so that what is in flight here stays near
+    ``STEP_BYTES``: file sizes are only known once read, and a ``stat`` per file to learn them
+    first would cost more than it saves."""
+    most = max(1, STEP_FILES // CHUNK)
+    pending: deque[list[Future]] = deque()
+    seen_files = seen_bytes = 0
+    start = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        ahead: list[Future] = []
-        for i in range(0, len(files), CHUNK):
-            submitted = [pool.submit(_read_and_probe, f) for f in files[i : i + CHUNK]]
-            if ahead:
-                yield [f.result() for f in ahead]
-            ahead = submitted
-        if ahead:
-            yield [f.result() for f in ahead]
+        try:
+            while start < len(files) or pending:
+                depth = 1
+                if seen_bytes:
+                    depth = int(STEP_BYTES * seen_files / (seen_bytes * CHUNK))
+                    depth = max(1, min(most, depth))
+                while start < len(files) and len(pending) <= depth:
+                    chunk = files[start : start + CHUNK]
+                    pending.append(
+                        [
+                            pool.submit(_probe_all, chunk[j : j + TASK_FILES])
+                            for j in range(0, len(chunk), TASK_FILES)
+                        ]
+                    )
+                    start += CHUNK
+                results = [r for f in pending.popleft() for r in f.result()]
+                seen_files += len(results)
+                seen_bytes += sum(len(data) for _, _, data, _ in results if data is not None)
+                yield results
+        finally:
+            # Given up (an error or a cancel in the caller): do not decode what nobody reads.
+            for futures in pending:
+                for f in futures:
+                    f.cancel()
 
 
 class Staging:
@@ -180,50 +217,67 @@ class Staging:
         self, files: Sequence[Path], what: str = "importing images"
     ) -> list[tuple[Path, str | None, ImageInfo | str]]:
         """Probe and store ``files``; returns ``(path, sha or None, info or reason)`` each."""
-        db = self.project.db
-        objects = self.project.objects
         out: list[tuple[Path, str | None, ImageInfo | str]] = []
-        host, pid = socket.gethostname(), os.getpid()
-        cwd = os.getcwd()
-        done, total = 0, len(files)
+        step: list[tuple] = []
+        step_bytes = 0
+        total = len(files)
         for chunk in _probed(list(files), self.workers):
             check_cancel(self.cancel)
-            fresh = {
-                sha
-                for _, sha, _, _ in chunk
-                if sha is not None and sha not in self.known and sha not in self.infos
-            }
-            if fresh:
-                # Journal before writing or relying on the file: a kill between the two leaves a
-                # known leftover, never an orphan nobody can account for, and another import
-                # that fails meanwhile leaves these files alone (see the class docstring).
-                started = now_iso()
-                with self.project.transaction():
-                    db.conn.executemany(
-                        "INSERT OR IGNORE INTO pending_object (sha256, op, pid, host, started) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        [(sha, self.op, pid, host, started) for sha in fresh],
-                    )
-            for path, sha, data, info in chunk:
-                done += 1
-                if sha is None:
-                    out.append((path, None, str(info)))
-                    continue
-                assert isinstance(info, ImageInfo) and data is not None
-                # os.path rather than Path.absolute(): same text, a fraction of the cost.
-                shown = os.fspath(path)
-                if not os.path.isabs(shown):
-                    shown = os.path.join(cwd, shown)
-                self.sources.append((sha, display_path(shown)))
-                if sha in fresh:
-                    objects.put_bytes(data, sha, durable=False)
-                    fresh.discard(sha)  # the same bytes twice in one chunk: stored once
-                self.infos[sha] = info
-                self.sizes[sha] = len(data)
-                out.append((path, sha, info))
+            step += chunk
+            step_bytes += sum(len(data) for _, _, data, _ in chunk if data is not None)
+            if len(step) >= STEP_FILES or step_bytes >= STEP_BYTES:
+                self._store_step(step, out)
+                step, step_bytes = [], 0
+                if self.progress:
+                    self.progress(len(out), total, what)
+        if step:
+            self._store_step(step, out)
             if self.progress:
-                self.progress(done, total, what)
+                self.progress(len(out), total, what)
         return out
+
+    def _store_step(
+        self, step: list[tuple], out: list[tuple[Path, str | None, ImageInfo | str]]
+    ) -> None:
+        """Journal the new images of ``step``, then store them; append each file's outcome."""
+        fresh = {
+            sha
+            for _, sha, _, _ in step
+            if sha is not None and sha not in self.known and sha not in self.infos
+        }
+        if fresh:
+            # Journal before writing or relying on the file: a kill between the two leaves a
+            # known leftover, never an orphan nobody can account for, and another import that
+            # fails meanwhile leaves these files alone (see the class docstring). The journal
+            # transaction is durable (synchronous FULL) before the first file of the step is
+            # written, so that holds after a power cut too; journalling a step of many files at
+            # once keeps that order and pays one fsync per step, not one per chunk.
+            started = now_iso()
+            host, pid = socket.gethostname(), os.getpid()
+            with self.project.transaction():
+                self.project.db.conn.executemany(
+                    "INSERT OR IGNORE INTO pending_object (sha256, op, pid, host, started) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(sha, self.op, pid, host, started) for sha in fresh],
+                )
+        put_bytes = self.project.objects.put_bytes
+        cwd = os.getcwd()
+        for path, sha, data, info in step:
+            if sha is None:
+                out.append((path, None, str(info)))
+                continue
+            assert isinstance(info, ImageInfo) and data is not None
+            # os.path rather than Path.absolute(): same text, a fraction of the cost.
+            shown = os.fspath(path)
+            if not os.path.isabs(shown):
+                shown = os.path.join(cwd, shown)
+            self.sources.append((sha, display_path(shown)))
+            if sha in fresh:
+                put_bytes(data, sha, durable=False)
+                fresh.discard(sha)  # the same bytes twice in one step: stored once
+            self.infos[sha] = info
+            self.sizes[sha] = len(data)
+            out.append((path, sha, info))
 
     def commit(
         self,
@@ -290,6 +344,7 @@ class Staging:
                 "INSERT OR IGNORE INTO annotation_set (hash, boxes, n_boxes) VALUES (?, ?, ?)",
                 rows.values(),
             )
+            counts = {h: n for h, _, n in rows.values()}
             if replace_all and tree is not None:
                 for image, _ in store.entries(tree):
                     changes.setdefault(image, None)
@@ -301,7 +356,7 @@ class Staging:
                 return None
             version = write_version(
                 project,
-                tree=store.apply(tree, changes),
+                tree=store.apply(tree, changes, counts),
                 classes=new_classes,
                 parents=[main.id] if main else [],
                 kind="import",

@@ -160,6 +160,7 @@ def test_exception_mid_import_leaves_project_exactly_as_before(
     add_images(project, [write_image(tmp_path / "first.png", seed=100)])
     before = snapshot(project)
     monkeypatch.setattr("labeldesk.core.importer.CHUNK", 4)
+    monkeypatch.setattr("labeldesk.core.importer.STEP_FILES", 4)
     files = [write_image(tmp_path / "batch" / f"{i}.png", seed=i) for i in range(12)]
 
     def explode(done: int, total: int, what: str) -> None:
