@@ -228,19 +228,27 @@ def imported_set(rows: Iterable[ImportedRow]) -> CanonicalSet:
     """
     keys = []
     for cls, x, y, w, h, crowd, area in rows:
-        if not (
-            isinstance(x, _NUMBER)
-            and isinstance(y, _NUMBER)
-            and isinstance(w, _NUMBER)
-            and isinstance(h, _NUMBER)
-        ):
-            Box(int(cls), x, y, w, h)  # raises the error a Box would, with its wording
         # Box.__post_init__'s rounding: round to the canonical precision, -0.0 becomes 0.0.
+        # Plain floats (what parsers give) are rounded as they are; anything else is turned
+        # into a float first, as Box does, or refused by Box with its wording.
+        if type(x) is float and type(y) is float and type(w) is float and type(h) is float:
+            x = round(x, COORD_DECIMALS) + 0.0
+            y = round(y, COORD_DECIMALS) + 0.0
+            w = round(w, COORD_DECIMALS) + 0.0
+            h = round(h, COORD_DECIMALS) + 0.0
+        else:
+            if not (
+                isinstance(x, _NUMBER)
+                and isinstance(y, _NUMBER)
+                and isinstance(w, _NUMBER)
+                and isinstance(h, _NUMBER)
+            ):
+                Box(int(cls), x, y, w, h)  # raises
+            x = round(float(x), COORD_DECIMALS) + 0.0
+            y = round(float(y), COORD_DECIMALS) + 0.0
+            w = round(float(w), COORD_DECIMALS) + 0.0
+            h = round(float(h), COORD_DECIMALS) + 0.0
         # NaN and infinities fail the range test (round keeps them as they are).
-        x = round(float(x), COORD_DECIMALS) + 0.0
-        y = round(float(y), COORD_DECIMALS) + 0.0
-        w = round(float(w), COORD_DECIMALS) + 0.0
-        h = round(float(h), COORD_DECIMALS) + 0.0
         if not (-_INF < x < _INF and -_INF < y < _INF and 0.0 < w < _INF and 0.0 < h < _INF):
             Box(int(cls), x, y, w, h)  # raises the error a Box would, with its wording
         if crowd is not True and crowd is not False:
