@@ -269,9 +269,9 @@ def imported_set(rows: Iterable[ImportedRow]) -> CanonicalSet:
     keys.sort()
     parts = []
     n = 0
-    for cls, x, y, w, h, crowd, a in keys:
+    for cls, x, y, w, h, is_crowd_region, a in keys:
         head = f'{{"area":{a!r},"class":{cls}' if a != -1.0 else f'{{"class":{cls}'
-        if crowd:
+        if is_crowd_region:
             parts.append(f'{head},"h":{h!r},"iscrowd":1,{_TAIL}"w":{w!r},"x":{x!r},"y":{y!r}}}')
         else:
             n += 1
