@@ -18,10 +18,11 @@ crowd regions or given areas keeps the hash it had before they existed.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .canonical import COORD_DECIMALS, hash_json
 
@@ -185,12 +186,126 @@ def canonical_boxes(boxes: Iterable[Box]) -> list[dict[str, Any]]:
     return sorted((b.to_dict() for b in boxes), key=_sort_key)
 
 
-def annotation_set(boxes: Iterable[Box]) -> tuple[str, str, int]:
+class CanonicalSet(NamedTuple):
+    """One image's annotation set as stored: its hash, canonical JSON and object-box count."""
+
+    hash: str
+    text: str
+    n_boxes: int
+
+
+class PackedSet(CanonicalSet):
+    """A :class:`CanonicalSet` that carries the packed copy of its boxes (``packed``, see
+    :mod:`labeldesk.core.store.packed`), made by the importer from the numbers it already
+    holds so that the commit need not parse the text back. Equal to the plain set it extends."""
+
+    packed: bytes | None
+
+
+#: Sorted rows of an imported set as :func:`imported_set` writes them: ``(class, x, y, w, h,
+#: 1 for a crowd region else 0, area or -1.0)``, coordinates rounded.
+ImportedKey = tuple[int, float, float, float, float, int, float]
+
+
+def annotation_set(boxes: Iterable[Box]) -> CanonicalSet:
     """Return ``(hash, canonical_json, n_boxes)`` of the boxes of one image (``n_boxes``
     leaves crowd regions out: see :func:`count_boxes`)."""
     dicts = canonical_boxes(boxes)
     h, text = hash_json(dicts)
-    return h, text, count_boxes(dicts)
+    return CanonicalSet(h, text, count_boxes(dicts))
+
+
+#: One box as an importer parsed it from a dataset file: ``(class, x, y, w, h, crowd, area)``,
+#: ``area`` None when the file gave none. It becomes a box of origin "human", state "imported".
+ImportedRow = tuple[int, float, float, float, float, bool, "float | None"]
+
+_INF = math.inf
+_NUMBER = (int, float)
+
+
+def imported_set(
+    rows: Iterable[ImportedRow],
+    pack: Callable[[list[ImportedKey]], bytes | None] | None = None,
+) -> CanonicalSet:
+    """:func:`annotation_set` of ``Box(cls, x, y, w, h, origin="human", state="imported",
+    crowd=crowd, area=area)`` for each row, without building the boxes: the same bytes and so
+    the same hash (tests/core/test_boxes_canonical.py compares the two on random boxes).
+
+    A labelled import makes one set per image from rows it has already checked, hundreds of
+    thousands of boxes; building, converting and sorting a Box and a dict for each cost more
+    than the rest of the import's Python work together. The rows are still checked here the
+    way :class:`Box` checks them (a finite size above zero after rounding, a finite area >= 0),
+    with the same errors, so an unchecked row cannot make a set that a Box would refuse.
+
+    The text is written directly: the keys of an imported box in sorted order, numbers as
+    ``json.dumps`` writes them (``repr`` of a float, ``str`` of an int), the boxes in
+    :func:`_sort_key` order, which for boxes that share origin, state and the absent score,
+    model and author is the order of ``(class, x, y, w, h, iscrowd, area or -1)``.
+
+    With ``pack`` (the store's :func:`~labeldesk.core.store.packed.pack_imported`), the result
+    is a :class:`PackedSet` holding ``pack(sorted rows)``: the packed copy, made here from the
+    numbers rather than parsed back out of the text at commit.
+    """
+    keys: list[ImportedKey] = []
+    for cls, x, y, w, h, crowd, area in rows:
+        # Box.__post_init__'s rounding: round to the canonical precision, -0.0 becomes 0.0.
+        # Plain floats (what parsers give) are rounded as they are; anything else is turned
+        # into a float first, as Box does, or refused by Box with its wording.
+        if type(x) is float and type(y) is float and type(w) is float and type(h) is float:
+            x = round(x, COORD_DECIMALS) + 0.0
+            y = round(y, COORD_DECIMALS) + 0.0
+            w = round(w, COORD_DECIMALS) + 0.0
+            h = round(h, COORD_DECIMALS) + 0.0
+        else:
+            if not (
+                isinstance(x, _NUMBER)
+                and isinstance(y, _NUMBER)
+                and isinstance(w, _NUMBER)
+                and isinstance(h, _NUMBER)
+            ):
+                Box(int(cls), x, y, w, h)  # raises
+            x = round(float(x), COORD_DECIMALS) + 0.0
+            y = round(float(y), COORD_DECIMALS) + 0.0
+            w = round(float(w), COORD_DECIMALS) + 0.0
+            h = round(float(h), COORD_DECIMALS) + 0.0
+        # NaN and infinities fail the range test (round keeps them as they are).
+        if not (-_INF < x < _INF and -_INF < y < _INF and 0.0 < w < _INF and 0.0 < h < _INF):
+            Box(int(cls), x, y, w, h)  # raises the error a Box would, with its wording
+        if crowd is not True and crowd is not False:
+            raise ValueError(f"box crowd must be true or false, got {crowd!r}")
+        if area is None:
+            a = -1.0
+        else:
+            if isinstance(area, bool) or not isinstance(area, int | float):
+                raise ValueError(f"box area must be a finite number, got {area!r}")
+            a = float(area)
+            if not -_INF < a < _INF:
+                raise ValueError(f"box area must be a finite number, got {area!r}")
+            if a < 0:
+                raise ValueError(f"box area must not be negative, got {area!r}")
+            if a == round(w * h, 4):  # default_area: the value stored as "no given area"
+                a = -1.0
+        keys.append((int(cls), x, y, w, h, 1 if crowd else 0, a))
+    keys.sort()
+    parts = []
+    n = 0
+    for cls, x, y, w, h, is_crowd_region, a in keys:
+        head = f'{{"area":{a!r},"class":{cls}' if a != -1.0 else f'{{"class":{cls}'
+        if is_crowd_region:
+            parts.append(f'{head},"h":{h!r},"iscrowd":1,{_TAIL}"w":{w!r},"x":{x!r},"y":{y!r}}}')
+        else:
+            n += 1
+            parts.append(f'{head},"h":{h!r},{_TAIL}"w":{w!r},"x":{x!r},"y":{y!r}}}')
+    text = f"[{','.join(parts)}]"
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if pack is None:
+        return CanonicalSet(digest, text, n)
+    packed = PackedSet(digest, text, n)
+    packed.packed = pack(keys)
+    return packed
+
+
+_TAIL = '"origin":"human","state":"imported",'
 
 
 def live_boxes(boxes: Iterable[Box]) -> list[Box]:

@@ -77,7 +77,9 @@ def probe(data: bytes, *, decode: bool = True) -> ImageInfo:
         with warnings.catch_warnings():
             # Pillow warns (rather than fails) between 89 MP and 179 MP; we decide ourselves.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
+            # Only the plugin of the sniffed format is asked to open the bytes: the same one
+            # that would take them anyway, without first offering them to the others.
+            with Image.open(io.BytesIO(data), formats=[fmt]) as im:
                 if im.format not in SUPPORTED_FORMATS:
                     raise BadImageError(f"unsupported image format {im.format}")
                 raw_w, raw_h = im.size

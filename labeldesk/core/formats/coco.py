@@ -17,13 +17,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..boxes import Box, is_crowd
+from ..boxes import CanonicalSet, imported_set, is_crowd
 from ..canonical import round_coord
 from ..errors import Problem
 from ..images import ImageInfo
 from ..progress import CancelFn, ProgressFn, check_cancel
 from ..store.importer import Staging, display_path
 from ..store.manifest import SPLITS, Entry
+from ..store.packed import pack_imported
 from ..store.project import Project
 from ..store.versions import MAIN
 from ..validators import is_int
@@ -134,8 +135,9 @@ def import_coco(
         )
         by_path = {path: (sha, info) for path, sha, info in staged}
         entries: dict[str, Entry] = {}
-        annsets: dict[str, list[Box]] = {}
+        annsets: dict[str, CanonicalSet] = {}
         first: dict[str, str] = {}
+        n_rows = 0  # boxes and crowd regions of the images kept
         problems = reader.problems
         for rec in recs:
             sha, info = by_path[rec.path]
@@ -167,16 +169,17 @@ def import_coco(
                 rec.tags,
                 (("coco_id", rec.coco_id), ("file_name", rec.name)),
             )
-            annsets[sha] = [
-                Box(
-                    mapping[c], x, y, w, h, origin="human", state="imported", crowd=crowd, area=area
-                )
-                for c, x, y, w, h, crowd, area in rec.boxes
-            ]
+            # The rows were checked by the reader: their canonical set is written straight
+            # from the numbers, not through a Box per row (same bytes, see imported_set).
+            annsets[sha] = imported_set(
+                [(mapping[c], x, y, w, h, crowd, area) for c, x, y, w, h, crowd, area in rec.boxes],
+                pack=pack_imported,
+            )
+            n_rows += len(rec.boxes)
         problems.raise_if_any("cannot import COCO")
         # Crowd regions are kept but are not object boxes: counted apart, as n_boxes is.
-        n_crowd = sum(b.crowd for boxes in annsets.values() for b in boxes)
-        n_boxes = sum(len(b) for b in annsets.values()) - n_crowd
+        n_boxes = sum(s.n_boxes for s in annsets.values())
+        n_crowd = n_rows - n_boxes
         if n_crowd:
             reader.note("annotations", f"{n_crowd} crowd regions (iscrowd 1) kept, not counted")
         repairs = []

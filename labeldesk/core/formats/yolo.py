@@ -19,12 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..boxes import Box, is_crowd
+from ..boxes import CanonicalSet, ImportedRow, imported_set, is_crowd
 from ..errors import Problem
 from ..images import ImageInfo
 from ..progress import CancelFn, ProgressFn, check_cancel
 from ..store.importer import Staging, display_path
 from ..store.manifest import Entry
+from ..store.packed import pack_imported
 from ..store.project import Project
 from ..store.versions import MAIN, Version
 from .common import (
@@ -261,8 +262,12 @@ def export_yolo(
 
 def _pixel_boxes(
     img: YoloImage, info: ImageInfo, mapping: dict[int, int], problems: Problems
-) -> list[Box]:
-    out = []
+) -> CanonicalSet:
+    """The canonical set of one image's label rows, in pixels of the upright image; each row
+    that is not a box there is reported in ``problems``. Written straight from the checked
+    numbers (:func:`imported_set`), not through a Box per row: same bytes, a fraction of the
+    cost at a few hundred thousand boxes."""
+    rows: list[ImportedRow] = []
     label = display_path(img.label)
     for line, c, x1, y1, x2, y2 in img.rows:
         box, reason, _ = check_pixel_box(
@@ -277,8 +282,8 @@ def _pixel_boxes(
         if box is None:
             problems.add(f"{label}:{line}", str(reason))
             continue
-        out.append(Box(mapping[c], *box, origin="human", state="imported"))
-    return out
+        rows.append((mapping[c], *box, False, None))
+    return imported_set(rows, pack=pack_imported)
 
 
 def import_yolo(
@@ -315,7 +320,7 @@ def import_yolo(
     with Staging(project, progress=progress, cancel=cancel) as staging:
         staged = staging.stage_files([img.path for img in images], what="importing images")
         entries: dict[str, Entry] = {}
-        annsets: dict[str, list[Box]] = {}
+        annsets: dict[str, CanonicalSet] = {}
         first: dict[str, str] = {}
         for img, (_, sha, info) in zip(images, staged, strict=True):
             shown = display_path(img.path)
@@ -342,7 +347,7 @@ def import_yolo(
             entries[sha] = Entry("", img.split, tags, (("file_name", img.name),))
             annsets[sha] = _pixel_boxes(img, info, mapping, problems)
         problems.raise_if_any("cannot import YOLO")
-        n_boxes = sum(len(b) for b in annsets.values())
+        n_boxes = sum(s.n_boxes for s in annsets.values())
         repairs = [
             text.format(n)
             for key, text in (

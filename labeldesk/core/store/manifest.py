@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from ..canonical import hash_json
@@ -52,7 +52,14 @@ class Entry:
         return dict(self.meta)
 
     def with_annset(self, annset: str) -> Entry:
-        return replace(self, annset=annset)
+        # Not dataclasses.replace: that runs __init__ and __post_init__ again, sorting tags and
+        # meta that are sorted already, and an import calls this once per image.
+        new = object.__new__(Entry)
+        object.__setattr__(new, "annset", annset)
+        object.__setattr__(new, "split", self.split)
+        object.__setattr__(new, "tags", self.tags)
+        object.__setattr__(new, "meta", self.meta)
+        return new
 
     def to_json(self) -> list:
         out: list = [self.annset, self.split, list(self.tags)]
@@ -142,14 +149,20 @@ class ManifestStore:
         return out
 
     # -- writing -----------------------------------------------------------------------------
-    def put_bucket(self, entries: Mapping[str, Entry], n_boxes: int) -> str:
+    _PUT_BUCKET = (
+        "INSERT OR IGNORE INTO manifest_bucket (hash, entries, n_images, n_boxes) "
+        "VALUES (?, ?, ?, ?)"
+    )
+
+    @staticmethod
+    def _bucket_row(entries: Mapping[str, Entry], n_boxes: int) -> tuple[str, str, int, int]:
         h, text = hash_json({k: e.to_json() for k, e in entries.items()})
-        self.db.execute(
-            "INSERT OR IGNORE INTO manifest_bucket (hash, entries, n_images, n_boxes) "
-            "VALUES (?, ?, ?, ?)",
-            [h, text, len(entries), n_boxes],
-        )
-        return h
+        return h, text, len(entries), n_boxes
+
+    def put_bucket(self, entries: Mapping[str, Entry], n_boxes: int) -> str:
+        row = self._bucket_row(entries, n_boxes)
+        self.db.execute(self._PUT_BUCKET, list(row))
+        return row[0]
 
     def put_tree(self, buckets: Mapping[str, str], n_images: int, n_boxes: int) -> Tree:
         h, text = hash_json(dict(buckets))
@@ -166,10 +179,17 @@ class ManifestStore:
         ).fetchone()
         return int(row[0]), int(row[1])
 
-    def apply(self, base: Tree | None, changes: Mapping[str, Entry | None]) -> Tree:
+    def apply(
+        self,
+        base: Tree | None,
+        changes: Mapping[str, Entry | None],
+        known_counts: Mapping[str, int] | None = None,
+    ) -> Tree:
         """A new tree: ``base`` with ``changes`` applied (``None`` removes an image).
 
-        Only the buckets that hold a changed image are read and rewritten.
+        Only the buckets that hold a changed image are read and rewritten, all with one
+        statement. ``known_counts`` (annotation-set hash -> n_boxes), when the caller has just
+        made those sets, saves looking their counts up again.
         """
         buckets = dict(base.buckets) if base else {}
         n_images = base.n_images if base else 0
@@ -184,7 +204,9 @@ class ManifestStore:
             old_buckets[prefix] = old
             touched_annsets.update(e.annset for e in old.values())
             touched_annsets.update(e.annset for e in group.values() if e is not None)
-        counts = self.n_boxes_of(touched_annsets)
+        counts = dict(known_counts or {})
+        counts.update(self.n_boxes_of(touched_annsets - counts.keys()))
+        rows: list[tuple[str, str, int, int]] = []
         for prefix, group in by_prefix.items():
             old = old_buckets[prefix]
             new = dict(old)
@@ -198,9 +220,14 @@ class ManifestStore:
             n_images += len(new) - len(old)
             n_boxes += new_boxes - old_boxes
             if new:
-                buckets[prefix] = self.put_bucket(new, new_boxes)
+                row = self._bucket_row(new, new_boxes)
+                rows.append(row)
+                buckets[prefix] = row[0]
             else:
                 buckets.pop(prefix, None)
+        # One executemany for every bucket: an import touches thousands of them, and a
+        # statement each was a good part of its commit.
+        self.db.conn.executemany(self._PUT_BUCKET, rows)
         return self.put_tree(buckets, n_images, n_boxes)
 
 

@@ -34,7 +34,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
-from ..boxes import NOT_LABELS, ORIGINS, STATES, Box, canonical_boxes, count_boxes
+from ..boxes import NOT_LABELS, ORIGINS, STATES, Box, ImportedKey, canonical_boxes, count_boxes
 from ..canonical import COORD_DECIMALS, canonical_json, hash_json
 
 LABEL_FIELDS = 6
@@ -97,6 +97,21 @@ def pack_labels(text: str) -> bytes | None:
         return _pack_dicts(json.loads(text))
     except (AttributeError, KeyError, TypeError, ValueError):
         return None  # not a set of valid boxes: fsck reports it, the per-image path raises
+
+
+def pack_imported(keys: list[ImportedKey]) -> bytes | None:
+    """The packed copy of an imported set from :func:`~labeldesk.core.boxes.imported_set`'s
+    sorted rows: the numbers :func:`pack_labels` reads from its text (origin human, state
+    imported and no score: flags ``4 * class``, score NaN; a crowd region: no copy). The rows
+    are in the text's order, so no parse is needed (tests/core/store/test_packed.py checks the
+    two agree)."""
+    if any(k[5] for k in keys):
+        return None
+    values: list[float] = []
+    nan = math.nan
+    for cls, x, y, w, h, _crowd, _area in keys:
+        values += (4.0 * cls, x, y, w, h, nan)
+    return struct.pack(f"<{len(values)}d", *values)
 
 
 def _pack_dicts(dicts: Iterable[Any]) -> bytes | None:

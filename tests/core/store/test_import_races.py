@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -30,7 +31,7 @@ from labeldesk.core.store.manifest import Entry, ManifestStore
 from labeldesk.core.store.project import Project
 from labeldesk.core.store.versions import get_version, head
 
-N_A = 20  # images process A stages (five chunks of four)
+N_A = 20  # images process A stages (five chunks, and journal steps, of four)
 N_SHARED = 6  # of which process B adds byte-identical copies and commits
 
 
@@ -85,6 +86,7 @@ def test_cancelled_add_keeps_objects_another_process_committed(
     project, tmp_path, monkeypatch
 ) -> None:
     monkeypatch.setattr("labeldesk.core.store.importer.CHUNK", 4)
+    monkeypatch.setattr("labeldesk.core.store.importer.STEP_FILES", 4)
     files = _batch(tmp_path / "a")
     copies = _copies(files, tmp_path / "b")
     ran_b = []
@@ -110,6 +112,7 @@ def test_refused_coco_import_keeps_objects_another_process_committed(
     project, tmp_path, monkeypatch
 ) -> None:
     monkeypatch.setattr("labeldesk.core.store.importer.CHUNK", 4)
+    monkeypatch.setattr("labeldesk.core.store.importer.STEP_FILES", 4)
     files = _batch(tmp_path / "data" / "images")
     last = files[-1]
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # truncated: refused
@@ -146,7 +149,7 @@ CTRL_C_CHILD = textwrap.dedent(
     import labeldesk.core.store.importer as importer
     from labeldesk.core.store.project import Project
 
-    importer.CHUNK = 4
+    importer.CHUNK = importer.STEP_FILES = 4
     project = Project.open(sys.argv[1], user="lead-user")
 
     def progress(done, total, what):
@@ -196,7 +199,7 @@ KILLED_CHILD = textwrap.dedent(
     import labeldesk.core.store.importer as importer
     from labeldesk.core.store.project import Project
 
-    importer.CHUNK = 4
+    importer.CHUNK = importer.STEP_FILES = 4
     project = Project.open(sys.argv[1], user="lead-user")
 
     def progress(done, total, what):
@@ -321,3 +324,45 @@ def test_recovery_of_two_dead_imports_of_the_same_bytes_leaves_no_orphan(project
     assert list(project.objects.iter_objects()) == []
     assert project.db.execute("SELECT COUNT(*) FROM pending_object").fetchone()[0] == 0
     assert fsck(project).ok
+
+
+@pytest.mark.parametrize(
+    ("step_files", "step_bytes", "steps"),
+    [(12, 1 << 30, [12, 8]), (1024, 1, [4, 4, 4, 4, 4])],  # bound by files / by bytes
+)
+def test_a_journal_step_of_many_chunks_is_committed_before_any_of_its_files_is_written(
+    project, tmp_path, monkeypatch, step_files, step_bytes, steps
+) -> None:
+    """The journal is written once per step of several chunks (one fsync for many files), and
+    every image of the step is journaled, and committed where another process sees it, before
+    the first file of the step is stored. Checked from a second connection at each write."""
+    monkeypatch.setattr("labeldesk.core.store.importer.CHUNK", 4)
+    monkeypatch.setattr("labeldesk.core.store.importer.STEP_FILES", step_files)
+    monkeypatch.setattr("labeldesk.core.store.importer.STEP_BYTES", step_bytes)
+    files = _batch(tmp_path / "a")
+    other = sqlite3.connect(project.root / "labeldesk.db")
+    journaled_at_write: list[tuple[str, set[str]]] = []
+    real_put = project.objects.put_bytes
+
+    def put_bytes(data: bytes, sha: str | None = None, *, durable: bool = True) -> bool:
+        seen = {r[0] for r in other.execute("SELECT sha256 FROM pending_object")}
+        journaled_at_write.append((str(sha), seen))
+        assert not project.objects.exists(str(sha))
+        return real_put(data, sha, durable=durable)
+
+    monkeypatch.setattr(project.objects, "put_bytes", put_bytes)
+    staging = Staging(project, workers=1)
+    staged = staging.stage_files(files)
+    other.close()
+    shas = [sha for _, sha, _ in staged]
+    assert [sha for sha, _ in journaled_at_write] == shas  # each file written once, in order
+    done = 0
+    for size in steps:
+        step = set(shas[done : done + size])
+        for sha, seen in journaled_at_write[done : done + size]:
+            # the whole step, and nothing of the next one, was journaled before its first write
+            assert seen == set(shas[: done + size]), (sha, len(seen))
+        assert step <= journaled_at_write[done][1]
+        done += size
+    staging.abort()
+    assert list(project.objects.iter_objects()) == []

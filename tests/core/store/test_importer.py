@@ -160,6 +160,7 @@ def test_exception_mid_import_leaves_project_exactly_as_before(
     add_images(project, [write_image(tmp_path / "first.png", seed=100)])
     before = snapshot(project)
     monkeypatch.setattr("labeldesk.core.store.importer.CHUNK", 4)
+    monkeypatch.setattr("labeldesk.core.store.importer.STEP_FILES", 4)
     files = [write_image(tmp_path / "batch" / f"{i}.png", seed=i) for i in range(12)]
 
     def explode(done: int, total: int, what: str) -> None:
@@ -207,3 +208,27 @@ def test_disk_full_mid_import_leaves_project_exactly_as_before(project, tmp_path
     with Project.open(root) as again:
         assert snapshot(again) == before
         assert fsck(again).ok
+
+
+def test_staging_hands_frozen_objects_back_to_the_collector_however_it_ends(
+    project, tmp_path
+) -> None:
+    """A staging keeps full garbage collections off the objects that existed when it began
+    (gc.freeze) and unfreezes them when it ends, committed or failed, nested or not."""
+    import gc
+
+    from labeldesk.core.store.importer import Staging
+
+    assert gc.get_freeze_count() == 0
+    files = [write_image(tmp_path / f"{i}.png", seed=i) for i in range(3)]
+    with Staging(project) as outer:
+        assert gc.get_freeze_count() > 0
+        with pytest.raises(RuntimeError), Staging(project) as inner:
+            inner.stage_files(files[:1])
+            raise RuntimeError("inner import fails")
+        assert gc.get_freeze_count() > 0  # the outer staging is still running
+        outer.stage_files(files)
+        outer.commit(entries={}, annsets={}, classes=None, message="m", provenance={})
+    assert gc.get_freeze_count() == 0
+    add_images(project, files)
+    assert gc.get_freeze_count() == 0

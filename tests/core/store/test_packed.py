@@ -123,3 +123,29 @@ def test_a_new_set_gets_the_copy_of_its_json() -> None:
         h, text, n, copy = label_set(boxes)
         assert (h, text, n) == annotation_set(boxes)
         assert copy == pack_labels(text)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_an_imported_set_brings_the_copy_of_its_json(seed) -> None:
+    """COCO and YOLO imports pack their sets from the numbers (no parse at commit): the copy
+    must be the one pack_labels reads from the same set's text, crowd regions giving none."""
+    from labeldesk.core.boxes import PackedSet, imported_set
+    from labeldesk.core.store.packed import pack_imported
+
+    rng = random.Random(seed)
+    for _ in range(500):
+        rows = [
+            (
+                rng.randrange(5),
+                rng.choice([rng.uniform(-5, 500), float(rng.randrange(100)), 0.1 + 0.2]),
+                rng.uniform(0, 500),
+                rng.choice([rng.uniform(0.001, 80), 3.0000004]),
+                rng.uniform(0.001, 80),
+                rng.random() < 0.05,
+                rng.choice([None, None, rng.uniform(0, 900)]),
+            )
+            for _ in range(rng.randrange(6))
+        ]
+        made = imported_set(rows, pack=pack_imported)
+        assert isinstance(made, PackedSet) and made == imported_set(rows)
+        assert made.packed == pack_labels(made.text), rows
