@@ -13,14 +13,17 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from labeldesk.cli import (  # argparse only: --help stays instant
-    formats,
-    prelabel,
-    queue,
-    remote,
-    training,
-    validation,
-)
+#: The commands each verbs module of the CLI adds (the rest are added here). A run imports
+#: only the module of its own command; tests/cli/test_cli.py checks this table against what
+#: the modules add, so a new command cannot be missed.
+VERB_MODULES: dict[str, tuple[str, ...]] = {
+    "formats": ("export", "import"),
+    "prelabel": ("model", "prelabel"),
+    "validation": ("agreement", "drift", "evaluations", "report", "validate"),
+    "queue": ("queue",),
+    "training": ("lineage", "promote", "split", "train"),
+    "remote": ("clone", "fetch", "pull", "push", "remote"),
+}
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
@@ -79,10 +82,10 @@ def _command_in(argv: Sequence[str]) -> str | None:
 
 
 def command_names() -> set[str]:
-    """Every command word, found without building a parser."""
+    """Every command word, found without building a parser or importing a verbs module."""
     only = _OnlyCommand(None, None)
-    _add_commands(only)
-    return only.names
+    _add_commands(only, modules=False)
+    return only.names | {c for commands in VERB_MODULES.values() for c in commands}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -102,11 +105,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    _add_commands(sub if command is None else _OnlyCommand(sub, command))
+    _add_commands(sub if command is None else _OnlyCommand(sub, command), command=command)
     return p
 
 
-def _add_commands(sub: Any) -> None:
+def _add_commands(sub: Any, *, command: str | None = None, modules: bool = True) -> None:
+    """Add the commands to ``sub``; with ``command``, of the verbs modules only its own."""
     s = sub.add_parser("init", help="create a project (in PATH or the project folder)")
     s.add_argument("path", nargs="?", help="folder to create the project in")
 
@@ -174,8 +178,13 @@ def _add_commands(sub: Any) -> None:
     s.add_argument("--force", action="store_true", help="replace an existing demo folder")
     s.add_argument("--no-gui", action="store_true", help="only build and print; do not open")
 
-    for verbs_module in (formats, prelabel, validation, queue, training, remote):
-        verbs_module.add_parsers(sub)
+    if not modules:
+        return
+    import importlib
+
+    for name, commands in VERB_MODULES.items():
+        if command is None or command in commands:
+            importlib.import_module(f"labeldesk.cli.{name}").add_parsers(sub)
 
 
 def _version() -> str:

@@ -280,6 +280,15 @@ def test_a_command_parsed_alone_is_the_same_command() -> None:
 
     full = sub_parsers(build_parser())
     assert set(full) == command_names()
+    # each verbs module adds exactly the commands the table says (a run imports only its own)
+    import importlib
+
+    from labeldesk.cli.main import VERB_MODULES, _OnlyCommand
+
+    for module, commands in VERB_MODULES.items():
+        recorder = _OnlyCommand(None, None)
+        importlib.import_module(f"labeldesk.cli.{module}").add_parsers(recorder)
+        assert recorder.names == set(commands), module
     for name, parser in full.items():
         alone = sub_parsers(build_parser(name))
         assert list(alone) == [name]

@@ -23,19 +23,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# The metric engine (numpy) is imported where an evaluation runs, not here: `labeldesk log`
-# reads watched figures through this module and must start fast.
+# The metric engine (numpy) and the model registry are imported where they are used, not
+# here: `labeldesk log` reads watched figures through this module and must start fast.
 from ..defaults import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU, DEFAULT_MAX_DROP, DEFAULT_METRIC
 from ..errors import CancelledError, InputError, LabelDeskError, Problem
-from ..inference.predictions import prelabel_params
-from ..inference.registry import ModelInfo, find_model, list_models
 from ..progress import CancelFn, ProgressFn, check_cancel
 from ..store.db import ProjectDatabase as Database
 from ..store.project import Project, now_iso
 from ..store.versions import MAIN, Version, resolve
 from .evaluation_rows import Evaluation, list_evaluations
+
+if TYPE_CHECKING:
+    from ..inference.registry import ModelInfo
 
 TRIGGER = "watch"
 
@@ -55,6 +56,8 @@ class WatchSettings:
 
     def check(self) -> None:
         """Refuse impossible settings with one itemised error."""
+        from ..inference.predictions import prelabel_params
+
         problems: list[Problem] = []
         try:
             from .evaluation import check_options
@@ -136,6 +139,8 @@ def _signed(v: float) -> str:
 
 def watch(project: Project, name_or_id: str, settings: WatchSettings | None = None) -> ModelInfo:
     """Mark a registered model as watched with ``settings`` (replacing earlier ones)."""
+    from ..inference.registry import find_model
+
     settings = settings or WatchSettings()
     settings.check()
     info = find_model(project.db, name_or_id)
@@ -152,6 +157,8 @@ def watch(project: Project, name_or_id: str, settings: WatchSettings | None = No
 
 def unwatch(project: Project, name_or_id: str) -> ModelInfo:
     """Stop evaluating a model on new versions; its past evaluations stay."""
+    from ..inference.registry import find_model
+
     info = find_model(project.db, name_or_id)
     with project.transaction():
         project.db.execute("UPDATE model SET watched = 0, watch = NULL WHERE id = ?", [info.id])
@@ -160,6 +167,8 @@ def unwatch(project: Project, name_or_id: str) -> ModelInfo:
 
 def watched(db: Database) -> list[tuple[ModelInfo, WatchSettings]]:
     """The watched models with their settings, in registration order."""
+    from ..inference.registry import list_models
+
     settings = dict(db.execute("SELECT id, watch FROM model WHERE watched = 1").fetchall())
     return [
         (m, WatchSettings(**json.loads(settings[m.id] or "{}")))
@@ -235,6 +244,7 @@ def evaluate_watched(
     Each result is stored with its previous evaluation as baseline; see the module docstring.
     Raises :class:`CancelledError` when cancelled (models finished before are kept).
     """
+    from ..inference.registry import find_model
     from .model_eval import model_source  # runs the model: keep torch out of plain imports
 
     version = resolve(project.db, ref)
