@@ -169,7 +169,7 @@ def quality(args: argparse.Namespace, work: Path) -> dict:
     session.commit("labels with injected errors")
     if args.predictions == "model":
         from labeldesk.core.demo.build import demo_model_path
-        from labeldesk.core.inference import prelabel
+        from labeldesk.core.inference.prelabel import prelabel
         from labeldesk.core.inference.registry import add_model
 
         info = add_model(project, demo_model_path(), "demo").model
