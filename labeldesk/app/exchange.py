@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from labeldesk.core.progress import CancelFn, ProgressFn
 from labeldesk.core.store.project import Project
 from labeldesk.core.store.versions import MAIN
 
 from .changes import Changed
 
-Progress = Callable[[int, int, str], None]
-Cancel = Callable[[], bool]
-
 
 def import_dataset(
-    project: Project, fmt: str, args: Sequence, progress: Progress, cancel: Cancel
+    project: Project, fmt: str, args: Sequence, progress: ProgressFn, cancel: CancelFn
 ) -> Changed:
     """``fmt`` "coco" (args: annotation files, images folder) or "yolo" (args: the folder)."""
     from labeldesk.core import formats
@@ -30,8 +28,8 @@ def export_dataset(
     fmt: str,
     out: Path | str,
     ref: str = MAIN,
-    progress: Progress | None = None,
-    cancel: Cancel | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
 ) -> Changed:
     from labeldesk.core import formats
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from labeldesk.core.flavour import FULL_ONLY, is_full
+from labeldesk.core.progress import CancelFn, ProgressFn
 from labeldesk.core.store.project import Project
 
 from .changes import Changed
-
-Progress = Callable[[int, int, str], None]
-Cancel = Callable[[], bool]
 
 
 def open_project(root: Path | str, user: str | None = None) -> Project:
@@ -50,7 +47,7 @@ def flavour_info() -> FlavourInfo:
     return FlavourInfo(is_full(), FULL_ONLY)
 
 
-def add_images(project: Project, folder: str, progress: Progress, cancel: Cancel) -> Changed:
+def add_images(project: Project, folder: str, progress: ProgressFn, cancel: CancelFn) -> Changed:
     """Add a folder of images (a new version when anything was added)."""
     from labeldesk.core.store.importer import add_images as add
 
@@ -58,7 +55,7 @@ def add_images(project: Project, folder: str, progress: Progress, cancel: Cancel
     return Changed(version=report.version, versions=True, report=report)
 
 
-def build_demo(target: Path, progress: Progress, cancel: Cancel) -> Path:
+def build_demo(target: Path, progress: ProgressFn, cancel: CancelFn) -> Path:
     """The demo project under ``target`` (built once; reused after); returns its root."""
     from labeldesk.core.demo.build import build_demo as build
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from labeldesk.core.progress import CancelFn, ProgressFn
 from labeldesk.core.store.project import Project
 
 from .changes import Changed
-
-Progress = Callable[[int, int, str], None]
-Cancel = Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -35,22 +32,22 @@ def status(project: Project) -> RemoteStatus:
     return RemoteStatus(remotes[0].name if len(remotes) == 1 else "origin", ab)
 
 
-def push(project: Project, progress: Progress, cancel: Cancel) -> Changed:
+def push(project: Project, progress: ProgressFn, cancel: CancelFn) -> Changed:
     from labeldesk.core.remote.sync import push as run
 
-    return Changed(versions=True, report=run(project, None, _what_first(progress), cancel))
+    return Changed(versions=True, report=run(project, None, progress, cancel))
 
 
 def pull(
     project: Project,
     resolutions: dict[str, Any] | None,
-    progress: Progress,
-    cancel: Cancel,
+    progress: ProgressFn,
+    cancel: CancelFn,
 ) -> Changed:
     """Fetch and merge into main; conflicting images raise ``pull_conflict()``'s class."""
     from labeldesk.core.remote.merge import pull as run
 
-    r = run(project, None, resolutions=resolutions, progress=_what_first(progress), cancel=cancel)
+    r = run(project, None, resolutions=resolutions, progress=progress, cancel=cancel)
     # main may have moved, yet the window keeps its session (as before): versions refresh
     return Changed(versions=True, report=r)
 
@@ -59,8 +56,3 @@ def pull_conflict() -> type[BaseException]:
     from labeldesk.core.remote.merge import PullConflictError
 
     return PullConflictError
-
-
-def _what_first(progress: Progress) -> Callable[[str, int, int], None]:
-    # the remote reports (what, done, total); the window's bars take (done, total, what)
-    return lambda what, done, total: progress(done, total, what)

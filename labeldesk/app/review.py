@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from labeldesk.core.boxes import EMPTY_SET_HASH, Box, live_boxes, object_boxes
 from labeldesk.core.errors import LabelDeskError
 from labeldesk.core.inference import predictions
 from labeldesk.core.inference.predictions import Run
+from labeldesk.core.progress import CancelFn, ProgressFn
 from labeldesk.core.review import queue as review_queue_core
 from labeldesk.core.review import suggestions as sg
 from labeldesk.core.store.db import named
@@ -380,8 +381,8 @@ def prelabel(
     conf: float,
     iou: float,
     imgsz: int,
-    progress: Callable[[int, int, str], None] | None = None,
-    cancel: Callable[[], bool] | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
 ) -> Any:
     """Run a registered model over a version's images (cached); returns core's report."""
     from labeldesk.core.inference.prelabel import prelabel as run

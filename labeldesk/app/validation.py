@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from labeldesk.core.progress import CancelFn, ProgressFn
 from labeldesk.core.store.project import Project
 
 from .changes import Changed
@@ -15,9 +15,6 @@ if TYPE_CHECKING:  # imported when first used: the window opens without the eval
     from labeldesk.core.store.versions import Version
     from labeldesk.core.validation.agreement import AgreementReport
     from labeldesk.core.validation.evaluation import Evaluation
-
-Progress = Callable[[int, int, str], None]
-Cancel = Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -71,8 +68,8 @@ def evaluate(
     baseline_model: str | None = None,
     imgsz: int,
     trust: bool = False,
-    progress: Progress | None = None,
-    cancel: Cancel | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
 ) -> Changed:
     """``validate`` with a registered model's detections, optionally against a baseline (the
     same model on an earlier version, or another model on this one); stores its rows."""
@@ -104,7 +101,7 @@ def watched_names(project: Project) -> list[str]:
 
 
 def evaluate_watched(
-    project: Project, version_id: str, progress: Progress, cancel: Cancel
+    project: Project, version_id: str, progress: ProgressFn, cancel: CancelFn
 ) -> Changed:
     """Evaluate every watched model on ``version_id``; the report is the list of results."""
     from labeldesk.core.validation.watch import evaluate_watched as run
@@ -127,7 +124,7 @@ def hand_over_watched(project: Project, version_ids: list[str]) -> list[str]:
 
 
 def drift(
-    project: Project, a: str, b: str, threshold: float, progress: Progress, cancel: Cancel
+    project: Project, a: str, b: str, threshold: float, progress: ProgressFn, cancel: CancelFn
 ) -> Any:
     """Compare the image statistics of two versions (reads and decodes images)."""
     from labeldesk.core.validation.drift import drift as measure

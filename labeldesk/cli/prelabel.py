@@ -10,6 +10,7 @@ import argparse
 
 from labeldesk.cli.output import number
 from labeldesk.cli.validation import add_model_eval_options
+from labeldesk.core.defaults import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU  # constants only
 
 TRUST_HELP = (
     "load a .pt by full unpickling even if safe loading refuses it. A .pt file is a pickle: "
@@ -99,7 +100,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("name", metavar="NAME", help="registered .pt model name or id")
     s.add_argument("--format", choices=("onnx",), default="onnx", help="target format (onnx)")
-    s.add_argument("--imgsz", type=int, default=640, help="image size to export at (default 640)")
+    s.add_argument(
+        "--imgsz",
+        type=int,
+        default=DEFAULT_IMGSZ,
+        help=f"image size to export at (default {DEFAULT_IMGSZ})",
+    )
     s.add_argument(
         "--static",
         action="store_true",
@@ -138,10 +144,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--model", metavar="NAME", help="registered model name or id (default: the release model)"
     )
     s.add_argument("--version", default="main", metavar="REF", help="version (default: main)")
-    s.add_argument("--conf", type=number, default=0.25, help="confidence threshold (default 0.25)")
-    s.add_argument("--iou", type=number, default=0.7, help="NMS IoU threshold (default 0.7)")
     s.add_argument(
-        "--imgsz", type=int, default=640, help="inference size, a multiple of 32 (default 640)"
+        "--conf",
+        type=number,
+        default=DEFAULT_CONF,
+        help=f"confidence threshold (default {DEFAULT_CONF})",
+    )
+    s.add_argument(
+        "--iou", type=number, default=DEFAULT_IOU, help=f"NMS IoU threshold (default {DEFAULT_IOU})"
+    )
+    s.add_argument(
+        "--imgsz",
+        type=int,
+        default=DEFAULT_IMGSZ,
+        help=f"inference size, a multiple of 32 (default {DEFAULT_IMGSZ})",
     )
     s.add_argument(
         "--batch",

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the CLI imports core only when a command runs
+    from labeldesk.core.store.sessions import Resolution
 
 REMOTE_EPILOG = """\
 A remote is an S3 bucket prefix (AWS S3, Cloudflare R2, Ceph, SeaweedFS, MinIO). Credentials
@@ -140,11 +143,11 @@ def cmd_remote_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from labeldesk.cli.output import emit_json
+    from labeldesk.cli.output import ProgressBar, emit_json
     from labeldesk.core.remote.sync import push
 
-    with _open(args) as project:
-        r = push(project, args.remote)
+    with _open(args) as project, ProgressBar() as bar:
+        r = push(project, args.remote, progress=bar)
     if args.json:
         emit_json(r.to_json())
         return 0
@@ -171,11 +174,11 @@ def _print_fetch(r: Any) -> None:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from labeldesk.cli.output import emit_json
+    from labeldesk.cli.output import ProgressBar, emit_json
     from labeldesk.core.remote.sync import fetch
 
-    with _open(args) as project:
-        r = fetch(project, args.remote)
+    with _open(args) as project, ProgressBar() as bar:
+        r = fetch(project, args.remote, progress=bar)
     if args.json:
         emit_json(r.to_json())
     else:
@@ -184,22 +187,30 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from labeldesk.cli.output import emit_json, error
+    from labeldesk.cli.output import ProgressBar, emit_json, error
     from labeldesk.core.errors import LabelDeskError
     from labeldesk.core.remote.merge import PullConflictError, pull
 
-    resolutions: dict[str, str] = {}
+    resolutions: dict[str, Resolution] = {}
     for item in args.resolve:
         image, _, side = item.partition("=")
-        if side not in ("ours", "theirs"):
+        if side == "ours" or side == "theirs":
+            resolutions[image] = side
+        else:
             raise LabelDeskError(f"--resolve {item!r}: expected IMAGE=ours or IMAGE=theirs")
-        resolutions[image] = side
-    default = "ours" if args.ours else "theirs" if args.theirs else None
+    default: Resolution | None = "ours" if args.ours else "theirs" if args.theirs else None
     with _open(args) as project:
         if resolutions:
             resolutions = _expand(project, resolutions)
         try:
-            r = pull(project, args.remote, resolutions=resolutions, default=default)  # type: ignore[arg-type]
+            with ProgressBar() as bar:
+                r = pull(
+                    project,
+                    args.remote,
+                    resolutions=resolutions,
+                    default=default,
+                    progress=bar,
+                )
         except PullConflictError as e:
             from labeldesk.cli.verbs import image_names
 
@@ -231,10 +242,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def _expand(project: Any, resolutions: dict[str, str]) -> dict[str, str]:
+def _expand(project: Any, resolutions: dict[str, Resolution]) -> dict[str, Resolution]:
     from labeldesk.core.errors import LabelDeskError
 
-    out = {}
+    out: dict[str, Resolution] = {}
     for prefix, side in resolutions.items():
         rows = project.db.execute(
             "SELECT sha256 FROM image WHERE sha256 >= ? AND sha256 < ? LIMIT 2",
@@ -247,10 +258,13 @@ def _expand(project: Any, resolutions: dict[str, str]) -> dict[str, str]:
 
 
 def cmd_clone(args: argparse.Namespace) -> int:
-    from labeldesk.cli.output import emit_json
+    from labeldesk.cli.output import ProgressBar, emit_json
     from labeldesk.core.remote.sync import clone
 
-    project, r = clone(args.url, args.directory, endpoint_url=args.endpoint_url, lazy=args.lazy)
+    with ProgressBar() as bar:
+        project, r = clone(
+            args.url, args.directory, endpoint_url=args.endpoint_url, lazy=args.lazy, progress=bar
+        )
     project.close()
     if args.json:
         emit_json(r.to_json())

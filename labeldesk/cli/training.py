@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from labeldesk.cli.output import number
+from labeldesk.core.defaults import DEFAULT_IMGSZ  # constants only
 
 TRAIN_EPILOG = """\
 The version is written as a YOLO dataset exactly as `labeldesk export yolo` writes it (hard
@@ -52,7 +53,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     base.add_argument("--config", metavar="YAML", help="an Ultralytics model YAML (from scratch)")
     base.add_argument("--resume", type=int, metavar="RUN", help="resume a cancelled run")
     s.add_argument("--epochs", type=int, default=10)
-    s.add_argument("--imgsz", type=int, default=640)
+    s.add_argument("--imgsz", type=int, default=DEFAULT_IMGSZ)
     s.add_argument("--batch", type=int, default=16)
     s.add_argument("--device", default="cpu", help="cpu, 0, or 0,1 for multi-GPU (DDP)")
     s.add_argument("--seed", type=int, default=0)

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from labeldesk.cli.output import number
+from labeldesk.core.defaults import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU  # constants only
 
 EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -60,16 +61,21 @@ def add_model_eval_options(s: argparse.ArgumentParser, baseline: str) -> None:
     s.add_argument(
         "--conf",
         type=number,
-        default=0.25,
-        help="score threshold for precision/recall/TP/FP/FN (default: 0.25)",
+        default=DEFAULT_CONF,
+        help=f"score threshold for precision/recall/TP/FP/FN (default: {DEFAULT_CONF})",
     )
     s.add_argument(
         "--imgsz",
         type=int,
-        default=640,
-        help="model inference size, a multiple of 32 (default 640)",
+        default=DEFAULT_IMGSZ,
+        help=f"model inference size, a multiple of 32 (default {DEFAULT_IMGSZ})",
     )
-    s.add_argument("--iou", type=number, default=0.7, help="model NMS IoU threshold (default 0.7)")
+    s.add_argument(
+        "--iou",
+        type=number,
+        default=DEFAULT_IOU,
+        help=f"model NMS IoU threshold (default {DEFAULT_IOU})",
+    )
     s.add_argument("--trust", action="store_true", help=TRUST_HELP)
 
 

@@ -20,10 +20,11 @@ from PySide6.QtWidgets import (
 )
 
 from labeldesk.app import review
+from labeldesk.core.defaults import DEFAULT_CONF, DEFAULT_IMGSZ, DEFAULT_IOU
 
 from .operations import Op, run_op
 
-DEFAULTS = {"conf": 0.25, "iou": 0.7, "imgsz": 640}  # Ultralytics' own
+DEFAULTS = {"conf": DEFAULT_CONF, "iou": DEFAULT_IOU, "imgsz": DEFAULT_IMGSZ}
 
 
 class PrelabelDialog(QDialog):
@@ -41,17 +42,17 @@ class PrelabelDialog(QDialog):
         self.conf = QDoubleSpinBox()
         self.conf.setRange(0.01, 1.0)
         self.conf.setSingleStep(0.05)
-        self.conf.setValue(0.25)
+        self.conf.setValue(DEFAULT_CONF)
         form.addRow("Confidence ≥", self.conf)
         self.iou = QDoubleSpinBox()
         self.iou.setRange(0.05, 1.0)
         self.iou.setSingleStep(0.05)
-        self.iou.setValue(0.7)
+        self.iou.setValue(DEFAULT_IOU)
         form.addRow("NMS IoU", self.iou)
         self.imgsz = QSpinBox()
         self.imgsz.setRange(32, 4096)
         self.imgsz.setSingleStep(32)
-        self.imgsz.setValue(640)
+        self.imgsz.setValue(DEFAULT_IMGSZ)
         form.addRow("Image size", self.imgsz)
         if not models:
             form.addRow(QLabel("No model registered: use `labeldesk model add WEIGHTS`."))

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from labeldesk.app import training
+from labeldesk.core.defaults import DEFAULT_IMGSZ
 
 from .charts import LineChart, Series
 from .operations import Lane, Op, run_op, show_error
@@ -77,7 +78,7 @@ class TrainDialog(QDialog):
         form.addRow("Start from", self.base)
         self.epochs_box = self._spin(1, 10_000, 10)
         form.addRow("Epochs", self.epochs_box)
-        self.imgsz = self._spin(32, 4096, 640, step=32)
+        self.imgsz = self._spin(32, 4096, DEFAULT_IMGSZ, step=32)
         form.addRow("Image size", self.imgsz)
         self.batch = self._spin(1, 1024, 16)
         form.addRow("Batch", self.batch)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..defaults import DEFAULT_IMGSZ
 from ..store.project import Project
 from .loading import safe_default, safe_load_checkpoint, ultralytics
 from .model_files import ModelError, private_copy
@@ -42,7 +43,7 @@ def export_onnx(
     name_or_id: str,
     *,
     name: str | None = None,
-    imgsz: int = 640,
+    imgsz: int = DEFAULT_IMGSZ,
     dynamic: bool = True,
     trust: bool = False,
 ) -> ExportReport:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterable
 
 from ..errors import CancelledError, RefMovedError
-from ..progress import CancelFn
+from ..progress import CancelFn, ProgressFn
 from ..store.project import Project, now_iso
 from ..store.versions import MAIN, head
 from . import layout as L
@@ -24,7 +24,8 @@ from .probe import ensure_probed
 #: Keys confirmed between two writes of ``remote_has``: a killed push re-sends at most these.
 CHUNK = 2048
 
-Progress = Callable[[str, int, int], None]
+#: The one progress type (``progress(done, total, what)``), named as the remote has used it.
+Progress = ProgressFn
 
 
 def _check(cancel: CancelFn | None, what: str) -> None:

@@ -212,7 +212,7 @@ def _stage_records(
     del in_packs
     stage.insert("fetch_key", [(L.version_key(v),) for v in records])
     if progress:
-        progress("versions", len(records), len(records))
+        progress(len(records), len(records), "versions")
 
     trees = read(
         "trees",
@@ -251,7 +251,7 @@ def _stage_records(
         stage.insert("fetch_key", [(L.bucket_key(h),) for h in got])
         done += len(page)
         if progress:
-            progress("buckets", done, total)
+            progress(done, total, "buckets")
 
     # Annotation sets, a page at a time.
     total = stage.need(
@@ -267,7 +267,7 @@ def _stage_records(
         stage.insert("fetch_key", [(L.annset_key(h),) for h in got])
         done += len(page)
         if progress:
-            progress("annotation sets", done, total)
+            progress(done, total, "annotation sets")
 
     # The images whose bytes are to come (rows this project lacks).
     stage.need(
@@ -415,7 +415,7 @@ def _fetch_objects(
 
     def report() -> None:
         if progress:
-            progress("objects", done, total)
+            progress(done, total, "objects")
         _check(cancel, _FETCH_CANCELLED)
 
     def keys() -> Iterator[str]:

@@ -97,7 +97,7 @@ def _send(
         if len(confirmed) >= CHUNK:
             flush()
             if progress:
-                progress(what, done, total)
+                progress(done, total, what)
             _check(cancel, _PUSH_CANCELLED)
 
     try:
@@ -108,7 +108,7 @@ def _send(
     finally:
         flush()  # what got there, even on failure
     if progress:
-        progress(what, done, total)
+        progress(done, total, what)
 
 
 _IMAGE_FIELDS = (
@@ -302,7 +302,7 @@ def _push_content(
     def packed(keys: list[str]) -> None:
         _record_known(project, remote, keys)
         if progress:
-            progress("records", sum(counts.values()), n_records)
+            progress(sum(counts.values()), n_records, "records")
 
     n_packs = write_packs(bucket, records, packed, lambda: _check(cancel, _PUSH_CANCELLED))
     if n_packs:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..canonical import hash_json
+from ..defaults import DEFAULT_IMGSZ
 from ..errors import InputError, LabelDeskError, Problem
 from ..progress import CancelFn
 from ..store.manifest import ManifestStore
@@ -72,7 +73,7 @@ class TrainingFailed(LabelDeskError):
 @dataclass
 class TrainOptions:
     epochs: int = 10
-    imgsz: int = 640
+    imgsz: int = DEFAULT_IMGSZ
     batch: int = 16
     device: str = "cpu"
     seed: int = 0

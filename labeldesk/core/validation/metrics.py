@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..defaults import DEFAULT_CONF
 from ..errors import InputError, Problem, capped
 from ..progress import CancelFn, ProgressFn
 from ..validators import is_int as _is_int
@@ -138,7 +139,7 @@ def evaluate(
     *,
     category_ids: Iterable[int] | None = None,
     image_ids: Iterable[ImageId] | None = None,
-    conf: float = 0.25,
+    conf: float = DEFAULT_CONF,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> EvalResult:
@@ -213,7 +214,7 @@ def evaluate_columns(
     detections: Found,
     *,
     category_ids: Iterable[int],
-    conf: float = 0.25,
+    conf: float = DEFAULT_CONF,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> EvalResult:
@@ -314,7 +315,7 @@ def evaluate_coco(
     gt: Mapping[str, Any],
     results: Iterable[Mapping[str, Any]],
     *,
-    conf: float = 0.25,
+    conf: float = DEFAULT_CONF,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> EvalResult:

@@ -375,7 +375,7 @@ def test_server_stopped_mid_push_clear_error_then_resumes(tmp_path: Path, monkey
         add_remote(a, "origin", url, srv.endpoint)
         calls = {"n": 0}
 
-        def stop_after_some(what: str, done: int, total: int) -> None:
+        def stop_after_some(done: int, total: int, what: str) -> None:
             calls["n"] += 1
             if what == "objects":
                 srv.stop()  # the server goes away once the bytes are up
@@ -446,7 +446,7 @@ def test_fetch_cancelled_midway_leaves_the_project_unchanged(
     monkeypatch.setattr(fetch_module, "CHUNK", 4)
     seen: list[int] = []
 
-    def progress(what: str, done: int, total: int) -> None:
+    def progress(done: int, total: int, what: str) -> None:
         if what == "objects":
             seen.append(done)
 
@@ -467,7 +467,7 @@ def test_push_cancelled_publishes_nothing_and_resumes(tmp_path: Path, remote_url
     add_remote(a, "origin", remote_url)
     calls: list[str] = []
     with pytest.raises(CancelledError, match="nothing was published"):
-        push(a, progress=lambda what, d, t: calls.append(what), cancel=lambda: bool(calls))
+        push(a, progress=lambda d, t, what: calls.append(what), cancel=lambda: bool(calls))
     assert Bucket(remote_url).get(L.MAIN_REF) is None
     r = push(a)
     assert r.moved and "objects" not in r.sent  # the bytes went up the first time
