@@ -12,10 +12,25 @@ from labeldesk.core.inference import predictions
 from labeldesk.core.inference.predictions import Prediction
 from labeldesk.core.review.queue import Params, clear_caches, priority, rank
 from labeldesk.core.store.importer import add_images
-from labeldesk.core.store.project import now_iso
+from labeldesk.core.store.project import Project, now_iso
 from labeldesk.core.store.sessions import ReviewSession
+from labeldesk.core.store.versions import write_version
 
 P = {"conf": 0.25, "iou": 0.7, "imgsz": 320}
+
+
+def _first_version(project: Project, tree: str, classes: list, message: str) -> None:
+    """Commit ``tree`` as the project's first version (inside the caller's transaction)."""
+    write_version(
+        project,
+        tree=tree,
+        classes=classes,
+        parents=[],
+        kind="import",
+        message=message,
+        provenance={},
+        move_main_from=None,
+    )
 
 
 @pytest.fixture
@@ -94,7 +109,7 @@ def _random_version(project, n: int, seed: int, settled: bool = True) -> None:
     import random
 
     from labeldesk.core.store.manifest import Entry, ManifestStore
-    from labeldesk.core.store.versions import put_annotation_set, write_version
+    from labeldesk.core.store.versions import put_annotation_set
 
     rng = random.Random(seed)
     now = now_iso()
@@ -153,16 +168,7 @@ def _random_version(project, n: int, seed: int, settled: bool = True) -> None:
                 results.append((sha, preds))
         tree = ManifestStore(db).apply(None, entries)
         classes = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "owl"}]
-        write_version(
-            project,
-            tree=tree,
-            classes=classes,
-            parents=[],
-            kind="import",
-            message="random",
-            provenance={},
-            move_main_from=None,
-        )
+        _first_version(project, tree, classes, "random")
     add_model(project, "m1", "first")
     predictions.store(project, "m1", P, results)
 
@@ -204,7 +210,7 @@ def _scenes_with_errors(project, n: int, seed: int) -> set[str]:
 
     from labeldesk.core.demo import synth
     from labeldesk.core.store.manifest import Entry, ManifestStore
-    from labeldesk.core.store.versions import put_annotation_set, write_version
+    from labeldesk.core.store.versions import put_annotation_set
 
     rng = random.Random(seed)
     gen = np.random.default_rng(seed)
@@ -262,16 +268,7 @@ def _scenes_with_errors(project, n: int, seed: int) -> set[str]:
             results.append((sha, preds))
         tree = ManifestStore(db).apply(None, entries)
         classes = [{"id": k + 1, "name": name} for k, name in enumerate(names[:3])]
-        write_version(
-            project,
-            tree=tree,
-            classes=classes,
-            parents=[],
-            kind="import",
-            message="scenes",
-            provenance={},
-            move_main_from=None,
-        )
+        _first_version(project, tree, classes, "scenes")
     add_model(project, "m1", "first")
     predictions.store(project, "m1", P, results)
     with project.transaction():
