@@ -323,16 +323,10 @@ def _commit_fetch(
             "INSERT OR IGNORE INTO annotation_set (hash, boxes, n_boxes) "
             "SELECT hash, boxes, n_boxes FROM temp.fetch_annset"
         )
-        # The sets' packed copies (what ranking reads), made a page at a time: a clone of a
-        # large project must not hold every set in memory.
-        page: list[tuple[str, bytes | None]] = []
-        for h, text in db.execute("SELECT hash, boxes FROM temp.fetch_annset"):
-            page.append((h, pack_labels(text)))
-            if len(page) >= 1024:
-                put_label_copies(db, page)
-                page.clear()
-        if page:
-            put_label_copies(db, page)
+        # The sets' packed copies (what ranking reads), streamed: a clone of a large project
+        # must not hold every set in memory.
+        fetched = db.execute("SELECT hash, boxes FROM temp.fetch_annset")
+        put_label_copies(db, ((h, pack_labels(text)) for h, text in fetched))
         db.execute(
             "INSERT OR IGNORE INTO manifest_bucket (hash, entries, n_images, n_boxes) "
             "SELECT hash, entries, n_images, n_boxes FROM temp.fetch_bucket"

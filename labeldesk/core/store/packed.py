@@ -31,7 +31,7 @@ import functools
 import json
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..boxes import NOT_LABELS, ORIGINS, STATES, Box, ImportedKey, canonical_boxes, count_boxes
@@ -167,10 +167,10 @@ def _names_json(names: tuple[str, ...]) -> str:
 
 def put_label_copies(db: Any, copies: Iterable[tuple[str, bytes | None]]) -> None:
     """Store the packed copies ``(annotation set hash, copy)`` of sets that have none yet.
-    Call in the transaction that inserts the sets."""
-    rows = list(copies)
+    Call in the transaction that inserts the sets. ``copies`` is streamed, never held whole:
+    a clone passes a generator over every set it fetched."""
     sql = "INSERT OR IGNORE INTO annotation_set_packed (hash, packed) VALUES (?, ?)"
-    if len(rows) == 1:  # one set (a session's commit puts them one by one): no executemany
-        db.conn.execute(sql, rows[0])
+    if isinstance(copies, Sequence) and len(copies) == 1:
+        db.conn.execute(sql, copies[0])  # one set (a session's commit): no executemany
     else:
-        db.conn.executemany(sql, rows)
+        db.conn.executemany(sql, copies)

@@ -109,6 +109,9 @@ def test_push_then_clone_is_the_same_history_and_fsck_clean(tmp_path: Path, remo
     assert get_version(b.db, head(b.db)).tags == ["v1"]
     report = fsck(b)
     assert report.ok, report.findings
+    # the clone holds the packed copies the review queue reads, the same as the source's
+    copies = "SELECT hash, packed FROM annotation_set_packed ORDER BY hash"
+    assert b.db.execute(copies).fetchall() == a.db.execute(copies).fetchall() != []
     # a second push sends nothing and fetch brings nothing new
     assert push(a).sent == {}
     assert fetch(b).versions == []
