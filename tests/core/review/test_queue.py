@@ -19,6 +19,16 @@ from labeldesk.core.store.versions import write_version
 P = {"conf": 0.25, "iou": 0.7, "imgsz": 320}
 
 
+def _image_row(db, sha: str, w: int, h: int, path: str, now: str) -> None:
+    """An image row and its source, without a file (ranking reads rows only)."""
+    db.execute(
+        "INSERT INTO image VALUES (?, 'PNG', ?, ?, 1, ?, ?, 'RGB', 1, ?)", [sha, w, h, w, h, now]
+    )
+    db.execute(
+        "INSERT INTO image_source (sha256, path, imported_at) VALUES (?, ?, ?)", [sha, path, now]
+    )
+
+
 def _first_version(project: Project, tree: str, classes: list, message: str) -> None:
     """Commit ``tree`` as the project's first version (inside the caller's transaction)."""
     write_version(
@@ -119,14 +129,7 @@ def _random_version(project, n: int, seed: int, settled: bool = True) -> None:
         entries = {}
         for i in range(n):
             sha = f"{seed:08x}{i:056x}"
-            db.execute(
-                "INSERT INTO image VALUES (?, 'PNG', 200, 100, 1, 200, 100, 'RGB', 1, ?)",
-                [sha, now],
-            )
-            db.execute(
-                "INSERT INTO image_source (sha256, path, imported_at) VALUES (?, ?, ?)",
-                [sha, f"/d/img{i:04d}.png", now],
-            )
+            _image_row(db, sha, 200, 100, f"/d/img{i:04d}.png", now)
 
             def xywh() -> tuple[float, float, float, float]:
                 return (
@@ -223,14 +226,7 @@ def _scenes_with_errors(project, n: int, seed: int) -> set[str]:
         entries = {}
         for i in range(n):
             sha = f"{seed:08x}{i:056x}"
-            db.execute(
-                "INSERT INTO image VALUES (?, 'PNG', 160, 120, 1, 160, 120, 'RGB', 1, ?)",
-                [sha, now],
-            )
-            db.execute(
-                "INSERT INTO image_source (sha256, path, imported_at) VALUES (?, ?, ?)",
-                [sha, f"/d/scene{i:04d}.png", now],
-            )
+            _image_row(db, sha, 160, 120, f"/d/scene{i:04d}.png", now)
             _, truth = synth.render_scene(gen, 160, 120, n_objects=(1, 5))
             boxes = [(b.cls + 1, b.x, b.y, b.w, b.h) for b in truth]
             labels = list(boxes)
