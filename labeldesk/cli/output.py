@@ -6,7 +6,7 @@ Kept free of any core import so ``labeldesk --help`` stays fast.
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -29,14 +29,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO | N
             out.write("  ".join("-" * w for w in widths) + "\n")
 
 
-def _columns() -> int:
-    """The terminal's width (80 when not a terminal), without importing shutil at start-up."""
-    try:
-        return os.get_terminal_size(sys.stderr.fileno()).columns
-    except (OSError, ValueError):
-        return int(os.environ.get("COLUMNS", "80") or 80)
-
-
 class ProgressBar:
     """A one-line bar on stderr, redrawn at most 10 times a second; silent when not a terminal."""
 
@@ -54,7 +46,7 @@ class ProgressBar:
         if now - self.last < 0.1 and done < total:
             return
         self.last = now
-        width = max(10, min(40, _columns() - 50))
+        width = max(10, min(40, shutil.get_terminal_size((80, 20)).columns - 50))
         frac = done / total if total else 1.0
         filled = int(frac * width)
         elapsed = now - self.start
