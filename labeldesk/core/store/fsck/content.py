@@ -8,6 +8,8 @@ verifies" means every row under it does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from ...boxes import count_boxes
 from ..integrity import box_problems, row_hash_problem
 from ..manifest import PREFIX_LEN
@@ -45,6 +47,25 @@ def check_annotation_sets(ctx: Context) -> None:
             ctx.annset_classes[h] = {d.get("class") for d in value if isinstance(d, dict)}
 
 
+def _manifest_rows(
+    ctx: Context, kind: str, sql: str, bad: set[str]
+) -> Iterator[tuple[str, dict, int, int]]:
+    """``(hash, parsed object, n_images, n_boxes)`` of each bucket or tree row: its text hashed
+    against its name (a mismatch reported, the row marked ``bad``); a row whose text is no JSON
+    object is marked bad and not yielded, as nothing in it can be checked."""
+    for h, text, n_images, n_boxes in ctx.db.execute(sql):
+        ctx.check_cancel()
+        problem = row_hash_problem(kind, h, text)
+        if problem:
+            ctx.error(problem)
+            bad.add(h)
+        value, bad_json = loads(text)
+        if bad_json or not isinstance(value, dict):
+            bad.add(h)
+            continue
+        yield h, value, n_images, n_boxes
+
+
 def check_buckets(ctx: Context) -> None:
     """Every manifest bucket hashes to its name, counts right, and names only rows that exist.
 
@@ -53,18 +74,12 @@ def check_buckets(ctx: Context) -> None:
     """
     images = ctx.images
     sizes = ctx.annset_sizes
-    for h, text, n_images, n_boxes in ctx.db.execute(
-        "SELECT hash, entries, n_images, n_boxes FROM manifest_bucket"
+    for h, value, n_images, n_boxes in _manifest_rows(
+        ctx,
+        "manifest bucket",
+        "SELECT hash, entries, n_images, n_boxes FROM manifest_bucket",
+        ctx.bad_buckets,
     ):
-        ctx.check_cancel()
-        problem = row_hash_problem("manifest bucket", h, text)
-        if problem:
-            ctx.error(problem)
-            ctx.bad_buckets.add(h)
-        value, bad_json = loads(text)
-        if bad_json or not isinstance(value, dict):
-            ctx.bad_buckets.add(h)
-            continue
         boxes = 0
         classes: set = set()
         for image, entry in value.items():
@@ -97,18 +112,12 @@ def check_trees(ctx: Context) -> None:
     does not verify does not verify either.
     """
     buckets = ctx.bucket_counts
-    for h, text, n_images, n_boxes in ctx.db.execute(
-        "SELECT hash, buckets, n_images, n_boxes FROM manifest_tree"
+    for h, value, n_images, n_boxes in _manifest_rows(
+        ctx,
+        "manifest tree",
+        "SELECT hash, buckets, n_images, n_boxes FROM manifest_tree",
+        ctx.bad_trees,
     ):
-        ctx.check_cancel()
-        problem = row_hash_problem("manifest tree", h, text)
-        if problem:
-            ctx.error(problem)
-            ctx.bad_trees.add(h)
-        value, bad_json = loads(text)
-        if bad_json or not isinstance(value, dict):
-            ctx.bad_trees.add(h)
-            continue
         ni = nb = 0
         for prefix, bh in value.items():
             if bh not in buckets:
