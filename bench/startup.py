@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -18,13 +19,18 @@ import tempfile
 import time
 from pathlib import Path
 
+#: The children's environment: bytecode written and read, as an installed package has it (pip
+#: compiles it at install). With PYTHONDONTWRITEBYTECODE set (some shells and CI images set it)
+#: every run would compile LabelDesk's modules from source while the peer's stdlib has its .pyc.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
 
 def timed(cmd: list[str], runs: int, cwd: Path) -> float:
-    subprocess.run(cmd, cwd=cwd, capture_output=True)  # warm the page cache and .pyc files
+    subprocess.run(cmd, cwd=cwd, capture_output=True, env=ENV)  # warm the page cache and .pyc
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        subprocess.run(cmd, cwd=cwd, capture_output=True)
+        subprocess.run(cmd, cwd=cwd, capture_output=True, env=ENV)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
