@@ -162,9 +162,10 @@ def build_project(root: Path, gt: dict) -> tuple[object, dict[int, str]]:
     import hashlib
 
     from labeldesk.core.boxes import Box
+    from labeldesk.core.store.annotation_sets import put_annotation_set
     from labeldesk.core.store.manifest import Entry, ManifestStore
     from labeldesk.core.store.project import Project, now_iso
-    from labeldesk.core.store.versions import put_annotation_set, write_version
+    from labeldesk.core.store.versions import write_version
 
     project = Project.init(root, user="bench")
     now = now_iso()

@@ -46,11 +46,12 @@ from labeldesk.core.demo.synth import CLASSES, write_images
 from labeldesk.core.inference import predictions
 from labeldesk.core.inference.predictions import Prediction
 from labeldesk.core.review import queue
+from labeldesk.core.store.annotation_sets import put_annotation_set
 from labeldesk.core.store.importer import add_images
 from labeldesk.core.store.manifest import Entry, ManifestStore
 from labeldesk.core.store.project import Project, now_iso
 from labeldesk.core.store.sessions import ReviewSession
-from labeldesk.core.store.versions import put_annotation_set, resolve, write_version
+from labeldesk.core.store.versions import resolve, write_version
 
 KINDS = ("missing", "swap", "shift")
 

@@ -45,7 +45,8 @@ from labeldesk.core.store.manifest import Entry
 from labeldesk.core.store.packed import pack_imported
 from labeldesk.core.store.project import Project
 from labeldesk.core.store.sessions import ReviewSession
-from labeldesk.core.store.versions import Version, diff, log
+from labeldesk.core.store.version_diff import diff
+from labeldesk.core.store.versions import Version, log
 
 CLASSES = [{"id": i + 1, "name": f"class{i}"} for i in range(10)]
 #: User CPU seconds of the last plain loop and labelled import (reported beside CPU seconds).

@@ -36,11 +36,12 @@ from labeldesk.core.inference.predictions import Run
 from labeldesk.core.progress import CancelFn, ProgressFn
 from labeldesk.core.review import queue as review_queue_core
 from labeldesk.core.review import suggestions as sg
+from labeldesk.core.store.annotation_sets import load_annotation_set
 from labeldesk.core.store.db import named
 from labeldesk.core.store.manifest import ManifestStore
 from labeldesk.core.store.project import Project
 from labeldesk.core.store.sessions import ReviewSession
-from labeldesk.core.store.versions import MAIN, head, load_annotation_set
+from labeldesk.core.store.versions import MAIN, head
 
 from . import rules
 from .changes import Changed

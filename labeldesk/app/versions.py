@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from labeldesk.core.store import versions as V
+from labeldesk.core.store.annotation_sets import load_annotation_set
 from labeldesk.core.store.project import Project
+from labeldesk.core.store.version_diff import diff as version_diff
 
 from .changes import Changed
 
@@ -35,14 +37,14 @@ class History:
 
 
 def history(project: Project) -> History:
-    from labeldesk.core.training.runs import trained_per_version
+    from labeldesk.core.training.trained import trained_per_version
 
     return History(list(reversed(V.all_versions(project.db))), trained_per_version(project.db))
 
 
 def watch_status(project: Project) -> dict:
     """The watched-model column (reads every stored evaluation: run it off the GUI thread)."""
-    from labeldesk.core.validation.watch import watch_status as status
+    from labeldesk.core.validation.watch_status import watch_status as status
 
     return status(project)
 
@@ -55,7 +57,7 @@ def get_version(project: Project, version_id: str) -> V.Version:
 class DiffView:
     """A diff as the diff dialog shows it: the diff, both versions, the images' file names."""
 
-    diff: Any  # core.versions.VersionDiff
+    diff: Any  # core.store.version_diff.VersionDiff
     old: V.Version
     new: V.Version
     names: dict[str, str]  # sha -> source path
@@ -63,7 +65,7 @@ class DiffView:
 
 def diff(project: Project, old_id: str, new_id: str) -> DiffView:
     """Compare two versions (reads both manifests: run it off the GUI thread)."""
-    d = V.diff(project, old_id, new_id)
+    d = version_diff(project, old_id, new_id)
     names = dict(
         project.db.execute("SELECT sha256, path FROM image_source ORDER BY id DESC").fetchall()
     )
@@ -103,4 +105,4 @@ def image_size(project: Project, sha: str) -> tuple[int, int]:
 
 def annotation_boxes(project: Project, annset: str | None) -> list:
     """The boxes of a stored annotation set (none for None)."""
-    return V.load_annotation_set(project.db, annset) if annset else []
+    return load_annotation_set(project.db, annset) if annset else []

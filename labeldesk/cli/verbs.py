@@ -110,8 +110,8 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_log(args: argparse.Namespace) -> int:
     from labeldesk.core.store.versions import log
-    from labeldesk.core.training.runs import trained_per_version
-    from labeldesk.core.validation.watch import status_text, watch_status
+    from labeldesk.core.training.trained import trained_per_version
+    from labeldesk.core.validation.watch_status import status_text, watch_status
 
     with _open(args) as project:
         versions = list(log(project.db, args.ref, args.limit))
@@ -211,7 +211,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from labeldesk.core.store.versions import diff
+    from labeldesk.core.store.version_diff import diff
 
     with _open(args) as project:
         d = diff(project, args.ref_a, args.ref_b)

@@ -7,7 +7,11 @@ sees every problem at once, not one per attempt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
+
+# The records here are NamedTuples, not dataclasses: every command imports this module, and
+# importing `dataclasses` (it imports `inspect`) and building a dataclass cost more than a
+# read command such as `labeldesk log` spends on everything else of its own.
 
 
 class LabelDeskError(Exception):
@@ -94,20 +98,22 @@ def shorten(text: str, limit: int = MAX_PROBLEM_TEXT) -> str:
     return text[:head] + mark + text[len(text) - tail :]
 
 
-@dataclass(frozen=True)
-class Problem:
+class _ProblemFields(NamedTuple):
+    where: str
+    reason: str
+
+
+class Problem(_ProblemFields):
     """One itemised problem with the input: where it is and what is wrong.
 
     Both texts are capped at :data:`MAX_PROBLEM_TEXT` characters here, the one place every
     problem passes through, so no caller has to remember.
     """
 
-    where: str
-    reason: str
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "where", shorten(str(self.where)))
-        object.__setattr__(self, "reason", shorten(str(self.reason)))
+    def __new__(cls, where: object, reason: object) -> Problem:
+        return super().__new__(cls, shorten(str(where)), shorten(str(reason)))
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}"
@@ -123,8 +129,7 @@ class InputError(LabelDeskError):
         super().__init__("\n".join(lines))
 
 
-@dataclass(frozen=True)
-class Conflict:
+class Conflict(NamedTuple):
     """An image that the session and the current ``main`` both changed, differently."""
 
     image: str

@@ -54,6 +54,29 @@ def test_help_is_fast_and_loads_neither_torch_nor_qt() -> None:
     assert elapsed < 5  # generous for a loaded CI machine; typically ~0.1 s
 
 
+@pytest.mark.parametrize("verb", ["log", "show"])
+def test_reading_versions_loads_no_boxes_hashes_or_dataclasses(
+    proj, tmp_path, capsys, verb
+) -> None:
+    """Read commands start in about twice a bare `import sqlite3` (bench/startup.py): they must
+    not import what only writing, diffing or evaluating needs. Each of these modules cost a
+    read command a few milliseconds (OpenSSL's hashlib, dataclasses with inspect, boxes)."""
+    write_image(tmp_path / "src" / "a.png", seed=1)
+    assert run(capsys, "-p", str(proj), "add", str(tmp_path / "src"))[0] == 0
+    code = (
+        "import sys\n"
+        "from labeldesk.cli.main import main\n"
+        f"rc = main(['-p', {str(proj)!r}, {verb!r}])\n"
+        "heavy = ('dataclasses', 'hashlib', 'numpy', 'sqlite_utils', 'labeldesk.core.boxes',\n"
+        "         'labeldesk.core.store.manifest', 'labeldesk.core.store.packed',\n"
+        "         'labeldesk.core.validation.watch', 'labeldesk.core.training.runs')\n"
+        "print('LOADED', rc, [m for m in heavy if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "LOADED 0 []" in out.stdout, out.stdout + out.stderr
+    assert "Add 1 image" in out.stdout  # and it did read the version
+
+
 def test_init_add_log_show(proj, tmp_path, capsys) -> None:
     src = tmp_path / "src"
     for i in range(3):
@@ -217,7 +240,8 @@ def test_show_says_method_and_model_in_words(proj, tmp_path, capsys) -> None:
 def test_a_diff_of_image_metadata_only_says_which_field(proj, tmp_path, capsys) -> None:
     from labeldesk.core.store.manifest import Entry, ManifestStore
     from labeldesk.core.store.project import Project
-    from labeldesk.core.store.versions import diff, resolve, write_version
+    from labeldesk.core.store.version_diff import diff
+    from labeldesk.core.store.versions import resolve, write_version
 
     write_image(tmp_path / "a" / "1.png", seed=1)
     run(capsys, "-p", str(proj), "add", str(tmp_path / "a"))

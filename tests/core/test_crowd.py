@@ -17,10 +17,12 @@ from pycocotools.cocoeval import COCOeval
 
 from labeldesk.core.boxes import Box, annotation_set, object_boxes
 from labeldesk.core.formats import ImportOptions, export_coco, export_yolo, import_coco
+from labeldesk.core.store.annotation_sets import load_annotation_set
 from labeldesk.core.store.fsck import fsck
 from labeldesk.core.store.manifest import ManifestStore
 from labeldesk.core.store.project import Project
-from labeldesk.core.store.versions import diff, load_annotation_set, resolve
+from labeldesk.core.store.version_diff import diff
+from labeldesk.core.store.versions import resolve
 from labeldesk.core.validation import metrics
 
 CATS = [{"id": 1, "name": "person"}, {"id": 4, "name": "car"}]

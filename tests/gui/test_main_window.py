@@ -8,9 +8,10 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 
 from labeldesk.core.boxes import Box
+from labeldesk.core.store.annotation_sets import load_annotation_set
 from labeldesk.core.store.manifest import ManifestStore
 from labeldesk.core.store.project import Project
-from labeldesk.core.store.versions import load_annotation_set, resolve
+from labeldesk.core.store.versions import resolve
 
 
 def saved_edit(window, sha: str) -> list[Box] | None:

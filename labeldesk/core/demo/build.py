@@ -35,8 +35,10 @@ from ..store.importer import add_images
 from ..store.project import DB_NAME, Project
 from ..store.sessions import ReviewSession
 from ..store.splits import assign_splits
-from ..store.versions import decide, diff, log, tag
-from ..validation.watch import WatchSettings, evaluate_watched, status_text, watch, watch_status
+from ..store.version_diff import diff
+from ..store.versions import decide, log, tag
+from ..validation.watch import WatchSettings, evaluate_watched, watch
+from ..validation.watch_status import status_text, watch_status
 from .synth import CLASSES, SynthBox, write_images
 
 Say = Callable[[str], None]

@@ -16,18 +16,11 @@ from typing import Any
 
 from ..errors import Conflict, LabelDeskError, MergeConflictError
 from ..progress import CancelFn
+from ..store.annotation_sets import load_annotation_set, put_annotation_set
 from ..store.manifest import Entry, ManifestStore
 from ..store.project import Project
 from ..store.sessions import Resolution
-from ..store.versions import (
-    MAIN,
-    get_version,
-    head,
-    load_annotation_set,
-    put_annotation_set,
-    set_ref,
-    write_version,
-)
+from ..store.versions import MAIN, get_version, head, set_ref, write_version
 from .sync import FetchResult, Progress, fetch
 
 

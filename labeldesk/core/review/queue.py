@@ -454,7 +454,7 @@ def _load_run(
 
 
 def _annotation_sets(db: Any, hashes: set[str]) -> dict[str, list[Box]]:
-    from ..store.versions import annotation_set_texts
+    from ..store.annotation_sets import annotation_set_texts
 
     return {
         h: [Box.from_dict(d) for d in json.loads(text)]

@@ -145,7 +145,7 @@ def _label_copies(db: Any, hashes: set[str]) -> dict[str, bytes | None]:
         h for h, blob in out.items() if blob is not None and len(blob) % packed.LABEL_SIZE
     }
     if missing:
-        from ..store.versions import annotation_set_texts
+        from ..store.annotation_sets import annotation_set_texts
 
         for h, text in annotation_set_texts(db, missing):
             out[h] = packed.pack_labels(text)

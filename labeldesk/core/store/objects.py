@@ -9,14 +9,26 @@ Adding an object that exists is a no-op: equal names mean equal bytes.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import secrets
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import LabelDeskError
+
+if TYPE_CHECKING:
+    import hashlib
+
+
+def _sha256(data: bytes = b"") -> hashlib._Hash:
+    """A new SHA-256. ``hashlib`` is imported here, on the first hash, not with the module:
+    loading OpenSSL costs a read command (which opens a project but hashes nothing) about as
+    much as all of its own work."""
+    import hashlib
+
+    return hashlib.sha256(data)
+
 
 TMP_PREFIX = ".tmp-"
 _READ_CHUNK = 1 << 20
@@ -54,7 +66,7 @@ def _syncfs(path: Path) -> bool:
 
 def hash_file(path: Path) -> tuple[str, int]:
     """SHA-256 hex digest and size of a file, read in chunks (never whole into memory)."""
-    h = hashlib.sha256()
+    h = _sha256()
     n = 0
     with open(path, "rb") as f:
         while chunk := f.read(_READ_CHUNK):
@@ -85,7 +97,7 @@ class ObjectStore:
         p = self._file(sha)
         if self.fetch_missing is not None and not p.is_file():
             data = self.fetch_missing(sha)
-            if hashlib.sha256(data).hexdigest() != sha:
+            if _sha256(data).hexdigest() != sha:
                 raise OSError(f"object {sha} arrived from the remote with other content")
             self.put_bytes(data, sha)
         return p
@@ -121,12 +133,12 @@ class ObjectStore:
         than the write itself.
         """
         if sha is None:
-            sha = hashlib.sha256(data).hexdigest()
+            sha = _sha256(data).hexdigest()
         folder = os.path.join(self._base_text, sha[:2])
         dest = os.path.join(folder, sha[2:])
         if os.path.isfile(dest):
             return False
-        tmp = os.path.join(folder, f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
+        tmp = os.path.join(folder, f"{TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
             if folder not in self._folders:
@@ -278,7 +290,7 @@ def read_verified(path: Path | str, sha: str, size: int | None = None) -> bytes:
     finally:
         os.close(fd)
     data = parts[0] if len(parts) == 1 else b"".join(parts)
-    _check_digest(sha, hashlib.sha256(data).hexdigest(), len(data), size)
+    _check_digest(sha, _sha256(data).hexdigest(), len(data), size)
     return data
 
 
@@ -286,7 +298,7 @@ def verify_file(path: Path | str, sha: str, size: int | None = None) -> None:
     """Check that the object file at ``path`` hashes to ``sha`` (before a hard link shares it:
     a link copies no bytes, so it would otherwise pass damage on unseen)."""
     fd, st_size = _open_object(path, sha)
-    h = hashlib.sha256()
+    h = _sha256()
     n = 0
     try:
         for chunk in _chunks_of(fd, st_size, sha):
@@ -306,7 +318,7 @@ def copy_verified(src: Path | str, dest: Path | str, sha: str, size: int | None 
     """
     fd_in, st_size = _open_object(src, sha)
     try:
-        h = hashlib.sha256()
+        h = _sha256()
         n = 0
         fd_out = os.open(dest, _NEW_FILE, 0o644)
         try:

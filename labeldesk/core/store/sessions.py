@@ -27,19 +27,11 @@ from ..boxes import Box, canonical_boxes, live_boxes
 from ..canonical import canonical_json
 from ..errors import Conflict, LabelDeskError, MergeConflictError, NothingToCommitError
 from ..inference import predictions
+from .annotation_sets import load_annotation_set, put_annotation_set
 from .db import named
 from .manifest import Entry, ManifestStore, Tree
 from .project import Project, now_iso
-from .versions import (
-    MAIN,
-    Version,
-    get_version,
-    head,
-    load_annotation_set,
-    put_annotation_set,
-    resolve,
-    write_version,
-)
+from .versions import MAIN, Version, get_version, head, resolve, write_version
 
 Resolution = Literal["ours", "theirs"]
 

@@ -10,12 +10,9 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..boxes import Box
 from ..errors import (
     ImmutableError,
     LabelDeskError,
@@ -26,10 +23,14 @@ from ..errors import (
 )
 from .db import ProjectDatabase as Database
 from .db import named
-from .integrity import version_id
-from .manifest import Entry, EntryChange, ManifestStore, Tree, diff_trees
-from .packed import label_set, put_label_copies
 from .project import Project, now_iso
+
+if TYPE_CHECKING:
+    from .manifest import Tree
+
+# Writing a version needs the manifest and the id function (which imports boxes); they are
+# imported in the functions that write, so that reading versions (`labeldesk log`, `show`)
+# starts without them. Boxes live in .annotation_sets, the diff in .version_diff.
 
 MAIN = "main"
 KINDS = ("import", "review", "rollback", "merge")
@@ -39,8 +40,13 @@ _ID_RE = re.compile(r"^[0-9a-f]{4,64}$")
 SHORT = 12
 
 
-@dataclass(frozen=True)
-class Version:
+class Version(NamedTuple):
+    """One immutable version, as stored (and, in ``tags``, the tags naming it now).
+
+    A NamedTuple rather than a dataclass: reading versions is what read commands do, and they
+    start without importing ``dataclasses`` (see core/errors.py).
+    """
+
     id: str
     seq: int
     parents: list[str]
@@ -53,11 +59,11 @@ class Version:
     provenance: dict[str, Any]
     n_images: int
     n_boxes: int
-    status: str = "committed"
-    status_by: str | None = None
-    status_at: str | None = None
-    status_note: str | None = None
-    tags: list[str] = field(default_factory=list)
+    status: str  # committed / approved / rejected
+    status_by: str | None
+    status_at: str | None
+    status_note: str | None
+    tags: list[str]
 
     @property
     def short(self) -> str:
@@ -190,7 +196,7 @@ def log(db: Database, ref: str = MAIN, limit: int | None = None) -> Iterator[Ver
     version: Version | None = resolve(db, ref)
     count = 0
     while version is not None and (limit is None or count < limit):
-        yield Version(**{**version.__dict__, "tags": tags.get(version.id, [])})
+        yield version._replace(tags=tags.get(version.id, []))
         count += 1
         version = get_version(db, version.parents[0]) if version.parents else None
 
@@ -202,24 +208,6 @@ def all_versions(db: Database) -> list[Version]:
 
 
 # -- writing --------------------------------------------------------------------------------
-
-
-def put_annotation_set(db: Database, boxes: Iterable[Box]) -> str:
-    """Store the boxes of one image once, by hash; returns the hash."""
-    h, text, n, copy = label_set(boxes)
-    db.execute(
-        "INSERT OR IGNORE INTO annotation_set (hash, boxes, n_boxes) VALUES (?, ?, ?)",
-        [h, text, n],
-    )
-    put_label_copies(db, [(h, copy)])  # what the review queue reads (core.packed)
-    return h
-
-
-def load_annotation_set(db: Database, h: str) -> list[Box]:
-    row = db.execute("SELECT boxes FROM annotation_set WHERE hash = ?", [h]).fetchone()
-    if row is None:
-        raise KeyError(f"annotation set {h} is missing")
-    return [Box.from_dict(d) for d in json.loads(row[0])]
 
 
 def set_ref(
@@ -280,6 +268,8 @@ def write_version(
         raise ValueError(f"kind must be one of {KINDS}")
     db = project.db
     classes = normalise_classes(classes)
+    from .integrity import version_id
+
     created = now_iso()
     # The one id function: fsck recomputes every stored id with it, so a row rewritten behind
     # LabelDesk's back no longer matches its id.
@@ -440,6 +430,8 @@ def revert(project: Project, ref: str, message: str | None = None) -> Version:
         head_version = get_version(db, current)
         if head_version.tree == target.tree and head_version.classes == target.classes:
             raise NothingToCommitError(f"main already has the content of {target.short}")
+        from .manifest import ManifestStore
+
         tree = ManifestStore(db).tree(target.tree)
         return write_version(
             project,
@@ -451,135 +443,3 @@ def revert(project: Project, ref: str, message: str | None = None) -> Version:
             provenance={"reverted_to": target.id},
             move_main_from=current,
         )
-
-
-# -- diff -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageDiff:
-    image: str
-    kind: str  # added / removed / changed
-    boxes_added: int
-    boxes_removed: int
-    split_changed: bool
-    tags_changed: bool
-    old_annset: str | None
-    new_annset: str | None
-    meta_changed: tuple[str, ...] = ()  # the image-metadata fields that changed (file_name, …)
-
-    def what_changed(self) -> list[str]:
-        """The changes in words: ``boxes +1 -0``, ``split``, ``tags``, ``file_name``."""
-        out = []
-        if self.boxes_added or self.boxes_removed:
-            out.append(f"boxes +{self.boxes_added} -{self.boxes_removed}")
-        elif self.kind == "changed" and self.old_annset != self.new_annset:
-            out.append("box attributes")  # same geometry and classes, other states/authors
-        if self.split_changed:
-            out.append("split")
-        if self.tags_changed:
-            out.append("tags")
-        out.extend(self.meta_changed)
-        return out
-
-
-def _meta_changed(old: Entry | None, new: Entry | None) -> tuple[str, ...]:
-    if old is None or new is None or old.meta == new.meta:
-        return ()
-    a, b = dict(old.meta), dict(new.meta)
-    return tuple(sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)))
-
-
-@dataclass(frozen=True)
-class VersionDiff:
-    a: Version
-    b: Version
-    images: list[ImageDiff]
-    classes_added: list[str]
-    classes_removed: list[str]
-
-    def classes_text(self) -> str:
-        """``added truck, van; removed cat`` (empty when the class lists are the same)."""
-        parts = []
-        if self.classes_added:
-            parts.append("added " + ", ".join(self.classes_added))
-        if self.classes_removed:
-            parts.append("removed " + ", ".join(self.classes_removed))
-        return "; ".join(parts)
-
-    def counts(self) -> dict[str, int]:
-        c = {
-            "images_added": 0,
-            "images_removed": 0,
-            "images_changed": 0,
-            "boxes_added": 0,
-            "boxes_removed": 0,
-        }
-        for d in self.images:
-            c[f"images_{d.kind}"] += 1
-            c["boxes_added"] += d.boxes_added
-            c["boxes_removed"] += d.boxes_removed
-        return c
-
-
-def annotation_set_texts(db: Database, hashes: Iterable[str]) -> Iterator[tuple[str, str]]:
-    """``(hash, boxes JSON)`` of many annotation sets, read in batches of 500 (SQLite's limit on
-    parameters is not a concern, and one query per set would cost more than the parsing)."""
-    wanted = sorted(set(hashes))
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        yield from db.execute(
-            f"SELECT hash, boxes FROM annotation_set WHERE hash IN ({marks})", chunk
-        )
-
-
-def _annotation_sets(db: Database, hashes: set[str]) -> dict[str, list[tuple]]:
-    """Box keys (class, geometry, crowd flag, given area) of many annotation sets, read in a
-    few batched queries: a box that became a crowd region, or whose area changed, is a change."""
-    return {
-        h: [
-            (d["class"], d["x"], d["y"], d["w"], d["h"], d.get("iscrowd", 0), d.get("area"))
-            for d in json.loads(text)
-        ]
-        for h, text in annotation_set_texts(db, hashes)
-    }
-
-
-def _box_changes(sets: dict[str, list[tuple]], change: EntryChange) -> tuple[int, int]:
-    """Boxes added and removed by one entry change; a moved box counts as one of each."""
-    if change.old and change.new and change.old.annset == change.new.annset:
-        return 0, 0
-    old = sets[change.old.annset] if change.old else []
-    new = sets[change.new.annset] if change.new else []
-    co, cn = Counter(old), Counter(new)
-    return sum((cn - co).values()), sum((co - cn).values())
-
-
-def diff(project: Project, ref_a: str, ref_b: str) -> VersionDiff:
-    db = project.db
-    a, b = resolve(db, ref_a), resolve(db, ref_b)
-    store = ManifestStore(db)
-    changes = diff_trees(store, store.tree(a.tree), store.tree(b.tree))
-    sets = _annotation_sets(
-        db, {e.annset for ch in changes for e in (ch.old, ch.new) if e is not None}
-    )
-    images = []
-    for ch in changes:
-        added, removed = _box_changes(sets, ch)
-        images.append(
-            ImageDiff(
-                image=ch.image,
-                kind=ch.kind,
-                boxes_added=added,
-                boxes_removed=removed,
-                split_changed=bool(ch.old and ch.new and ch.old.split != ch.new.split),
-                tags_changed=bool(ch.old and ch.new and ch.old.tags != ch.new.tags),
-                old_annset=ch.old.annset if ch.old else None,
-                new_annset=ch.new.annset if ch.new else None,
-                meta_changed=_meta_changed(ch.old, ch.new),
-            )
-        )
-    names_a = {c["name"] for c in a.classes}
-    names_b = {c["name"] for c in b.classes}
-    return VersionDiff(a, b, images, sorted(names_b - names_a), sorted(names_a - names_b))

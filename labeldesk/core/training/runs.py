@@ -87,13 +87,3 @@ def runs_of_version(db: Database, version: str) -> list[TrainingRun]:
 def run_of_model(db: Database, model: str) -> TrainingRun | None:
     rows = _rows(db, "model = ?", [model])
     return rows[-1] if rows else None
-
-
-def trained_per_version(db: Database) -> dict[str, list[str]]:
-    """Version id -> names of the models trained on it (for ``log`` and the versions table)."""
-    out: dict[str, list[str]] = {}
-    for version, name in db.execute(
-        "SELECT trained_on, name FROM model WHERE trained_on IS NOT NULL ORDER BY added_at"
-    ):
-        out.setdefault(version, []).append(name)
-    return out

@@ -52,9 +52,9 @@ from typing import Any
 from ..boxes import Box
 from ..canonical import canonical_json
 from ..errors import LabelDeskError
+from ..store.annotation_sets import load_annotation_set
 from ..store.project import Project
 from ..store.sessions import ReviewSession
-from ..store.versions import load_annotation_set
 
 _SCORE_TOL = 5e-7  # scores are stored to 6 decimals
 

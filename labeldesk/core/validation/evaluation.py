@@ -39,7 +39,8 @@ from ..errors import InputError, LabelDeskError, Problem, capped
 from ..progress import CancelFn, ProgressFn, check_cancel
 from ..store.db import named
 from ..store.project import Project, now_iso
-from ..store.versions import MAIN, Version, diff, resolve
+from ..store.version_diff import diff
+from ..store.versions import MAIN, Version, resolve
 from . import metrics
 from .evaluation_index import GroundTruthArrays
 from .evaluation_index import (

@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..store.db import named
 from ..store.project import Project
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    """One stored row of ``evaluation`` (docs/database.md)."""
+class Evaluation(NamedTuple):
+    """One stored row of ``evaluation`` (docs/database.md).
+
+    A NamedTuple, not a dataclass, so that ``labeldesk log`` (which shows watched figures)
+    starts without importing ``dataclasses`` (see core/errors.py)."""
 
     id: int
     run: str
@@ -52,7 +53,7 @@ class Evaluation:
         return _FULL_ID.sub(lambda m: m.group(0)[:12], self.subset)
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return self._asdict()
 
 
 _FULL_ID = re.compile(r"\b[0-9a-f]{64}\b")

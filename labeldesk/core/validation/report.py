@@ -122,7 +122,7 @@ def _version_label(v: Version) -> str:
 
 
 def _versions_section(project: Project, versions: list[Version]) -> str:
-    from .watch import status_text, watch_status
+    from .watch_status import status_text, watch_status
 
     watched = watch_status(project)
     rows = []

@@ -34,11 +34,10 @@ from ..store.db import ProjectDatabase as Database
 from ..store.project import Project, now_iso
 from ..store.versions import MAIN, Version, resolve
 from .evaluation_rows import Evaluation, list_evaluations
+from .watch_status import TRIGGER, fmt_value, signed, watch_rows
 
 if TYPE_CHECKING:
     from ..inference.registry import ModelInfo
-
-TRIGGER = "watch"
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ class WatchResult:
             return f"{self.model.name}: not evaluated: {self.error}"
         e = self.evaluation
         assert e is not None
-        figure = f"{e.metric} {_fmt(e.value)}"
+        figure = f"{e.metric} {fmt_value(e.value)}"
         again = " (already evaluated)" if self.skipped else ""
         if e.baseline_value is None:
             return f"{self.model.name}: {figure}, no earlier evaluation to compare with{again}"
@@ -108,8 +107,8 @@ class WatchResult:
         verdict = "REGRESSION" if self.regression else "ok"
         prev = (self.baseline_version or "")[:12]
         return (
-            f"{self.model.name}: {figure} vs {_fmt(e.baseline_value)} on {prev}, "
-            f"{_signed(-e.metric_drop)} (limit -{e.max_drop:.4f}): {verdict}{again}"
+            f"{self.model.name}: {figure} vs {fmt_value(e.baseline_value)} on {prev}, "
+            f"{signed(-e.metric_drop)} (limit -{e.max_drop:.4f}): {verdict}{again}"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -124,14 +123,6 @@ class WatchResult:
             "baseline_version": self.baseline_version,
             "evaluation": self.evaluation.to_json() if self.evaluation else None,
         }
-
-
-def _fmt(v: float) -> str:
-    return "n/a" if v == -1 else f"{v:.4f}"
-
-
-def _signed(v: float) -> str:
-    return f"{v:+.4f}"
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -184,25 +175,11 @@ def _same_setup(e: Evaluation, predict: dict[str, Any], conf: float) -> bool:
     return e.params.get("source", {}).get("predict") == predict and e.params.get("conf") == conf
 
 
-def _watch_rows(
-    project: Project, *, version: str | None = None, source_hash: str | None = None
-) -> list[Evaluation]:
-    """Stored watched evaluations (of the model on all images), oldest first."""
-    return list_evaluations(
-        project,
-        version=version,
-        source_hash=source_hash,
-        role="candidate",
-        subset="all",
-        trigger=TRIGGER,
-    )
-
-
 def _existing(
     project: Project, model: str, version: str, predict: dict[str, Any], conf: float
 ) -> Evaluation | None:
     """The watched evaluation of ``model`` on ``version`` under this setup, if stored."""
-    rows = _watch_rows(project, version=version, source_hash=model)
+    rows = watch_rows(project, version=version, source_hash=model)
     mine = (e for e in reversed(rows) if _same_setup(e, predict, conf))
     return next(mine, None)
 
@@ -336,27 +313,3 @@ def _version_of(project: Project, evaluation_id: int | None) -> str | None:
         "SELECT version FROM evaluation WHERE id = ?", [evaluation_id]
     ).fetchone()
     return row[0] if row else None
-
-
-def watch_status(project: Project) -> dict[str, list[Evaluation]]:
-    """version id -> the newest watched evaluation of each model on it (model name order)."""
-    newest: dict[tuple[str, str], Evaluation] = {}
-    for e in _watch_rows(project):
-        newest[(e.version, e.source_hash)] = e  # oldest first: the last one wins
-    out: dict[str, list[Evaluation]] = {}
-    for (vid, _), e in sorted(newest.items(), key=lambda kv: kv[1].source_name):
-        out.setdefault(vid, []).append(e)
-    return out
-
-
-def status_text(rows: list[Evaluation]) -> str:
-    """A version's watched figures in a few words: ``shapes 0.412 ▼0.031`` per model."""
-    parts = []
-    for e in rows:
-        text = f"{e.source_name} {e.metric} {_fmt(e.value)}"
-        if e.passed is False and e.metric_drop is not None:
-            text += f" ▼{e.metric_drop:.4f} REGRESSION"
-        elif e.metric_drop is not None:
-            text += f" {_signed(-e.metric_drop)}"
-        parts.append(text)
-    return "; ".join(parts)

@@ -18,10 +18,11 @@ from labeldesk.core.boxes import Box
 from labeldesk.core.errors import CancelledError, InputError, LabelDeskError
 from labeldesk.core.formats import ImportOptions, export_coco, import_coco
 from labeldesk.core.formats.coco import split_from_name
+from labeldesk.core.store.annotation_sets import load_annotation_set
 from labeldesk.core.store.importer import Staging, add_images
 from labeldesk.core.store.manifest import Entry, ManifestStore
 from labeldesk.core.store.project import Project
-from labeldesk.core.store.versions import load_annotation_set, resolve
+from labeldesk.core.store.versions import resolve
 
 CATS = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]
 

@@ -15,10 +15,11 @@ from helpers import red_fraction, snapshot, write_image, write_oriented
 from labeldesk.core.errors import CancelledError, InputError
 from labeldesk.core.formats import ImportOptions, export_coco, export_yolo, import_coco, import_yolo
 from labeldesk.core.formats.yolo_reader import label_path
+from labeldesk.core.store.annotation_sets import load_annotation_set
 from labeldesk.core.store.importer import add_images
 from labeldesk.core.store.manifest import ManifestStore
 from labeldesk.core.store.project import Project
-from labeldesk.core.store.versions import load_annotation_set, resolve
+from labeldesk.core.store.versions import resolve
 
 ROWS = "0 0.5 0.5 0.25 0.5\n1 0.25 0.25 0.125 0.125\n"
 

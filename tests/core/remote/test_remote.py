@@ -291,7 +291,7 @@ def test_four_processes_pushing_at_once_lose_no_version(tmp_path: Path, remote_u
     # every process's last label is in the final main: no update lost in a merge
     store = ManifestStore(fresh.db)
     tree = store.tree(get_version(fresh.db, head(fresh.db)).tree)
-    from labeldesk.core.store.versions import load_annotation_set
+    from labeldesk.core.store.annotation_sets import load_annotation_set
 
     for i in range(4):
         (box,) = load_annotation_set(fresh.db, store.entry(tree, imgs[i]).annset)

@@ -118,8 +118,8 @@ def _random_version(project, n: int, seed: int, settled: bool = True) -> None:
     crowded enough that every matching stage meets ties, duplicates and ambiguous overlaps."""
     import random
 
+    from labeldesk.core.store.annotation_sets import put_annotation_set
     from labeldesk.core.store.manifest import Entry, ManifestStore
-    from labeldesk.core.store.versions import put_annotation_set
 
     rng = random.Random(seed)
     now = now_iso()
@@ -212,8 +212,8 @@ def _scenes_with_errors(project, n: int, seed: int) -> set[str]:
     import numpy as np
 
     from labeldesk.core.demo import synth
+    from labeldesk.core.store.annotation_sets import put_annotation_set
     from labeldesk.core.store.manifest import Entry, ManifestStore
-    from labeldesk.core.store.versions import put_annotation_set
 
     rng = random.Random(seed)
     gen = np.random.default_rng(seed)

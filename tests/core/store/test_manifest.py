@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 
 from labeldesk.core.boxes import EMPTY_SET_HASH, EMPTY_SET_JSON, Box
+from labeldesk.core.store.annotation_sets import put_annotation_set
 from labeldesk.core.store.manifest import Entry, ManifestStore, diff_trees
-from labeldesk.core.store.versions import put_annotation_set
 
 
 def _fake_images(n: int) -> list[str]:

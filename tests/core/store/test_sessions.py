@@ -7,11 +7,12 @@ from helpers import snapshot
 
 from labeldesk.core.boxes import Box
 from labeldesk.core.errors import LabelDeskError, MergeConflictError, NothingToCommitError
+from labeldesk.core.store.annotation_sets import load_annotation_set
 from labeldesk.core.store.importer import add_images
 from labeldesk.core.store.manifest import ManifestStore
 from labeldesk.core.store.project import Project
 from labeldesk.core.store.sessions import ReviewSession
-from labeldesk.core.store.versions import head, load_annotation_set, resolve
+from labeldesk.core.store.versions import head, resolve
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ from labeldesk.core.errors import (
 from labeldesk.core.store.importer import add_images
 from labeldesk.core.store.project import Project
 from labeldesk.core.store.sessions import ReviewSession
+from labeldesk.core.store.version_diff import diff
 from labeldesk.core.store.versions import (
     decide,
     delete_version,
-    diff,
     get_version,
     head,
     log,

@@ -31,12 +31,11 @@ from labeldesk.core.validation.model_eval import EVAL_CONF, model_source
 from labeldesk.core.validation.watch import (
     WatchSettings,
     evaluate_watched,
-    status_text,
     unwatch,
     watch,
-    watch_status,
     watched,
 )
+from labeldesk.core.validation.watch_status import status_text, watch_status
 
 IMGSZ = 320  # what the demo model was trained at
 
