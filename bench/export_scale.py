@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -49,27 +48,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from memory import peak_rss_mib
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SIZE = (64, 48)
 N_CLASSES = 10
 SPLITS = ("train", "val", "test")
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process.
-
-    ``VmHWM`` rather than ``ru_maxrss``: Linux carries ``ru_maxrss`` over ``execve``, so a
-    child would report its parent's peak if the parent had been bigger.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _boxes(i: int) -> list[tuple[int, float, float, float, float]]:

@@ -36,8 +36,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from s3server import SeaweedS3  # noqa: E402
 
 CHILD = """
-import json, resource, sys, time, tracemalloc
+import json, os, sys, time, tracemalloc
 op, root, url, remote, heap = sys.argv[1:6]
+sys.path.insert(0, os.path.join(os.environ["PYTHONPATH"], "bench"))
+from memory import peak_rss_mib
 import obstore.store
 from labeldesk.core.store.project import Project
 from labeldesk.core.remote.sync import clone
@@ -56,9 +58,11 @@ else:
     sent = {"versions": len(r.versions), "objects": r.objects}
     c.close()
 wall = time.perf_counter() - t
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss = peak_rss_mib()  # this process's own peak (ru_maxrss would be the parent's: bench/memory.py)
+threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None
 heap_mb = tracemalloc.get_traced_memory()[1] / 1e6 if heap == "1" else None
-print(json.dumps({"wall_s": wall, "peak_mb": rss, "heap_mb": heap_mb, "sent": sent}))
+print(json.dumps({"wall_s": wall, "peak_mb": rss, "heap_mb": heap_mb, "sent": sent,
+                  "threads": threads}))
 """
 
 

@@ -12,22 +12,20 @@ the endpoint from the remote's ``--endpoint-url``, else ``AWS_ENDPOINT_URL_S3`` 
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LabelDeskError, StorageError
 
 _URL_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
-#: Requests in flight at once in a batch of records (small: latency-bound, so many at once).
+#: Requests in flight at once in a batch (image bytes or records), each on a thread of its own.
+#: Against the local SeaweedFS of bench/remote.py, 64 moved 10,000 small images as fast as 128
+#: or 256 did (and as s5cmd's 256 workers), in 30 MB less memory than 256 (docs/benchmarks.md).
 CONCURRENCY = 64
-#: Requests in flight at once for image bytes: what s5cmd, the floor of bench/remote.py, uses
-#: by default (256 workers); object bytes are read and written one request at a time each.
-TRANSFER_CONCURRENCY = 256
 
 
 class RemoteError(LabelDeskError):
@@ -198,38 +196,56 @@ class Bucket:
     def _pool(
         self,
         items: Iterable[Any],
-        work: Callable[[Any], Awaitable[Any]],
+        work: Callable[[Any], Any],
         done: Callable[[Any, Any], None],
         concurrency: int,
     ) -> None:
         """``work(item)`` on every item, ``concurrency`` at a time, then ``done(item, result)``
-        in this thread. A fixed set of workers pulls from ``items`` as it goes, so only the
-        requests in flight hold data however many items there are. The first failure (of a
-        request, or raised by ``done``: a cancel) stops the workers: none takes another item
-        or hands on another result; it is raised once the requests in flight have finished."""
+        in this thread. Only ``concurrency`` items are taken from ``items`` ahead of their
+        results, so only the requests in flight hold data however many items there are. The
+        first failure (of a request, or raised by ``done``: a cancel) stops the batch: no other
+        item is taken and no other result handed on; it is raised once the requests in flight
+        have finished.
+
+        Blocking requests on a fixed set of threads (obstore lets go of the GIL while one
+        waits), not obstore's asyncio API: that one hands every finished request to a new
+        thread of the Rust runtime's blocking pool to take the GIL, and while this thread holds
+        the GIL (hashing, writing what arrived) those pile up, so a clone of 40,000 images held
+        about 280 threads and its memory grew with the number of images. The fixed pool keeps
+        the threads (and memory) constant and was faster too (docs/benchmarks.md, Remote).
+        """
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
         it = iter(items)
-        failed: list[BaseException] = []
+        failed: BaseException | None = None
+        running: dict[Future[Any], Any] = {}
+        pool = ThreadPoolExecutor(concurrency, thread_name_prefix="labeldesk-remote")
+        try:
 
-        async def worker() -> None:
-            while not failed:
-                try:
-                    item = next(it)
-                except StopIteration:
-                    return
-                try:
-                    result = await work(item)
-                    if not failed:
-                        done(item, result)
-                except BaseException as e:  # re-raised below, once
-                    failed.append(e)
+            def take() -> None:
+                for item in it:
+                    running[pool.submit(work, item)] = item
                     return
 
-        async def run() -> None:
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-
-        asyncio.run(run())
-        if failed:
-            raise failed[0]
+            for _ in range(concurrency):
+                take()
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    item = running.pop(f)
+                    if failed is not None:
+                        continue
+                    try:
+                        done(item, f.result())
+                    except BaseException as e:  # re-raised below, once the rest have finished
+                        failed = e
+                        continue
+                    take()
+        finally:
+            # On a failure, a cancel or Ctrl-C: nothing new starts, the requests in flight end.
+            pool.shutdown(wait=True, cancel_futures=True)
+        if failed is not None:
+            raise failed
 
     def create_many(
         self,
@@ -239,20 +255,15 @@ class Bucket:
     ) -> None:
         """Create-only writes of many keys, ``concurrency`` at a time; existing keys are fine.
 
-        ``items`` pairs each key with a function giving its bytes, so only the requests in
-        flight hold data. ``on_done(key)`` runs (in this thread) as each one is confirmed; an
-        exception it raises (a cancel) stops the batch like a failed request.
+        ``items`` pairs each key with a function giving its bytes (called on a request thread,
+        so it must not touch the database), so only the requests in flight hold data.
+        ``on_done(key)`` runs (in this thread) as each one is confirmed; an exception it raises
+        (a cancel) stops the batch like a failed request.
         """
-        import obstore
 
-        async def one(item: tuple[str, Callable[[], bytes]]) -> None:
+        def one(item: tuple[str, Callable[[], bytes]]) -> None:
             key, data = item
-            try:
-                await obstore.put_async(self._store, key, data(), mode="create")
-            except Exception as e:
-                err = self._wrap(e, key)
-                if not isinstance(err, PreconditionFailed):
-                    raise err from e
+            self.create(key, data())  # False (it existed) is fine: the same bytes are there
 
         def done(item: tuple[str, Callable[[], bytes]], _: None) -> None:
             if on_done is not None:
@@ -269,19 +280,15 @@ class Bucket:
         """Get many keys, ``concurrency`` at a time, handing each to ``on_item(key, bytes)`` (in
         this thread) as it arrives, so nothing is held past its handling. A missing key is an
         error; so is anything ``on_item`` raises, which stops the batch."""
-        import obstore
 
-        async def one(key: str) -> bytes:
-            try:
-                r = await obstore.get_async(self._store, key)
-                return bytes(await r.bytes_async())
-            except FileNotFoundError:
+        def one(key: str) -> bytes:
+            got = self.get(key)
+            if got is None:
                 raise RemoteError(
                     f"{self.where} names {key} but does not hold it; the remote is "
                     "damaged (a record was deleted by hand?)"
-                ) from None
-            except Exception as e:
-                raise self._wrap(e, key) from e
+                )
+            return got[0]
 
         self._pool(keys, one, on_item, concurrency)
 

@@ -22,7 +22,7 @@ from ..store.packed import pack_labels, put_label_copies
 from ..store.project import Project, now_iso
 from ..store.versions import MAIN, set_ref
 from . import layout as L
-from .client import TRANSFER_CONCURRENCY, Bucket, RemoteError
+from .client import Bucket, RemoteError
 from .common import (
     _FETCH_CANCELLED,
     CHUNK,
@@ -437,7 +437,7 @@ def _fetch_objects(
 
     _check(cancel, _FETCH_CANCELLED)
     try:
-        bucket.get_each(keys(), arrived, TRANSFER_CONCURRENCY)
+        bucket.get_each(keys(), arrived)
     finally:
         store.sync()  # before the rows that name them (and before an abort looks at them)
     if total and done % CHUNK:

@@ -19,7 +19,7 @@ from ..progress import CancelFn
 from ..store.project import Project
 from ..store.versions import MAIN, SHORT, get_version, head
 from . import layout as L
-from .client import TRANSFER_CONCURRENCY, Bucket, PreconditionFailed
+from .client import Bucket, PreconditionFailed
 from .common import (
     _PUSH_CANCELLED,
     CHUNK,
@@ -76,7 +76,6 @@ def _send(
     progress: Progress | None,
     sent: dict[str, int],
     cancel: CancelFn | None = None,
-    concurrency: int | None = None,
 ) -> None:
     """Create-only writes of ``items`` as one stream of requests, recording the confirmed keys
     every CHUNK (and whatever got there when it fails), checking ``cancel`` between."""
@@ -101,10 +100,7 @@ def _send(
             _check(cancel, _PUSH_CANCELLED)
 
     try:
-        if concurrency is None:
-            bucket.create_many(items, on_done)
-        else:
-            bucket.create_many(items, on_done, concurrency)
+        bucket.create_many(items, on_done)
     finally:
         flush()  # what got there, even on failure
     if progress:
@@ -286,7 +282,7 @@ def _push_content(
         _send(
             project, remote, bucket,
             ((L.object_key(s), obj(s)) for s in stage.names("push_image")),
-            n_images, "objects", progress, result.sent, cancel, TRANSFER_CONCURRENCY,
+            n_images, "objects", progress, result.sent, cancel,
         )  # fmt: skip
 
     # 2. The records, in packs written one after another: each pack's records come after
