@@ -3,6 +3,7 @@
     python bench/remote.py [--images 10000] [--review 0.01] [--rounds 3]
 
 One run starts ``weed mini`` on loopback (tests/s3server.py), imports N small generated PNGs,
+labels each one (one box, so one annotation set per image, as in a real project),
 and measures, each in a fresh child process (so peak memory is that operation's own), in
 ``--rounds`` rounds that alternate with s5cmd (each round to a fresh prefix; medians are
 reported, since on a shared machine one round of either can be slowed by a neighbour):
@@ -119,6 +120,14 @@ def main() -> None:
         names = [f"r{i}" for i in range(args.rounds)] + ["heap"]
         with Project.init(root, user="bench") as p:
             add_images(p, [src])
+            # Every image labelled, each differently (one annotation set per image, as in a
+            # real project), committed as a second version: records that grow with N.
+            s = ReviewSession.start(p)
+            cid = s.add_class("object")
+            shas = [r[0] for r in p.db.execute("SELECT sha256 FROM image ORDER BY sha256")]
+            for i, sha in enumerate(shas):
+                s.set_boxes(sha, [Box(cid, 1 + i % 400 / 10, 1 + i // 400 % 300 / 10, 12.0, 9.0)])
+            s.commit("labels")
             for name in names:
                 add_remote(p, name, f"s3://labeldesk-test/bench-{name}")
 
@@ -161,7 +170,7 @@ def main() -> None:
             shas = [r[0] for r in p.db.execute("SELECT sha256 FROM image ORDER BY sha256")]
             n = max(1, int(len(shas) * args.review))
             for sha in shas[:n]:
-                s.set_boxes(sha, [Box(cid, 2.0, 2.0, 10.0, 10.0)])
+                s.set_boxes(sha, [Box(cid, 2.0, 2.0, 10.0, 10.0)])  # relabelled: another class
             s.commit("1% review")
         out["reviewed"] = n
         out["incremental_push"] = child("push", root, "", env, "r0")

@@ -156,7 +156,8 @@ def fetch(
     stage = _Stage(project)
     journal = _Journal(project)
     try:
-        records = _stage_records(project, bucket, stage, main, tag_refs, progress, cancel)
+        with RecordReader(bucket) as reader:  # its index of the packs, on disk until closed
+            records = _stage_records(project, reader, stage, main, tag_refs, progress, cancel)
         if objects:
             result.objects = _fetch_objects(project, bucket, stage, progress, cancel, journal)
         _commit_fetch(
@@ -173,7 +174,7 @@ def fetch(
 
 def _stage_records(
     project: Project,
-    bucket: Bucket,
+    reader: RecordReader,
     stage: _Stage,
     main: tuple[str, str] | None,
     tag_refs: dict[str, tuple[str, str]],
@@ -184,7 +185,6 @@ def _stage_records(
     are returned (one per commit: few), the rest staged. Nothing is written to the project."""
     # One reader for the fetch: the pack indexes are read once; records a pack does not hold
     # are read loose (a remote written before packs). Every record is verified as it is read.
-    reader = RecordReader(bucket)
 
     def read(kind: str, keyf: Callable[[str], str], names: Iterable[str]) -> dict[str, dict]:
         _check(cancel, _FETCH_CANCELLED)

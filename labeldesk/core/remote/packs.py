@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -84,7 +85,14 @@ class RecordReader:
 
     def __init__(self, bucket: Bucket) -> None:
         self.bucket = bucket
-        self.where: dict[str, tuple[str, int, int]] = {}  # key -> (pack key, start, end)
+        # key -> (pack key, start, end) of every record the indexes list: as many as the
+        # remote has records (an annotation set per labelled image), so kept in a private
+        # temporary database on disk (SQLite's empty name; gone when closed) rather than a
+        # dict, and what a clone holds does not grow with the number of images.
+        self._where = sqlite3.connect("")
+        self._where.execute(
+            "CREATE TABLE entry (key TEXT PRIMARY KEY, pack TEXT, start INTEGER, stop INTEGER)"
+        )
         index_keys = [k for k in bucket.list(L.PACKS) if k.endswith(".idx")]
         problems: list[str] = []
 
@@ -99,28 +107,53 @@ class RecordReader:
             if not ok:
                 problems.append(f"{key}: not a LabelDesk pack index")
                 return
-            for k, offset, length in entries:
-                self.where.setdefault(k, (L.pack_key(sha), offset, offset + length))
+            pack = L.pack_key(sha)
+            self._where.executemany(
+                "INSERT OR IGNORE INTO entry VALUES (?, ?, ?, ?)",
+                ((k, pack, offset, offset + length) for k, offset, length in entries),
+            )
 
         bucket.get_each(index_keys, read_index)
         if problems:
             raise RemoteError("the remote holds damaged pack indexes:\n  " + "\n  ".join(problems))
 
+    def close(self) -> None:
+        self._where.close()
+
+    def __enter__(self) -> RecordReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _entry(self, key: str) -> tuple[str, int, int] | None:
+        row = self._where.execute(
+            "SELECT pack, start, stop FROM entry WHERE key = ?", [key]
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
     def packed(self, prefix: str) -> list[str]:
         """The keys under ``prefix`` that some pack holds."""
-        return [k for k in self.where if k.startswith(prefix)]
+        return [
+            k
+            for (k,) in self._where.execute(
+                "SELECT key FROM entry WHERE substr(key, 1, ?) = ? ORDER BY key",
+                [len(prefix), prefix],
+            )
+        ]
 
     def has(self, key: str, loose: set[str] | None = None) -> bool:
-        return key in self.where or (loose is not None and key in loose)
+        return self._entry(key) is not None or (loose is not None and key in loose)
 
     def read(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The verified records of ``keys``; RemoteError listing every record that does not
         match its name (nothing is returned then, so the caller writes nothing)."""
-        by_pack: dict[str, list[str]] = {}
+        by_pack: dict[str, list[tuple[str, int, int]]] = {}
         loose: list[str] = []
         for k in dict.fromkeys(keys):
-            if k in self.where:
-                by_pack.setdefault(self.where[k][0], []).append(k)
+            entry = self._entry(k)
+            if entry is not None:
+                by_pack.setdefault(entry[0], []).append((k, entry[1], entry[2]))
             else:
                 loose.append(k)
         out: dict[str, dict[str, Any]] = {}
@@ -132,9 +165,9 @@ class RecordReader:
             except RemoteError as e:
                 bad.append(f"{source}: {e}")
 
-        for pack, pack_keys in by_pack.items():
-            spans = [(self.where[k][1], self.where[k][2]) for k in pack_keys]
-            for k, data in zip(pack_keys, self.bucket.get_ranges(pack, spans), strict=True):
+        for pack, spans in by_pack.items():
+            got = self.bucket.get_ranges(pack, [(a, b) for _, a, b in spans])
+            for (k, _, _), data in zip(spans, got, strict=True):
                 take(k, data, pack)
         self.bucket.get_each(loose, lambda k, data: take(k, data, "loose"))
         if bad:
