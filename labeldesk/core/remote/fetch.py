@@ -7,6 +7,7 @@ bytes they name are on disk: a fetch that fails or is cancelled leaves the proje
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -156,7 +157,7 @@ def fetch(
     stage = _Stage(project)
     journal = _Journal(project)
     try:
-        with RecordReader(bucket) as reader:  # its index of the packs, on disk until closed
+        with contextlib.closing(RecordReader(bucket)) as reader:  # its index: on disk till closed
             records = _stage_records(project, reader, stage, main, tag_refs, progress, cancel)
         if objects:
             result.objects = _fetch_objects(project, bucket, stage, progress, cancel, journal)

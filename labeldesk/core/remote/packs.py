@@ -120,12 +120,6 @@ class RecordReader:
     def close(self) -> None:
         self._where.close()
 
-    def __enter__(self) -> RecordReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _entry(self, key: str) -> tuple[str, int, int] | None:
         row = self._where.execute(
             "SELECT pack, start, stop FROM entry WHERE key = ?", [key]
