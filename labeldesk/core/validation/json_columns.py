@@ -33,6 +33,7 @@ import numpy as np
 NUMBER_BYTES = b"0123456789.-"
 #: digits and minus kept, every other byte a space; the points are deleted with it
 _DIGITS_SPACED = bytes(c if c in b"0123456789-" else 0x20 for c in range(256))
+_ONE_IF_NUMBER = bytes(int(c in NUMBER_BYTES) for c in range(256))
 _POW10 = 10.0 ** np.arange(16)
 _MAX_CHARS = 15
 
@@ -50,7 +51,7 @@ def numbers(text: bytes, before: bytes, after: bytes) -> tuple[np.ndarray, np.nd
     a = np.frombuffer(text, np.uint8)
     if len(a) < 2 or _IS_NUMBER[a[0]] or _IS_NUMBER[a[-1]]:
         return None
-    edge = np.diff(_IS_NUMBER[a].view(np.int8))
+    edge = np.diff(np.frombuffer(text.translate(_ONE_IF_NUMBER), np.int8))
     starts = np.flatnonzero(edge == 1) + 1  # first byte of each run
     ends = np.flatnonzero(edge == -1) + 1  # the byte after it
     n = len(starts)
@@ -62,9 +63,8 @@ def numbers(text: bytes, before: bytes, after: bytes) -> tuple[np.ndarray, np.nd
     # check 3: each run is a JSON number without exponent, of at most 15 characters
     if int((ends - starts).max()) > _MAX_CHARS:
         return None
-    minus = np.flatnonzero(a == 0x2D)
     neg = a[starts] == 0x2D
-    if len(minus) != int(neg.sum()):  # a minus that does not start its run
+    if text.count(b"-") != int(neg.sum()):  # a minus that does not start its run
         return None
     lead = starts + neg  # the first digit; a run is "-" at least, so lead < ends
     if not (_IS_DIGIT[a[lead]] & (lead < ends)).all():  # "-", "-.", ".5"
