@@ -49,6 +49,7 @@ from .evaluation_index import ground_truth as ground_truth
 from .evaluation_rows import _EVAL_COLUMNS, Evaluation, _row
 from .evaluation_rows import list_evaluations as list_evaluations
 from .evaluation_sources import Detections as Detections
+from .evaluation_sources import FlatDetections
 from .evaluation_sources import Source as Source
 from .evaluation_sources import (
     detections_from_results as detections_from_results,
@@ -184,6 +185,9 @@ def evaluate_subsets(
 def _label_columns(gt: GroundTruthArrays, images: Sequence[str]) -> metrics.Labels:
     """The labels of ``images`` as the engine's columns (no per-image objects: one
     ``validate`` would otherwise build and check 5,000 of them per subset)."""
+    if gt.flat is not None and images == gt.images:  # every image, in the index's order
+        counts, box, cls, area, crowd = gt.flat
+        return metrics.Labels(np.repeat(np.arange(len(counts)), counts), box, cls, crowd, area)
     per = [gt[s] for s in images]
     counts = [len(g[1]) for g in per]
     return metrics.Labels(
@@ -197,6 +201,11 @@ def _label_columns(gt: GroundTruthArrays, images: Sequence[str]) -> metrics.Labe
 
 def _detection_columns(dets: Detections, images: Sequence[str]) -> metrics.Found:
     """The detections of ``images`` (those that have any) as the engine's columns."""
+    if isinstance(dets, FlatDetections) and dets.flat is not None:
+        shas, counts, box, cls, score = dets.flat
+        at = [k for k, s in enumerate(images) if s in dets]
+        if len(at) == len(shas) and all(images[k] == s for k, s in zip(at, shas, strict=True)):
+            return metrics.Found(np.repeat(np.array(at, np.intp), counts), box, cls, score)
     have = [(k, dets[s]) for k, s in enumerate(images) if s in dets]
     return metrics.Found(
         np.repeat([k for k, _ in have], [len(d[1]) for _, d in have]).astype(np.intp),

@@ -51,9 +51,9 @@ def numbers(text: bytes, before: bytes, after: bytes) -> tuple[np.ndarray, np.nd
     a = np.frombuffer(text, np.uint8)
     if len(a) < 2 or _IS_NUMBER[a[0]] or _IS_NUMBER[a[-1]]:
         return None
-    edge = np.diff(np.frombuffer(text.translate(_ONE_IF_NUMBER), np.int8))
-    starts = np.flatnonzero(edge == 1) + 1  # first byte of each run
-    ends = np.flatnonzero(edge == -1) + 1  # the byte after it
+    # where a run begins or ends; they alternate, a run first (the text starts with a bracket)
+    edges = np.flatnonzero(np.diff(np.frombuffer(text.translate(_ONE_IF_NUMBER), np.int8))) + 1
+    starts, ends = edges[0::2], edges[1::2]  # a run's first byte, the byte after it
     n = len(starts)
     if n == 0:
         return np.zeros(0), np.zeros(0, bool)
