@@ -189,8 +189,12 @@ def _set_columns(texts: list[str]) -> _Sets:
     counts = np.array([t.count('"class":') for t in texts], np.intp)
     text = "\x1e".join(texts)
     plain = _plain_sets(text, counts)
-    if plain is not None:
-        return plain
+    return plain if plain is not None else _pattern_sets(texts, text, counts)
+
+
+def _pattern_sets(texts: list[str], text: str, counts: np.ndarray) -> _Sets:
+    """:func:`_set_columns` with the pattern (``text``: the texts joined by U+001E, ``counts``
+    boxes each), or ``json`` when it does not account for every box."""
     found = _BOX_RE.findall(text)
     n = len(found)
     if n == counts.sum():
