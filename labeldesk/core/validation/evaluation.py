@@ -58,6 +58,8 @@ from .evaluation_sources import predictions_source as predictions_source
 from .evaluation_sources import read_results_file as read_results_file
 
 SOURCE_KINDS = ("model", "predictions")
+#: one image's labels in :func:`ground_truth`: boxes xywh, classes, areas, iscrowd
+GroundTruth = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 #: A drop within this of the limit counts as at the limit: figures are means of float sums, and
 #: a regression of "exactly 0.02" must not fail on the 17th digit.
 _DROP_SLACK = 1e-9
@@ -152,7 +154,7 @@ def evaluate_subsets(
     parts: Sequence[Subset],
     *,
     conf: float = DEFAULT_CONF,
-    gt: GroundTruthArrays | None = None,
+    gt: Mapping[str, GroundTruth] | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> list[SubsetResult]:
@@ -182,12 +184,12 @@ def evaluate_subsets(
     return out
 
 
-def _label_columns(gt: GroundTruthArrays, images: Sequence[str]) -> metrics.Labels:
+def _label_columns(gt: Mapping[str, GroundTruth], images: Sequence[str]) -> metrics.Labels:
     """The labels of ``images`` as the engine's columns (no per-image objects: one
     ``validate`` would otherwise build and check 5,000 of them per subset)."""
-    if gt.flat is not None and images == gt.images:  # every image, in the index's order
-        counts, box, cls, area, crowd = gt.flat
-        return metrics.Labels(np.repeat(np.arange(len(counts)), counts), box, cls, crowd, area)
+    if isinstance(gt, GroundTruthArrays) and gt.flat is not None and images == gt.images:
+        n, box, cls, area, crowd = gt.flat  # every image, in the index's order: as they are
+        return metrics.Labels(np.repeat(np.arange(len(n)), n), box, cls, crowd, area)
     per = [gt[s] for s in images]
     counts = [len(g[1]) for g in per]
     return metrics.Labels(
