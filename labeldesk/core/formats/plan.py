@@ -206,21 +206,26 @@ def load_plan(
     info: dict[str, tuple[int, int, int, str]] = {}
     sizes: dict[str, int] = {}
     sources: dict[str, str] = {}
-    for chunk in _chunks(shas):
+    # A version holding a good part of the project's images reads both tables in one pass
+    # each: twice as fast as thousands of lookups by key (rowids only grow, so the largest
+    # bounds the row count). The rows of other images are skipped.
+    rows = db.execute("SELECT MAX(rowid) FROM image").fetchone()[0] or 0
+    wanted = set(shas) if len(shas) * 4 >= rows else None
+    for chunk in [[]] if wanted is not None else _chunks(shas):
         check_cancel(cancel)
-        marks = ",".join("?" * len(chunk))
+        where = f"WHERE sha256 IN ({','.join('?' * len(chunk))})" if chunk else ""
         for sha, w, h, o, fmt, size in db.execute(
-            f"SELECT sha256, width, height, orientation, format, byte_size FROM image "
-            f"WHERE sha256 IN ({marks})",
+            f"SELECT sha256, width, height, orientation, format, byte_size FROM image {where}",
             chunk,
         ):
-            info[sha] = (w, h, o, fmt)
-            sizes[sha] = size
+            if wanted is None or sha in wanted:
+                info[sha] = (w, h, o, fmt)
+                sizes[sha] = size
         for sha, path in db.execute(
-            f"SELECT sha256, path FROM image_source WHERE sha256 IN ({marks}) ORDER BY id",
-            chunk,
+            f"SELECT sha256, path FROM image_source {where} ORDER BY id", chunk
         ):
-            sources.setdefault(sha, path)
+            if wanted is None or sha in wanted:
+                sources.setdefault(sha, path)
     for sha in shas:
         if sha not in info:
             problems.add(f"image {sha}", "no image row (the version's manifest names it)")
