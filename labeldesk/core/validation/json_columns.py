@@ -82,9 +82,12 @@ def numbers(text: bytes, before: bytes, after: bytes) -> tuple[np.ndarray, np.nd
     dotted = np.zeros(n, bool)
     dotted[run] = True
     spaced = text.translate(_DIGITS_SPACED, b".")  # the points dropped: digits only
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # a short read is caught below
-        digits = np.fromstring(spaced, dtype=np.int64, sep=" ")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # a short read: caught below
+            digits = np.fromstring(spaced, dtype=np.int64, sep=" ")
+    except ValueError:  # what numpy says it will raise for a short read one day
+        return None
     if len(digits) != n:
         return None
     values = digits / _POW10[frac]
