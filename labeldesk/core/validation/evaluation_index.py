@@ -189,10 +189,11 @@ def _set_columns(texts: list[str]) -> _Sets:
     has only the keys a label without extras has, else with one pattern (a JSON parse builds one
     dict per box: half the metric engine's time on 37,000 boxes); ``json`` reads them instead
     when the pattern does not account for every box (a key it does not know)."""
-    counts = np.array([t.count('"class":') for t in texts], np.intp)
     text = "\x1e".join(texts)
-    plain = _plain_sets(text, counts)
-    return plain if plain is not None else _pattern_sets(texts, text, counts)
+    plain = _plain_sets(text, len(texts))
+    if plain is not None:
+        return plain
+    return _pattern_sets(texts, text, np.array([t.count('"class":') for t in texts], np.intp))
 
 
 def _pattern_sets(texts: list[str], text: str, counts: np.ndarray) -> _Sets:
@@ -242,10 +243,10 @@ _PLAIN_BOXES = {
 }
 
 
-def _plain_sets(text: str, counts: np.ndarray) -> _Sets | None:
-    """The sets of ``text`` (their canonical texts joined by U+001E, ``counts`` boxes each) as
-    columns, read with :mod:`.json_columns` if every box is a plain one (``_PLAIN_BOXES``):
-    what the pattern and ``json`` give, without a string per number. None otherwise."""
+def _plain_sets(text: str, n_sets: int) -> _Sets | None:
+    """The ``n_sets`` sets of ``text`` (their canonical texts joined by U+001E) as columns, read
+    with :mod:`.json_columns` if every box is a plain one (``_PLAIN_BOXES``): what the pattern
+    and ``json`` give, without a string per number. None otherwise."""
     raw = text.encode()
     if len(raw) != len(text):  # not ASCII: a name or a string the plain boxes do not have
         return None
@@ -254,8 +255,12 @@ def _plain_sets(text: str, counts: np.ndarray) -> _Sets | None:
         if b"{" not in bare:  # every box is marked: the other kinds need no search
             break
         bare = bare.replace(box, b"#" if live else b"!")
+    # what is left must be each set's boxes as marks: "[#,!,#]", "[]", joined by U+001E
+    marks = bare.replace(b"!", b"#")
+    sets = marks.split(b"\x1e")
+    counts = np.fromiter(((len(p) - 1) // 2 for p in sets), np.intp, len(sets))
     framing = b"\x1e".join(b"[" + b",".join([b"#"] * int(c)) + b"]" for c in counts)
-    if bare.replace(b"!", b"#") != framing:
+    if len(sets) != n_sets or marks != framing:
         return None
     read = json_columns.numbers(raw, b":", b",}")
     n = int(counts.sum())

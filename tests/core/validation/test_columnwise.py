@@ -215,7 +215,7 @@ def test_ground_truth_columns_are_the_patterns(project, tmp_path: Path, extras: 
     texts = [t for (t,) in project.db.execute("SELECT boxes FROM annotation_set ORDER BY hash")]
     counts = np.array([t.count('"class":') for t in texts], np.intp)
     joined = "\x1e".join(texts)
-    plain = ei._plain_sets(joined, counts)
+    plain = ei._plain_sets(joined, len(texts))
     pattern = ei._pattern_sets(texts, joined, counts)
     assert (plain is None) == extras  # the extras' set is not plain: the pattern reads all
     if plain is not None:
