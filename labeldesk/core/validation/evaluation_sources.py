@@ -196,8 +196,10 @@ def _from_arrays(
     where = where[order]
     box, cls, score = box[order], cls[order], score[order]
     cuts = [*np.flatnonzero(np.r_[True, where[1:] != where[:-1]]).tolist(), len(where)]
+    shas = [index.shas[i] for i in where[cuts[:-1]].tolist()]
     out = FlatDetections(
-        (index.shas[where[s]], (box[s:e], cls[s:e], score[s:e])) for s, e in pairwise(cuts)
+        (sha, (box[s:e], cls[s:e], score[s:e]))
+        for sha, (s, e) in zip(shas, pairwise(cuts), strict=True)
     )
     out.flat = (tuple(out), np.diff(cuts), box, cls, score)
     return out
