@@ -347,3 +347,35 @@ def test_manifest_entries_read_directly_are_the_constructors(value: list) -> Non
 def test_a_manifest_entry_with_an_unknown_split_is_refused() -> None:
     with pytest.raises(ValueError, match="split"):
         Entry.from_json(["a" * 64, "holdout", []])
+
+
+def test_the_plan_of_a_small_version_reads_the_image_rows_by_key(project, tmp_path: Path) -> None:
+    """load_plan scans the image tables for a version holding a good part of the project and
+    looks rows up by key otherwise: both give the same images."""
+    from labeldesk.core.formats.plan import load_plan
+
+    names = _build(project, tmp_path, extras=False)
+    full = load_plan(project, "main")  # 8 of 8 images: one pass over each table
+    keep = sorted(names.values())[:1]
+    with Staging(project) as st:
+        st.stage_files([tmp_path / "src" / "i0.png"])
+        st.commit(
+            entries={sha: Entry("", None) for sha in keep},
+            annsets={sha: [] for sha in keep},
+            classes=CLASSES,
+            message="one",
+            provenance={},
+            replace_all=True,
+        )
+    small = load_plan(project, "main")  # 1 of 8: by key
+    assert [im.sha for im in small.images] == keep
+    (im,) = small.images
+    (same,) = [f for f in full.images if f.sha == im.sha]
+    assert (im.width, im.height, im.orientation, im.format, im.byte_size, im.derived_name) == (
+        same.width,
+        same.height,
+        same.orientation,
+        same.format,
+        same.byte_size,
+        same.derived_name,
+    )
