@@ -52,7 +52,8 @@ def numbers(text: bytes, before: bytes, after: bytes) -> tuple[np.ndarray, np.nd
     if len(a) < 2 or _IS_NUMBER[a[0]] or _IS_NUMBER[a[-1]]:
         return None
     # where a run begins or ends; they alternate, a run first (the text starts with a bracket)
-    edges = np.flatnonzero(np.diff(np.frombuffer(text.translate(_ONE_IF_NUMBER), np.int8))) + 1
+    number = np.frombuffer(text.translate(_ONE_IF_NUMBER), np.bool_)
+    edges = np.flatnonzero(number[1:] != number[:-1]) + 1  # (nonzero of bools: 4x an int's)
     starts, ends = edges[0::2], edges[1::2]  # a run's first byte, the byte after it
     n = len(starts)
     if n == 0:
