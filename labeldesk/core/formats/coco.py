@@ -219,7 +219,7 @@ def _coco_ids(images: list[PlannedImage], names: dict[str, str]) -> tuple[dict[s
     taken: set[int] = set()
     renumbered = 0
     for im in sorted(images, key=lambda i: i.sha):
-        cid = im.entry.meta_dict.get("coco_id")
+        cid = im.entry.meta_dict.get("coco_id") if im.entry.meta else None
         if is_int(cid) and cid not in taken:
             ids[im.sha] = cid
             taken.add(cid)

@@ -69,6 +69,15 @@ class Entry:
 
     @classmethod
     def from_json(cls, value: list) -> Entry:
+        if len(value) == 3 and value[2] == [] and (value[1] is None or value[1] in SPLITS):
+            # Most entries (no tags, no meta): nothing to sort or check beyond the split, and
+            # every evaluation and export reads all of a version's entries.
+            new = object.__new__(Entry)
+            object.__setattr__(new, "annset", value[0])
+            object.__setattr__(new, "split", value[1])
+            object.__setattr__(new, "tags", ())
+            object.__setattr__(new, "meta", ())
+            return new
         meta = tuple(value[3].items()) if len(value) > 3 else ()
         return cls(value[0], value[1], tuple(value[2]), meta)
 

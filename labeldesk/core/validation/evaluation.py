@@ -50,6 +50,7 @@ from .evaluation_index import ground_truth as ground_truth
 from .evaluation_rows import _EVAL_COLUMNS, Evaluation, _row
 from .evaluation_rows import list_evaluations as list_evaluations
 from .evaluation_sources import Detections as Detections
+from .evaluation_sources import FlatDetections
 from .evaluation_sources import Source as Source
 from .evaluation_sources import (
     detections_from_results as detections_from_results,
@@ -58,6 +59,8 @@ from .evaluation_sources import predictions_source as predictions_source
 from .evaluation_sources import read_results_file as read_results_file
 
 SOURCE_KINDS = ("model", "predictions")
+#: one image's labels in :func:`ground_truth`: boxes xywh, classes, areas, iscrowd
+GroundTruth = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 #: A drop within this of the limit counts as at the limit: figures are means of float sums, and
 #: a regression of "exactly 0.02" must not fail on the 17th digit.
 _DROP_SLACK = 1e-9
@@ -152,7 +155,7 @@ def evaluate_subsets(
     parts: Sequence[Subset],
     *,
     conf: float = DEFAULT_CONF,
-    gt: GroundTruthArrays | None = None,
+    gt: Mapping[str, GroundTruth] | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> list[SubsetResult]:
@@ -182,9 +185,12 @@ def evaluate_subsets(
     return out
 
 
-def _label_columns(gt: GroundTruthArrays, images: Sequence[str]) -> metrics.Labels:
+def _label_columns(gt: Mapping[str, GroundTruth], images: Sequence[str]) -> metrics.Labels:
     """The labels of ``images`` as the engine's columns (no per-image objects: one
     ``validate`` would otherwise build and check 5,000 of them per subset)."""
+    if isinstance(gt, GroundTruthArrays) and gt.flat is not None and images == gt.images:
+        n, box, cls, area, crowd = gt.flat  # every image, in the index's order: as they are
+        return metrics.Labels(np.repeat(np.arange(len(n)), n), box, cls, crowd, area)
     per = [gt[s] for s in images]
     counts = [len(g[1]) for g in per]
     return metrics.Labels(
@@ -198,6 +204,11 @@ def _label_columns(gt: GroundTruthArrays, images: Sequence[str]) -> metrics.Labe
 
 def _detection_columns(dets: Detections, images: Sequence[str]) -> metrics.Found:
     """The detections of ``images`` (those that have any) as the engine's columns."""
+    if isinstance(dets, FlatDetections) and dets.flat is not None:
+        shas, counts, box, cls, score = dets.flat
+        at = [k for k, s in enumerate(images) if s in dets]
+        if len(at) == len(shas) and all(images[k] == s for k, s in zip(at, shas, strict=True)):
+            return metrics.Found(np.repeat(np.array(at, np.intp), counts), box, cls, score)
     have = [(k, dets[s]) for k, s in enumerate(images) if s in dets]
     return metrics.Found(
         np.repeat([k for k, _ in have], [len(d[1]) for _, d in have]).astype(np.intp),

@@ -16,15 +16,29 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..boxes import ORIGINS, STATES
 from ..progress import CancelFn, check_cancel
 from ..store.manifest import Entry
 from ..store.project import Project
 from ..store.versions import Version
+from . import json_columns
 
 _BATCH = 500
+#: images whose labels are read at a time: few enough to hold their texts, enough that the
+#: per-batch work (a query, the column-wise read) is not paid 200 times per 100,000 images
+_GT_BATCH = 2000
 
-#: image hash -> (boxes xywh, classes, areas, iscrowd)
-GroundTruthArrays = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+
+class GroundTruthArrays(dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]):
+    """image hash -> (boxes xywh, classes, areas, iscrowd).
+
+    ``flat`` (from :func:`ground_truth`) holds the same boxes laid end to end in the order of
+    ``images`` (counts a image, boxes, classes, areas, iscrowd): the engine's columns for all of
+    them, which a subset of every image takes as they are instead of joining 5,000 small arrays.
+    """
+
+    images: tuple[str, ...] = ()
+    flat: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,15 +139,27 @@ def ground_truth(
     from ..formats.plan import BoxReader
 
     reader = BoxReader(project)
-    out: GroundTruthArrays = {}
-    for i in range(0, len(index.shas), _BATCH):
+    out = GroundTruthArrays()
+    flats = []
+    for i in range(0, len(index.shas), _GT_BATCH):
         check_cancel(cancel)
-        chunk = index.shas[i : i + _BATCH]
+        chunk = index.shas[i : i + _GT_BATCH]
         annsets = [index.entries[s].annset for s in chunk]
         texts = reader.texts(annsets)
         position = {h: k for k, h in enumerate(texts)}
         columns = _set_columns(list(texts.values()))
-        out.update(_image_columns(chunk, [position[a] for a in annsets], columns, index.sizes))
+        flat = _image_columns(chunk, [position[a] for a in annsets], columns, index.sizes)
+        ends = np.cumsum(flat[0]).tolist()
+        box, cls, area, crowd = flat[1:]
+        out.update(
+            (sha, (box[s:e], cls[s:e], area[s:e], crowd[s:e]))
+            for sha, s, e in zip(chunk, [0, *ends[:-1]], ends, strict=True)
+        )
+        flats.append(flat)
+    out.images = tuple(index.shas)
+    if flats:
+        c, b, k, a, w = (np.concatenate(f) for f in zip(*flats, strict=True))
+        out.flat = (c, b, k, a, w)
     return out
 
 
@@ -159,11 +185,20 @@ class _Sets(NamedTuple):
 
 
 def _set_columns(texts: list[str]) -> _Sets:
-    """Verified canonical set texts as columns, read with one pattern (a JSON parse builds one
+    """Verified canonical set texts as columns: column-wise (:func:`_plain_sets`) when every box
+    has only the keys a label without extras has, else with one pattern (a JSON parse builds one
     dict per box: half the metric engine's time on 37,000 boxes); ``json`` reads them instead
     when the pattern does not account for every box (a key it does not know)."""
-    counts = np.array([t.count('"class":') for t in texts], np.intp)
     text = "\x1e".join(texts)
+    plain = _plain_sets(text, len(texts))
+    if plain is not None:
+        return plain
+    return _pattern_sets(texts, text, np.array([t.count('"class":') for t in texts], np.intp))
+
+
+def _pattern_sets(texts: list[str], text: str, counts: np.ndarray) -> _Sets:
+    """:func:`_set_columns` with the pattern (``text``: the texts joined by U+001E, ``counts``
+    boxes each), or ``json`` when it does not account for every box."""
     found = _BOX_RE.findall(text)
     n = len(found)
     if n == counts.sum():
@@ -197,11 +232,57 @@ def _set_columns(texts: list[str]) -> _Sets:
     )
 
 
+# A canonical box with only the keys every label has (no area, author, crowd flag, model or
+# score): its skeleton with the numbers taken out, one per origin and state. Its 5 value slots
+# (class, h, w, x, y) are exactly the places where a ":" is followed by "," or "}" (the others
+# are followed by a quote), also in the framing "[", ",", "]" and U+001E between sets.
+_PLAIN_BOXES = {
+    f'{{"class":,"h":,"origin":"{o}","state":"{s}","w":,"x":,"y":}}'.encode(): s != "rejected"
+    for o in ORIGINS
+    for s in STATES
+}
+
+
+def _plain_sets(text: str, n_sets: int) -> _Sets | None:
+    """The ``n_sets`` sets of ``text`` (their canonical texts joined by U+001E) as columns, read
+    with :mod:`.json_columns` if every box is a plain one (``_PLAIN_BOXES``): what the pattern
+    and ``json`` give, without a string per number. None otherwise."""
+    raw = text.encode()
+    if len(raw) != len(text):  # not ASCII: a name or a string the plain boxes do not have
+        return None
+    bare = json_columns.skeleton(raw)
+    for box, live in _PLAIN_BOXES.items():  # a box at a time, marked # (a label) or ! (not)
+        if b"{" not in bare:  # every box is marked: the other kinds need no search
+            break
+        bare = bare.replace(box, b"#" if live else b"!")
+    # what is left must be each set's boxes as marks: "[#,!,#]", "[]", joined by U+001E
+    marks = bare.replace(b"!", b"#")
+    sets = marks.split(b"\x1e")
+    counts = np.fromiter(((len(p) - 1) // 2 for p in sets), np.intp, len(sets))
+    framing = b"\x1e".join(b"[" + b",".join([b"#"] * int(c)) + b"]" for c in counts)
+    if len(sets) != n_sets or marks != framing:
+        return None
+    read = json_columns.numbers(raw, b":", b",}")
+    n = int(counts.sum())
+    if read is None or len(read[0]) != 5 * n or not read[1][0::5].all():  # class: an integer
+        return None
+    cls, h, w, x, y = read[0].reshape(n, 5).T
+    return _Sets(
+        counts,
+        np.column_stack([x, y, w, h]),
+        cls.astype(np.int64),
+        np.full(n, np.nan),
+        np.zeros(n, bool),
+        np.frombuffer(bare.translate(None, b"[],\x1e"), np.uint8) == ord("#"),
+    )
+
+
 def _image_columns(
     shas: list[str], set_of: list[int], sets: _Sets, sizes: dict[str, tuple[int, int]]
-) -> GroundTruthArrays:
-    """Each image's live boxes, clipped to it, with their COCO area (views of shared columns);
-    ``set_of`` is each image's position in ``sets``."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The live boxes of images ``shas``, clipped to their image, with their COCO area, laid
+    end to end: (boxes an image, boxes, classes, areas, iscrowd); ``set_of`` is each image's
+    position in ``sets``."""
     which = np.array(set_of, np.intp)
     counts = sets.counts[which]
     starts = (np.cumsum(sets.counts) - sets.counts)[which]
@@ -223,12 +304,7 @@ def _image_columns(
         owner = np.repeat(np.arange(len(shas)), counts)[keep]
         box, cls, crowd, area = box[keep], cls[keep], crowd[keep], area[keep]
         counts = np.bincount(owner, minlength=len(shas))
-    ends = np.cumsum(counts).tolist()
-    begins = [0, *ends[:-1]]
-    return {
-        sha: (box[s:e], cls[s:e], area[s:e], crowd[s:e])
-        for sha, s, e in zip(shas, begins, ends, strict=True)
-    }
+    return counts, box, cls, area, crowd
 
 
 def _default_areas(wh: np.ndarray) -> np.ndarray:

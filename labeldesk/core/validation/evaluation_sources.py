@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import InputError, Problem, capped
 from ..validators import is_int, is_number
+from . import json_columns
 
 if TYPE_CHECKING:
     from .evaluation_index import ImageIndex
@@ -30,16 +31,32 @@ if TYPE_CHECKING:
 Detections = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
+class FlatDetections(Detections):
+    """Detections read column-wise, which also keep their columns: ``flat`` is (the images that
+    have detections, in index order; detections an image; boxes; classes; scores), taken as
+    they are by the engine instead of joining 5,000 small arrays again."""
+
+    flat: tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
 def read_results_file(path: Path | str) -> tuple[list[Any], str]:
     """A COCO results file: its entries and the sha256 of its bytes (the source's identity)."""
     path = Path(path)
+    data, digest = _read_bytes(path)
+    return _parse_results(path, data), digest
+
+
+def _read_bytes(path: Path) -> tuple[bytes, str]:
     try:
         data = path.read_bytes()
     except OSError as e:
         raise InputError(
             f"cannot read predictions file {path}", [Problem(str(path), e.strerror or str(e))]
         ) from None
-    digest = hashlib.sha256(data).hexdigest()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _parse_results(path: Path, data: bytes) -> list[Any]:
     try:
         results = json.loads(data)
     except UnicodeDecodeError as e:
@@ -61,7 +78,58 @@ def read_results_file(path: Path | str) -> tuple[list[Any], str]:
                 )
             ],
         )
-    return results, digest
+    return results
+
+
+# The layout ``json.dumps`` writes a list of COCO results in (default separators, and compact
+# ones): one entry's skeleton with its numbers taken out, the separator between entries, and the
+# bytes before a value slot. In these skeletons exactly the 7 value slots of an entry (image_id,
+# category_id, the 4 bbox numbers, score) sit between a byte of ``before`` and one of ",]}"
+# (json_columns, check 2): elsewhere a separator is followed by a quote, "[" or "{".
+_LAYOUTS = tuple(
+    (
+        b'{"image_id"' + colon + comma + b'"category_id"' + colon + comma + b'"bbox"' + colon
+        + b"[" + comma * 3 + b"]" + comma + b'"score"' + colon + b"}",
+        comma,
+        colon[-1:] + b"[" + comma[-1:],
+    )
+    for colon, comma in ((b": ", b", "), (b":", b","))
+)  # fmt: skip
+
+
+def _plain_results(data: bytes) -> tuple[np.ndarray, ...] | None:
+    """(image ids, category ids, boxes, scores) of a results file in the layout ``json.dumps``
+    writes, read column-wise (:mod:`.json_columns`): what ``json.loads`` and :func:`_columns`
+    give for it, without a Python object per entry. None for any other text (the caller then
+    parses it with json: other key orders, file names, extra keys, exponents, bad entries)."""
+    text = data.strip(b" \t\n\r")
+    n = text.count(b'"image_id"')
+    if n == 0:
+        return None
+    bare = json_columns.skeleton(text)
+    layout = next(
+        (
+            before
+            for entry, comma, before in _LAYOUTS
+            if len(bare) == 2 + n * len(entry) + (n - 1) * len(comma)
+            and bare == b"[" + comma.join([entry] * n) + b"]"
+        ),
+        None,
+    )
+    if layout is None:
+        return None
+    read = json_columns.numbers(text, layout, b",]}")
+    if read is None or len(read[0]) != 7 * n:
+        return None
+    values, ints = read[0].reshape(n, 7), read[1].reshape(n, 7)
+    if not (ints[:, 0].all() and ints[:, 1].all()):  # ids written as 3.0: json's float
+        return None
+    return (
+        values[:, 0].astype(np.int64),
+        values[:, 1].astype(np.int64),
+        np.ascontiguousarray(values[:, 2:6]),
+        np.ascontiguousarray(values[:, 6]),
+    )
 
 
 def detections_from_results(
@@ -108,21 +176,33 @@ def _columns(index: ImageIndex, results: Sequence[Any]) -> Detections | None:
         return None
     if not set(map(type, chain.from_iterable(bboxes))) <= _NUMBER_TYPES:
         return None
+    where = _image_positions(index, keys)
+    if where is None:
+        return None
     box = np.array(bboxes, np.float64)
-    score = np.array(scores, np.float64)
-    cls = np.array(cats, np.int64)
+    return _from_arrays(index, where, box, np.array(cats, np.int64), np.array(scores, np.float64))
+
+
+def _from_arrays(
+    index: ImageIndex, where: np.ndarray, box: np.ndarray, cls: np.ndarray, score: np.ndarray
+) -> Detections | None:
+    """Detections per image from columns (``where``: each entry's position in ``index.shas``),
+    or None if an entry is not plainly valid (then :func:`_one_by_one` says what is wrong)."""
     if not (np.isfinite(box).all() and np.isfinite(score).all() and (box[:, 2:] >= 0).all()):
         return None
     if not np.isin(cls, [int(c["id"]) for c in index.version.classes]).all():
-        return None
-    where = _image_positions(index, keys)
-    if where is None:
         return None
     order = np.argsort(where, kind="stable")  # each image's detections keep the file's order
     where = where[order]
     box, cls, score = box[order], cls[order], score[order]
     cuts = [*np.flatnonzero(np.r_[True, where[1:] != where[:-1]]).tolist(), len(where)]
-    return {index.shas[where[s]]: (box[s:e], cls[s:e], score[s:e]) for s, e in pairwise(cuts)}
+    shas = [index.shas[i] for i in where[cuts[:-1]].tolist()]
+    out = FlatDetections(
+        (sha, (box[s:e], cls[s:e], score[s:e]))
+        for sha, (s, e) in zip(shas, pairwise(cuts), strict=True)
+    )
+    out.flat = (tuple(out), np.diff(cuts), box, cls, score)
+    return out
 
 
 def _image_positions(index: ImageIndex, keys: Sequence[Any]) -> np.ndarray | None:
@@ -148,6 +228,16 @@ def _image_positions(index: ImageIndex, keys: Sequence[Any]) -> np.ndarray | Non
             named[key] = pos[sha]
         out[n] = named[key]
     return out
+
+
+def _id_positions(index: ImageIndex, ids: np.ndarray) -> np.ndarray | None:
+    """Each image id's position in ``index.shas``; None if one is not an image's id."""
+    known = np.fromiter((index.coco_ids[s] for s in index.shas), np.int64, len(index.shas))
+    order = np.argsort(known)
+    at = np.minimum(np.searchsorted(known[order], ids), len(known) - 1)
+    if len(known) == 0 or not (known[order][at] == ids).all():
+        return None
+    return order[at]
 
 
 def _one_by_one(index: ImageIndex, results: Sequence[Any], where: str) -> Detections:
@@ -257,11 +347,23 @@ def predictions_source(path: Path | str, index: ImageIndex) -> Source:
     then tied to image hashes, so the same file can be judged on another version (a baseline)
     whose export may number the images differently.
     """
-    results, digest = read_results_file(path)
-    found = detections_from_results(index, results, where=str(path))
+    data, digest = _read_bytes(Path(path))
+    found, n = None, 0
+    plain = _plain_results(data)
+    if plain is not None:
+        ids, cls, box, score = plain
+        where = _id_positions(index, ids) if len(index.shas) else None
+        found = _from_arrays(index, where, box, cls, score) if where is not None else None
+        n = len(ids)
+    if found is None:  # any other layout, or an entry to refuse: json, entry by entry if need be
+        results = _parse_results(Path(path), data)
+        found = detections_from_results(index, results, where=str(path))
+        n = len(results)
 
     def detections(other: ImageIndex) -> Detections:
         keep = set(other.shas)
+        if keep.issuperset(found):  # all of them (its own version): as read, columns and all
+            return found
         return {sha: d for sha, d in found.items() if sha in keep}
 
-    return Source("predictions", digest, str(path), {"detections": len(results)}, detections)
+    return Source("predictions", digest, str(path), {"detections": n}, detections)
