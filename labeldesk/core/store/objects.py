@@ -114,11 +114,12 @@ class ObjectStore:
                 self.path(sha)
 
     def has_file(self, sha: str) -> bool:
-        """Whether the object's bytes are here (never fetches)."""
-        return self._file(sha).is_file()
+        """Whether the object's bytes are here (never fetches). On a text path, not a Path: a
+        fetch asks this of every image, and pathlib interns each name it parses."""
+        return os.path.isfile(os.path.join(self._base_text, sha[:2], sha[2:]))
 
     def exists(self, sha: str) -> bool:
-        return self._file(sha).is_file()
+        return self.has_file(sha)
 
     def read_bytes(self, sha: str) -> bytes:
         return self.path(sha).read_bytes()
