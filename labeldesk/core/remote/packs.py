@@ -29,6 +29,8 @@ from .client import Bucket, RemoteError
 #: with its copy), however large the push; 10,000 images' records take four.
 PACK_BYTES = 1 << 20
 FORMAT = "labeldesk-pack-1"
+#: Pack indexes read at once when a fetch starts (see RecordReader).
+INDEX_CONCURRENCY = 4
 
 
 def build_packs(
@@ -113,7 +115,9 @@ class RecordReader:
                 ((k, pack, offset, offset + length) for k, offset, length in entries),
             )
 
-        bucket.get_each(index_keys, read_index)
+        # A few at a time: an index is up to about 1 MB (a full pack's entries), and a whole
+        # batch in flight would hold every index of the remote at once.
+        bucket.get_each(index_keys, read_index, INDEX_CONCURRENCY)
         if problems:
             raise RemoteError("the remote holds damaged pack indexes:\n  " + "\n  ".join(problems))
 
