@@ -74,25 +74,8 @@ class Version(NamedTuple):
         return {c["id"]: c["name"] for c in self.classes}
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "seq": self.seq,
-            "parents": self.parents,
-            "kind": self.kind,
-            "author": self.author,
-            "message": self.message,
-            "created": self.created,
-            "tree": self.tree,
-            "classes": self.classes,
-            "provenance": self.provenance,
-            "n_images": self.n_images,
-            "n_boxes": self.n_boxes,
-            "status": self.status,
-            "status_by": self.status_by,
-            "status_at": self.status_at,
-            "status_note": self.status_note,
-            "tags": self.tags,
-        }
+        """Every field, in their order: what ``--json`` prints for a version."""
+        return self._asdict()
 
 
 _COLUMNS = (
