@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from hashlib import sha256
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -139,13 +138,6 @@ def refuse_damage(version: Version, damaged: Problems, counts: Any) -> None:
         raise integrity_error(f"cannot export version {version.short}", damaged)
 
 
-def _canonical_matches(key: str, text: object) -> bool:
-    """Whether ``text`` hashes to ``key`` as stored: the common case of
-    :func:`~..store.integrity.row_matches` (which also judges other forms of the same content),
-    without its imports and checks, for readers that verify thousands of rows."""
-    return type(text) is str and sha256(text.encode()).hexdigest() == key
-
-
 def _read_manifest(
     project: Project,
     version: Version,
@@ -181,7 +173,7 @@ def _read_manifest(
             problems.add(f"manifest bucket {bh}", f"missing (images {prefix}… of {where})")
             continue
         text = texts[bh]
-        if verify and not _canonical_matches(bh, text) and not row_matches(bh, text):
+        if verify and not row_matches(bh, text):
             problems.add(f"manifest bucket {bh}", "content does not match its hash")
             continue
         verified.append(text)
@@ -346,7 +338,7 @@ class BoxReader:
             for h, t in self.db.execute(
                 f"SELECT hash, boxes FROM annotation_set WHERE hash IN ({marks})", chunk
             ):
-                if _canonical_matches(h, t) or row_matches(h, t):
+                if row_matches(h, t):
                     found[h] = t
                 else:
                     damaged[h] = "content does not match its hash"
