@@ -220,13 +220,13 @@ class Bucket:
         failed: BaseException | None = None
         running: dict[Future[Any], Any] = {}
         pool = ThreadPoolExecutor(concurrency, thread_name_prefix="labeldesk-remote")
+
+        def take() -> None:  # the next item, if any, into a request
+            for item in it:
+                running[pool.submit(work, item)] = item
+                return
+
         try:
-
-            def take() -> None:
-                for item in it:
-                    running[pool.submit(work, item)] = item
-                    return
-
             for _ in range(concurrency):
                 take()
             while running:
