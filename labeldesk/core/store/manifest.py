@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..canonical import hash_json
 from .db import ProjectDatabase as Database
@@ -26,40 +26,48 @@ PREFIX_LEN = 3
 SPLITS = ("train", "val", "test")
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One image in a version.
-
-    ``meta`` holds per-version facts about the image that formats need to round-trip, such as
-    the file name and image id it had in an imported COCO dataset (``file_name``, ``coco_id``).
-    """
-
+class _EntryFields(NamedTuple):
     annset: str
     split: str | None = None
     tags: tuple[str, ...] = ()
     meta: tuple[tuple[str, Any], ...] = ()
 
-    def __post_init__(self) -> None:
+
+class Entry(_EntryFields):
+    """One image in a version.
+
+    ``meta`` holds per-version facts about the image that formats need to round-trip, such as
+    the file name and image id it had in an imported COCO dataset (``file_name``, ``coco_id``).
+
+    A NamedTuple (immutable, compared and hashed by its fields) rather than a frozen
+    dataclass: every export, evaluation and diff reads all of a version's entries, and a
+    tuple is built in a third of the time. Build one with ``Entry(...)``, which normalises
+    and checks; ``_replace`` would skip that, so use :meth:`with_annset` or ``Entry(...)``.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        annset: str,
+        split: str | None = None,
+        tags: Iterable[str] = (),
+        meta: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+    ) -> Entry:
         # Tags are a set and meta a mapping; keep both sorted so equal entries compare equal.
-        object.__setattr__(self, "tags", tuple(sorted(set(self.tags))))
-        meta = self.meta.items() if isinstance(self.meta, dict) else self.meta
-        object.__setattr__(self, "meta", tuple(sorted(meta)))
-        if self.split is not None and self.split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS} or None, got {self.split!r}")
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
+        items = meta.items() if isinstance(meta, Mapping) else meta
+        return _new_entry(cls, (annset, split, tuple(sorted(set(tags))), tuple(sorted(items))))
 
     @property
     def meta_dict(self) -> dict[str, Any]:
         return dict(self.meta)
 
     def with_annset(self, annset: str) -> Entry:
-        # Not dataclasses.replace: that runs __init__ and __post_init__ again, sorting tags and
-        # meta that are sorted already, and an import calls this once per image.
-        new = object.__new__(Entry)
-        object.__setattr__(new, "annset", annset)
-        object.__setattr__(new, "split", self.split)
-        object.__setattr__(new, "tags", self.tags)
-        object.__setattr__(new, "meta", self.meta)
-        return new
+        # Not Entry(...): that sorts tags and meta that are sorted already, and an import calls
+        # this once per image.
+        return _new_entry(Entry, (annset, self.split, self.tags, self.meta))
 
     def to_json(self) -> list:
         out: list = [self.annset, self.split, list(self.tags)]
@@ -72,14 +80,13 @@ class Entry:
         if len(value) == 3 and value[2] == [] and (value[1] is None or value[1] in SPLITS):
             # Most entries (no tags, no meta): nothing to sort or check beyond the split, and
             # every evaluation and export reads all of a version's entries.
-            new = object.__new__(Entry)
-            object.__setattr__(new, "annset", value[0])
-            object.__setattr__(new, "split", value[1])
-            object.__setattr__(new, "tags", ())
-            object.__setattr__(new, "meta", ())
-            return new
+            return _new_entry(Entry, (value[0], value[1], (), ()))
         meta = tuple(value[3].items()) if len(value) > 3 else ()
         return cls(value[0], value[1], tuple(value[2]), meta)
+
+
+#: the tuple constructor itself, for entries whose fields are known to be normalised already
+_new_entry = tuple.__new__
 
 
 def prefix_of(image: str) -> str:

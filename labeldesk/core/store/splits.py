@@ -13,7 +13,7 @@ The same images, fractions and seed always give the same split on any machine.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..errors import InputError, NothingToCommitError, Problem
 from .manifest import Entry, ManifestStore
@@ -75,7 +75,7 @@ def assign_splits(
         if val > 0 and "val" not in wanted.values() and len(todo) > 1:
             wanted[min(todo)[1]] = "val"
         changes = {
-            image: replace(entry, split=wanted[image])
+            image: Entry(entry.annset, wanted[image], entry.tags, entry.meta)
             for _, image, entry in todo
             if entry.split != wanted[image]
         }
