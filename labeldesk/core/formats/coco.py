@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +219,7 @@ def _coco_ids(images: list[PlannedImage], names: dict[str, str]) -> tuple[dict[s
     ids: dict[str, int] = {}
     taken: set[int] = set()
     renumbered = 0
-    for im in sorted(images, key=lambda i: i.sha):
+    for im in sorted(images, key=attrgetter("sha")):
         cid = im.entry.meta_dict.get("coco_id") if im.entry.meta else None
         if is_int(cid) and cid not in taken:
             ids[im.sha] = cid
@@ -226,8 +227,8 @@ def _coco_ids(images: list[PlannedImage], names: dict[str, str]) -> tuple[dict[s
         elif cid is not None:
             renumbered += 1
     nxt = max(taken, default=0) + 1
-    for im in sorted((i for i in images if i.sha not in ids), key=lambda i: names[i.sha]):
-        ids[im.sha] = nxt
+    for sha in sorted((i.sha for i in images if i.sha not in ids), key=names.__getitem__):
+        ids[sha] = nxt
         nxt += 1
     return ids, renumbered
 

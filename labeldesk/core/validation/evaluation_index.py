@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -22,23 +22,32 @@ from ..store.manifest import Entry
 from ..store.project import Project
 from ..store.versions import Version
 from . import json_columns
+from .per_image import PerImage
 
 _BATCH = 500
-#: images whose labels are read at a time: few enough to hold their texts, enough that the
-#: per-batch work (a query, the column-wise read) is not paid 200 times per 100,000 images
+#: annotation sets whose texts are read at a time: few enough to hold their texts, enough that
+#: the per-batch work (the column-wise read) is not paid 200 times per 100,000 images
 _GT_BATCH = 2000
 
 
-class GroundTruthArrays(dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]):
-    """image hash -> (boxes xywh, classes, areas, iscrowd).
+_Flat = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
-    ``flat`` (from :func:`ground_truth`) holds the same boxes laid end to end in the order of
-    ``images`` (counts a image, boxes, classes, areas, iscrowd): the engine's columns for all of
-    them, which a subset of every image takes as they are instead of joining 5,000 small arrays.
+
+class GroundTruthArrays(PerImage[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]):
+    """image hash -> (boxes xywh, classes, areas, iscrowd), cut from ``flat`` when asked for.
+
+    ``flat`` holds the boxes of ``images`` laid end to end in that order (counts an image,
+    boxes, classes, areas, iscrowd): the engine's columns for all of them, which a subset of
+    every image takes as they are (see :mod:`.per_image`).
     """
 
-    images: tuple[str, ...] = ()
-    flat: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    def __init__(self, images: Sequence[str], flat: _Flat) -> None:
+        super().__init__(images, flat[0])
+        self.flat = flat
+
+    def _cut(self, s: int, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        _, box, cls, area, crowd = self.flat
+        return box[s:e], cls[s:e], area[s:e], crowd[s:e]
 
 
 @dataclass(frozen=True)
@@ -138,29 +147,22 @@ def ground_truth(
     """
     from ..formats.plan import BoxReader
 
-    reader = BoxReader(project)
-    out = GroundTruthArrays()
-    flats = []
-    for i in range(0, len(index.shas), _GT_BATCH):
+    annsets = [index.entries[s].annset for s in index.shas]
+    position: dict[str, int] = {}  # set hash -> its place in the sets read
+    parts = []
+    # each set once (images share the empty set and copies), _GT_BATCH texts at a time; the
+    # columns of all sets are far smaller than their texts
+    for texts in BoxReader(project).text_batches(annsets, _GT_BATCH):
         check_cancel(cancel)
-        chunk = index.shas[i : i + _GT_BATCH]
-        annsets = [index.entries[s].annset for s in chunk]
-        texts = reader.texts(annsets)
-        position = {h: k for k, h in enumerate(texts)}
-        columns = _set_columns(list(texts.values()))
-        flat = _image_columns(chunk, [position[a] for a in annsets], columns, index.sizes)
-        ends = np.cumsum(flat[0]).tolist()
-        box, cls, area, crowd = flat[1:]
-        out.update(
-            (sha, (box[s:e], cls[s:e], area[s:e], crowd[s:e]))
-            for sha, s, e in zip(chunk, [0, *ends[:-1]], ends, strict=True)
-        )
-        flats.append(flat)
-    out.images = tuple(index.shas)
-    if flats:
-        c, b, k, a, w = (np.concatenate(f) for f in zip(*flats, strict=True))
-        out.flat = (c, b, k, a, w)
-    return out
+        position.update(zip(texts, range(len(position), len(position) + len(texts)), strict=True))
+        parts.append(_set_columns(list(texts.values())))
+    if len(parts) != 1:  # none (a version without images), or several batches: one table
+        parts = [_set_columns([]), *parts]
+        sets = _Sets(*map(np.concatenate, zip(*parts, strict=True)))
+    else:
+        sets = parts[0]
+    flat = _image_columns(index.shas, [position[a] for a in annsets], sets, index.sizes)
+    return GroundTruthArrays(index.shas, flat)
 
 
 # One box of a canonical set: keys in sorted order, the optional ones where they sort. Numbers

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, pairwise
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,20 +23,34 @@ import numpy as np
 from ..errors import InputError, Problem, capped
 from ..validators import is_int, is_number
 from . import json_columns
+from .per_image import PerImage
 
 if TYPE_CHECKING:
     from .evaluation_index import ImageIndex
 
 #: image hash -> (boxes (N, 4) xywh, classes (N,), scores (N,))
-Detections = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+Detections = Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-class FlatDetections(Detections):
-    """Detections read column-wise, which also keep their columns: ``flat`` is (the images that
+class FlatDetections(PerImage[tuple[np.ndarray, np.ndarray, np.ndarray]]):
+    """Detections read column-wise, which keep their columns: ``flat`` is (the images that
     have detections, in index order; detections an image; boxes; classes; scores), taken as
-    they are by the engine instead of joining 5,000 small arrays again."""
+    they are by the engine; an image's own arrays are cut when asked for (:mod:`.per_image`)."""
 
-    flat: tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    def __init__(
+        self,
+        images: Sequence[str],
+        counts: np.ndarray,
+        box: np.ndarray,
+        cls: np.ndarray,
+        score: np.ndarray,
+    ) -> None:
+        super().__init__(images, counts)
+        self.flat = (self.images, counts, box, cls, score)
+
+    def _cut(self, s: int, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        _, _, box, cls, score = self.flat
+        return box[s:e], cls[s:e], score[s:e]
 
 
 def read_results_file(path: Path | str) -> tuple[list[Any], str]:
@@ -197,12 +211,7 @@ def _from_arrays(
     box, cls, score = box[order], cls[order], score[order]
     cuts = [*np.flatnonzero(np.r_[True, where[1:] != where[:-1]]).tolist(), len(where)]
     shas = [index.shas[i] for i in where[cuts[:-1]].tolist()]
-    out = FlatDetections(
-        (sha, (box[s:e], cls[s:e], score[s:e]))
-        for sha, (s, e) in zip(shas, pairwise(cuts), strict=True)
-    )
-    out.flat = (tuple(out), np.diff(cuts), box, cls, score)
-    return out
+    return FlatDetections(shas, np.diff(cuts), box, cls, score)
 
 
 def _image_positions(index: ImageIndex, keys: Sequence[Any]) -> np.ndarray | None:

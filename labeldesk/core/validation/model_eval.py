@@ -94,7 +94,7 @@ def model_source(
                     for p in report.failed
                 ],
             )
-        out: Detections = {}
+        out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for sha, preds in load_many(project.db, info.id, predict, index.shas).items():
             kept = [p for p in preds if p.name in ids]
             out[sha] = (

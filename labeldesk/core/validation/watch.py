@@ -21,7 +21,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from .watch_status import TRIGGER, fmt_value, signed, watch_rows
 
 if TYPE_CHECKING:
     from ..inference.registry import ModelInfo
+    from .evaluation import GroundTruth
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,7 @@ def evaluate_watched(
     )
 
     index = ImageIndex.build(project, version.id, cancel)
-    gt: dict | None = None
+    gt: Mapping[str, GroundTruth] | None = None
     for info, settings in chosen:
         check_cancel(cancel)
         result = WatchResult(info, settings, version.id)

@@ -398,6 +398,42 @@ def test_evaluation_refuses_an_edited_annotation_set(labelled) -> None:
     assert [p.where for p in info.value.problems] == [f"annotation set {h}"]
 
 
+def _pad_annotation_sets(project: Project, n: int) -> None:
+    """Store ``n`` sets no version uses, so a version's sets are a small part of the table."""
+    from labeldesk.core.store.annotation_sets import put_annotation_set
+
+    with project.transaction():
+        for i in range(n):
+            put_annotation_set(project.db, [Box(1, float(i), 1.0, 5.0, 5.0, state="imported")])
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["table-scan", "by-key"])
+def test_ground_truth_reads_the_same_sets_by_scan_or_by_key(labelled, sparse) -> None:
+    """A version's sets are read in one pass over the table when they are a good part of it,
+    by key otherwise: both give the same labels and refuse the same damage, in hash order."""
+    from labeldesk.core.validation.evaluation import ImageIndex, ground_truth
+
+    project, shas = labelled
+    before = ground_truth(project, ImageIndex.build(project, "main"))
+    if sparse:
+        _pad_annotation_sets(project, 40)  # 5 sets of 45: looked up by key
+    index = ImageIndex.build(project, "main")
+    gt = ground_truth(project, index)
+    assert list(gt) == list(before) == index.shas
+    for sha in shas:
+        for a, b in zip(gt[sha], before[sha], strict=True):
+            assert a.tolist() == b.tolist()
+    edited = tamper_annset(project, shas[1])
+    deleted = annset_of(project, shas[3])
+    shell(project, "DELETE FROM annotation_set WHERE hash = ?", (deleted,))
+    with pytest.raises(IntegrityError) as info:
+        ground_truth(project, ImageIndex.build(project, "main"))
+    assert [(p.where, p.reason) for p in info.value.problems] == [
+        (f"annotation set {edited}", "content does not match its hash"),
+        (f"annotation set {deleted}", "missing (a manifest entry refers to it)"),
+    ]
+
+
 def test_evaluation_refuses_a_version_with_a_deleted_bucket(labelled) -> None:
     from labeldesk.core.validation.evaluation import ImageIndex
 

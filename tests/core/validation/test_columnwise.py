@@ -233,7 +233,7 @@ def test_engine_columns_of_all_images_are_the_per_image_ones(project, tmp_path: 
     _build(project, tmp_path, extras=True)
     index = ev.ImageIndex.build(project, "main")
     gt = ev.ground_truth(project, index)
-    plain_gt = ei.GroundTruthArrays(gt)  # the same boxes, without the flat columns
+    plain_gt = dict(gt)  # the same boxes, without the flat columns
     images = tuple(index.shas)
     _same(tuple(ev._label_columns(gt, images)), tuple(ev._label_columns(plain_gt, images)))
     results = [
