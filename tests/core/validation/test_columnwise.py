@@ -229,6 +229,42 @@ def test_ground_truth_columns_are_the_patterns(project, tmp_path: Path, extras: 
         assert len(boxes) == len(cls) == len(area) == len(crowd)
 
 
+def _set_text(boxes: list[Box]) -> str:
+    from labeldesk.core.boxes import annotation_set
+
+    return annotation_set(boxes).text
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [
+        [("human", "imported")] * 5,  # one kind: the skeleton is rebuilt from the counts
+        [("model", "rejected")] * 3,  # one kind, none of them labels
+        [("human", "imported")] * 4 + [("model", "accepted")],  # a mix: boxes marked one by one
+        [("model", "rejected"), ("human", "edited"), ("human", "edited")],
+        [],  # only empty sets
+    ],
+)
+def test_plain_set_columns_are_the_patterns_for_any_mix_of_boxes(kinds: list) -> None:
+    rng = np.random.default_rng(len(kinds))
+    sets: list[list[Box]] = [[], []]
+    for origin, state in kinds:
+        x, y, w, h = (round(float(v), 3) for v in rng.uniform(1, 90, 4))
+        box = Box(int(rng.choice([1, 2])), x, y, w, h, origin=origin, state=state)
+        sets[int(rng.integers(0, 2))].append(box)
+    texts = [_set_text(b) for b in (*sets, [])]
+    joined = "\x1e".join(texts)
+    counts = np.array([t.count('"class":') for t in texts], np.intp)
+    plain = ei._plain_sets(joined, len(texts))
+    assert plain is not None
+    _same(tuple(plain), tuple(ei._pattern_sets(texts, joined, counts)))
+    one_kind = ei._one_kind(json_columns.skeleton(joined.encode()), len(texts))
+    assert (one_kind is not None) == (len(set(kinds)) == 1)  # the path the mix should take
+    # the same boxes in a frame that is not a list of sets are not read column-wise
+    assert ei._plain_sets(joined.replace("]", "],", 1), len(texts)) is None
+    assert ei._plain_sets(joined, len(texts) + 1) is None
+
+
 def test_engine_columns_of_all_images_are_the_per_image_ones(project, tmp_path: Path) -> None:
     _build(project, tmp_path, extras=True)
     index = ev.ImageIndex.build(project, "main")
