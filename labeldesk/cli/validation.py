@@ -178,9 +178,9 @@ def _file_source(path: str | None) -> Any:
     """A predictions file, read against the version being validated (None: no file)."""
     if path is None:
         return None
-    from labeldesk.core.validation.evaluation import predictions_source
+    from labeldesk.core.validation.evaluation_sources import PredictionsFile
 
-    return lambda index: predictions_source(path, index)
+    return PredictionsFile(path)
 
 
 def _model_source(project: Any, name: str | None, args: argparse.Namespace, bar: Any) -> Any:

@@ -50,7 +50,7 @@ from .evaluation_index import ground_truth as ground_truth
 from .evaluation_rows import _EVAL_COLUMNS, Evaluation, _row
 from .evaluation_rows import list_evaluations as list_evaluations
 from .evaluation_sources import Detections as Detections
-from .evaluation_sources import FlatDetections
+from .evaluation_sources import FlatDetections, PredictionsFile
 from .evaluation_sources import Source as Source
 from .evaluation_sources import (
     detections_from_results as detections_from_results,
@@ -358,6 +358,10 @@ def validate(
         resolve(db, baseline_ref)  # a bad REF fails before any work is done
     index = ImageIndex.build(project, ref, cancel)
     version = index.version
+    for s in (source, baseline_source):
+        if isinstance(s, PredictionsFile):
+            s.prefetch()  # read while the labels are: bound to the index after them
+    gt = ground_truth(project, index, cancel)
     src, base_src = _bind_sources(index, source, baseline_source)
     changed = None
     if since is not None:
@@ -370,7 +374,6 @@ def validate(
     if since is not None and changed is not None:
         params["changed_since"] = changed[0].split("=", 1)[1]
 
-    gt = ground_truth(project, index, cancel)
     results = evaluate_subsets(
         project, index, src, parts, conf=conf, gt=gt, progress=progress, cancel=cancel
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -26,6 +26,8 @@ from . import json_columns
 from .per_image import PerImage
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from .evaluation_index import ImageIndex
 
 #: image hash -> (boxes (N, 4) xywh, classes (N,), scores (N,))
@@ -349,6 +351,21 @@ class Source:
         return {"kind": self.kind, "hash": self.hash, "name": self.name, "params": self.params}
 
 
+class _ReadFile(NamedTuple):
+    """A predictions file's bytes, their sha256, and its columns if it is in the plain layout."""
+
+    data: bytes
+    digest: str
+    plain: tuple[np.ndarray, ...] | None
+
+
+def _read_file(path: Path) -> _ReadFile:
+    """Read and take apart a predictions file: bytes in, arrays out, nothing shared (so it can
+    run on a thread of its own, see :func:`predictions_file`)."""
+    data, digest = _read_bytes(path)
+    return _ReadFile(data, digest, _plain_results(data))
+
+
 def predictions_source(path: Path | str, index: ImageIndex) -> Source:
     """A COCO results file made for the version of ``index``; checked now, in full.
 
@@ -356,16 +373,48 @@ def predictions_source(path: Path | str, index: ImageIndex) -> Source:
     then tied to image hashes, so the same file can be judged on another version (a baseline)
     whose export may number the images differently.
     """
-    data, digest = _read_bytes(Path(path))
+    return _bind(Path(path), _read_file(Path(path)), index)
+
+
+class PredictionsFile:
+    """A predictions file to judge on a version not read yet: called with the version's
+    :class:`ImageIndex`, it gives its :class:`Source` as :func:`predictions_source` does.
+
+    :meth:`prefetch` starts reading the file, hashing it and taking its numbers apart (a fifth
+    of a ``validate`` of 5,000 images) on a thread of its own, so that it runs while the
+    caller reads the version's labels (SQLite, hashing and numpy let both run at once). The
+    work touches nothing but the file; its errors (an unreadable file) are raised when the
+    source is asked for, as :func:`predictions_source` raises them.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._read: Future[_ReadFile] | None = None
+
+    def prefetch(self) -> None:
+        if self._read is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(1, thread_name_prefix="labeldesk-predictions")
+            self._read = pool.submit(_read_file, self.path)
+            pool.shutdown(wait=False)  # the thread ends with its one task
+
+    def __call__(self, index: ImageIndex) -> Source:
+        read = self._read.result() if self._read is not None else _read_file(self.path)
+        return _bind(self.path, read, index)
+
+
+def _bind(path: Path, read: _ReadFile, index: ImageIndex) -> Source:
+    """The :class:`Source` of a read predictions file, its entries tied to ``index``'s images
+    (column-wise if the file is plain and valid; else parsed by json, entry by entry)."""
     found, n = None, 0
-    plain = _plain_results(data)
-    if plain is not None:
-        ids, cls, box, score = plain
+    if read.plain is not None:
+        ids, cls, box, score = read.plain
         where = _id_positions(index, ids) if len(index.shas) else None
         found = _from_arrays(index, where, box, cls, score) if where is not None else None
         n = len(ids)
     if found is None:  # any other layout, or an entry to refuse: json, entry by entry if need be
-        results = _parse_results(Path(path), data)
+        results = _parse_results(path, read.data)
         found = detections_from_results(index, results, where=str(path))
         n = len(results)
 
@@ -375,4 +424,4 @@ def predictions_source(path: Path | str, index: ImageIndex) -> Source:
             return found
         return {sha: d for sha, d in found.items() if sha in keep}
 
-    return Source("predictions", digest, str(path), {"detections": n}, detections)
+    return Source("predictions", read.digest, str(path), {"detections": n}, detections)

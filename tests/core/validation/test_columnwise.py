@@ -312,6 +312,33 @@ def test_validate_is_the_same_whichever_path_reads_the_file(project, tmp_path: P
         return [(r.subset, r.value, r.metrics) for r in report.rows]
 
     assert figures(plain) == figures(indented)
+    # read ahead on its own thread while validate reads the labels (what the CLI passes), or
+    # when asked for: the same source, the same figures
+    for path in (plain, indented):
+        ahead = es.PredictionsFile(path)
+        report = ev.validate(project, ahead, by_split=True)
+        assert [(r.subset, r.value, r.metrics) for r in report.rows] == figures(path)
+        assert ahead._read is not None  # validate started the read before binding it
+        asked = es.PredictionsFile(path)(index)
+        assert asked.to_json() == ev.predictions_source(path, index).to_json()
+        assert asked.params == {"detections": len(results)}
+
+
+def test_a_predictions_file_read_ahead_reports_its_errors_when_bound(project, tmp_path) -> None:
+    _build(project, tmp_path, extras=False)
+    index = ev.ImageIndex.build(project, "main")
+    missing = es.PredictionsFile(tmp_path / "nope.json")
+    missing.prefetch()  # the read fails on its thread: nothing is raised yet
+    with pytest.raises(InputError, match="cannot read predictions file") as info:
+        missing(index)
+    assert [p.where for p in info.value.problems] == [str(tmp_path / "nope.json")]
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps([{"image_id": 999, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1}])
+    )
+    with pytest.raises(InputError, match="not valid for version") as info:
+        ev.validate(project, es.PredictionsFile(bad))
+    assert "image_id 999 is not an image of this version" in str(info.value.problems)
 
 
 def test_a_bad_entry_in_the_plain_layout_is_still_listed(project, tmp_path: Path) -> None:
