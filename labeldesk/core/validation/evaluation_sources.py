@@ -119,19 +119,14 @@ def _plain_results(data: bytes) -> tuple[np.ndarray, ...] | None:
     give for it, without a Python object per entry. None for any other text (the caller then
     parses it with json: other key orders, file names, extra keys, exponents, bad entries)."""
     text = data.strip(b" \t\n\r")
-    n = text.count(b'"image_id"')
-    if n == 0:
-        return None
     bare = json_columns.skeleton(text)
-    layout = next(
-        (
-            before
-            for entry, comma, before in _LAYOUTS
-            if len(bare) == 2 + n * len(entry) + (n - 1) * len(comma)
-            and bare == b"[" + comma.join([entry] * n) + b"]"
-        ),
-        None,
-    )
+    n, layout = 0, None
+    for entry, comma, before in _LAYOUTS:
+        # n entries take 2 + n * len(entry) + (n - 1) * len(comma) bytes of skeleton
+        n, extra = divmod(len(bare) - 2 + len(comma), len(entry) + len(comma))
+        if n and not extra and bare == b"[" + comma.join([entry] * n) + b"]":
+            layout = before
+            break
     if layout is None:
         return None
     read = json_columns.numbers(text, layout, b",]}")
