@@ -26,8 +26,6 @@ Nothing is assumed about the text; three checks make the result json's:
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 NUMBER_BYTES = b"0123456789.-"
@@ -83,10 +81,11 @@ def numbers(text: bytes, before: bytes, after: bytes) -> tuple[np.ndarray, np.nd
     dotted = np.zeros(n, bool)
     dotted[run] = True
     spaced = text.translate(_DIGITS_SPACED, b".")  # the points dropped: digits only
+    # Each run is now -?[0-9]+ once its point is dropped (the checks above), so numpy reads the
+    # text to its end: no short read, so no warning to silence (warnings.catch_warnings is not
+    # thread-safe, and this runs on the predictions thread beside the labels' read).
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # a short read: caught below
-            digits = np.fromstring(spaced, dtype=np.int64, sep=" ")
+        digits = np.fromstring(spaced, dtype=np.int64, sep=" ")
     except ValueError:  # what numpy says it will raise for a short read one day
         return None
     if len(digits) != n:
