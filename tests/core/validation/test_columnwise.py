@@ -172,6 +172,29 @@ def test_numbers_need_every_run_in_a_value_slot() -> None:
     assert json_columns.numbers(b"[1,a2]", b"[,", b",]") is None
 
 
+def test_numbers_of_any_run_of_number_bytes_are_jsons_or_refused() -> None:
+    """Random runs of ``0-9 . -`` in list slots: each text is read as json reads it, to the
+    bit, or refused, and never with a warning (the suite turns warnings into errors: numpy
+    warns when it cannot read a text to its end, which the checks must rule out)."""
+    rng = np.random.default_rng(11)
+    alphabet = np.frombuffer(json_columns.NUMBER_BYTES, np.uint8)
+    read = 0
+    for _ in range(10_000):
+        runs = [
+            rng.choice(alphabet, int(rng.integers(1, 7))).tobytes()
+            for _ in range(int(rng.integers(1, 5)))
+        ]
+        text = b"[" + b",".join(runs) + b"]"
+        got = json_columns.numbers(text, b"[,", b",]")
+        if got is None:
+            continue
+        read += 1
+        want = np.array(json.loads(text), np.float64)
+        assert got[0].tobytes() == want.tobytes(), text  # -0.0 and 0.0 told apart
+        assert got[1].tolist() == [b"." not in r for r in runs]
+    assert read > 1_000  # the valid texts were read, not all refused
+
+
 # --- on a project ----------------------------------------------------------------------------
 
 
