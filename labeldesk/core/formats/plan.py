@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 from ..errors import IntegrityError, LabelDeskError, more_problems
 from ..progress import CancelFn, check_cancel
+from ..store.db import ProjectDatabase
 from ..store.integrity import row_matches, version_id
 from ..store.manifest import Entry
 from ..store.project import Project
@@ -103,6 +104,16 @@ def _chunks(items: list[str], n: int = _BATCH) -> Iterator[list[str]]:
         yield items[i : i + n]
 
 
+def _read_whole(db: ProjectDatabase, table: str, wanted: int) -> bool:
+    """Whether ``wanted`` rows of ``table`` are read faster in one pass over the table, the
+    other rows skipped, than looked up by key: when they are a good part of it, as a version's
+    images, sets and buckets are in a project of few versions (SQLite scans 5,000 rows in a
+    third to a half of the time of 5,000 lookups). Rowids only grow, so the largest bounds the
+    row count."""
+    rows = db.execute(f"SELECT MAX(rowid) FROM {table}").fetchone()[0] or 0
+    return bool(wanted * 4 >= rows)
+
+
 def version_matches(version: Version) -> bool:
     """Whether ``version.id`` is the hash of its content, as :func:`~..versions.write_version`
     computed it: a row rewritten behind LabelDesk's back (another tree, other classes) fails."""
@@ -161,10 +172,7 @@ def _read_manifest(
     buckets: dict[str, str] = json.loads(row[0])
     wanted = set(buckets.values())
     texts: dict[str, str] = {}
-    # As the image rows in load_plan: a version holding a good part of the buckets stored
-    # (a project with few versions) reads the table in one pass, skipping the other rows.
-    rows = db.execute("SELECT MAX(rowid) FROM manifest_bucket").fetchone()[0] or 0
-    if len(wanted) * 4 >= rows:
+    if _read_whole(db, "manifest_bucket", len(wanted)):
         texts.update(
             row
             for row in db.execute("SELECT hash, entries FROM manifest_bucket")
@@ -221,11 +229,8 @@ def load_plan(
     # reversed so that the first is the one kept)
     info: dict[str, tuple[str, int, int, int, str, int]] = {}
     sources: dict[str, str] = {}
-    # A version holding a good part of the project's images reads both tables whole, in one
-    # pass each: twice as fast as thousands of lookups by key (rowids only grow, so the
-    # largest bounds the row count). Other images' rows are read too, and never looked up.
-    rows = db.execute("SELECT MAX(rowid) FROM image").fetchone()[0] or 0
-    for chunk in [[]] if len(shas) * 4 >= rows else _chunks(shas):
+    # both tables whole when that is faster (other images' rows are read, and never looked up)
+    for chunk in [[]] if _read_whole(db, "image", len(shas)) else _chunks(shas):
         check_cancel(cancel)
         where = f"WHERE sha256 IN ({','.join('?' * len(chunk))})" if chunk else ""
         info.update(
@@ -351,13 +356,10 @@ class BoxReader:
         set is read; with ``problems``, a damaged or missing set reads as ``[]`` (last batch).
 
         When the sets wanted are a good part of the table, as a version's sets usually are,
-        the table is read in one pass and the other rows are skipped: SQLite scans 5,000 rows
-        in a third of the time it takes to look 5,000 keys up (rowids only grow, so the largest
-        bounds the row count).
+        the table is read in one pass and the other rows are skipped (:func:`_read_whole`).
         """
         wanted = set(annsets)
-        rows = self.db.execute("SELECT MAX(rowid) FROM annotation_set").fetchone()[0] or 0
-        if len(wanted) * 4 >= rows:
+        if _read_whole(self.db, "annotation_set", len(wanted)):
             cursors: Iterable[Iterable[tuple[str, str]]] = [
                 self.db.execute("SELECT hash, boxes FROM annotation_set")
             ]

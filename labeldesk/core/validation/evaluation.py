@@ -188,7 +188,7 @@ def evaluate_subsets(
 def _label_columns(gt: Mapping[str, GroundTruth], images: Sequence[str]) -> metrics.Labels:
     """The labels of ``images`` as the engine's columns (no per-image objects: one
     ``validate`` would otherwise build and check 5,000 of them per subset)."""
-    if isinstance(gt, GroundTruthArrays) and gt.flat is not None and images == gt.images:
+    if isinstance(gt, GroundTruthArrays) and images == gt.images:
         n, box, cls, area, crowd = gt.flat  # every image, in the index's order: as they are
         return metrics.Labels(np.repeat(np.arange(len(n)), n), box, cls, crowd, area)
     per = [gt[s] for s in images]
@@ -204,7 +204,7 @@ def _label_columns(gt: Mapping[str, GroundTruth], images: Sequence[str]) -> metr
 
 def _detection_columns(dets: Detections, images: Sequence[str]) -> metrics.Found:
     """The detections of ``images`` (those that have any) as the engine's columns."""
-    if isinstance(dets, FlatDetections) and dets.flat is not None:
+    if isinstance(dets, FlatDetections):
         shas, counts, box, cls, score = dets.flat
         at = [k for k, s in enumerate(images) if s in dets]
         if len(at) == len(shas) and all(images[k] == s for k, s in zip(at, shas, strict=True)):

@@ -356,7 +356,7 @@ class _ReadFile(NamedTuple):
 
 def _read_file(path: Path) -> _ReadFile:
     """Read and take apart a predictions file: bytes in, arrays out, nothing shared (so it can
-    run on a thread of its own, see :func:`predictions_file`)."""
+    run on a thread of its own, see :class:`PredictionsFile`)."""
     data, digest = _read_bytes(path)
     return _ReadFile(data, digest, _plain_results(data))
 
@@ -405,7 +405,7 @@ def _bind(path: Path, read: _ReadFile, index: ImageIndex) -> Source:
     found, n = None, 0
     if read.plain is not None:
         ids, cls, box, score = read.plain
-        where = _id_positions(index, ids) if len(index.shas) else None
+        where = _id_positions(index, ids)
         found = _from_arrays(index, where, box, cls, score) if where is not None else None
         n = len(ids)
     if found is None:  # any other layout, or an entry to refuse: json, entry by entry if need be
